@@ -1,0 +1,130 @@
+"""The configuration file as pydantic models; ``erpbridge schema`` prints their JSON Schema."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from erpbridge.mapping.spec import MappingSpec
+from erpbridge.model.entities import EntitySpec
+
+__all__ = [
+    "ChannelConfig",
+    "ConfigFile",
+    "CurrencyRatesConfig",
+    "CursorConfig",
+    "FlowConfig",
+    "HubSettings",
+    "IntervalTrigger",
+    "ScheduleTrigger",
+]
+
+_NAME = r"^[A-Za-z][A-Za-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HubSettings(_Strict):
+    """Where the hub keeps its store. ``ERPBRIDGE_DATABASE_URL`` overrides ``database_url``."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the hub store; default: erpbridge.db (SQLite, WAL) beside "
+        "the configuration file.",
+    )
+
+
+class CurrencyRatesConfig(_Strict):
+    """Exchange rates for the mapping's ``currency`` conversion: ``1 base = rate × currency``."""
+
+    base: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    rates: dict[str, Decimal] = Field(default_factory=dict)
+
+
+class ChannelConfig(_Strict):
+    """One configured external system: its system type, transport, options and credentials."""
+
+    system: str = Field(description="System type: folder, sql, … (see `erpbridge check`).")
+    transport: str | None = Field(default=None, description="Override the system type's transport.")
+    description: str = ""
+    options: dict[str, Any] = Field(default_factory=dict, description="Transport options.")
+    credentials: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Secrets, each written as a ${ENV_VAR} reference; never a literal value.",
+    )
+
+
+class ScheduleTrigger(_Strict):
+    """Run on a cron schedule (five fields, UTC)."""
+
+    schedule: str = Field(description="Cron expression, e.g. '*/15 * * * *'.")
+
+
+class IntervalTrigger(_Strict):
+    """Run every fixed interval."""
+
+    interval: str = Field(pattern=r"^\d+(s|m|h|d)$", description="E.g. '90s', '15m', '12h', '1d'.")
+
+
+class CursorConfig(_Strict):
+    """The incremental cursor of a flow: a column plus a unique tiebreaker (see DESIGN.md)."""
+
+    column: str = Field(description="Cursor column, e.g. updated_at or a sequence.")
+    tiebreaker: str = Field(description="A unique column (the primary key) breaking ties.")
+    safety_window: float = Field(
+        default=0, ge=0, description="Re-read this much before the cursor (seconds for times)."
+    )
+
+
+class FlowConfig(_Strict):
+    """One entity, one direction, one channel, one trigger, one mapping."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    channel: str
+    entity: str
+    direction: Literal["in"] = Field(
+        description="'in' moves data from the channel into the hub (OUT comes with the "
+        "delivery engine)."
+    )
+    trigger: Literal["manual", "initial", "immediate"] | ScheduleTrigger | IntervalTrigger = "manual"
+    enabled: bool = True
+    source: dict[str, Any] = Field(default_factory=dict, description="Transport stream options.")
+    key: str | list[str] | None = Field(
+        default=None,
+        description="Source path(s) of the channel's own id (the binding's external id); "
+        "default: the record's business key.",
+    )
+    cursor: CursorConfig | None = None
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    mapping: MappingSpec | None = Field(
+        default=None, description="Canonical field → source path or field mapping; omitted: "
+        "fields are taken by their canonical names."
+    )
+
+
+class ConfigFile(_Strict):
+    """An erpbridge configuration file."""
+
+    version: Literal[1] = 1
+    hub: HubSettings = Field(default_factory=HubSettings)
+    currency_rates: CurrencyRatesConfig = Field(default_factory=CurrencyRatesConfig)
+    entities: dict[str, EntitySpec] = Field(
+        default_factory=dict, description="Entities beyond the built-in ones."
+    )
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    flows: list[FlowConfig] = Field(default_factory=list)
+
+    @field_validator("entities", "channels")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"{name!r} is not a valid name (letters, digits, _ . -)")
+        return value

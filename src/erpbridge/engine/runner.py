@@ -1,0 +1,305 @@
+"""Run IN flows: extract in batches, map, upsert, bind and advance the cursor in one transaction.
+
+Each batch commits its records, bindings, audit rows, rejections, run counters and the cursor
+together, so a crash resumes at the last committed batch and nothing is counted twice. Only
+after the commit does the transport get to archive what it read (``Batch.acknowledge``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.config.models import FlowConfig
+from erpbridge.errors import DataError, ErpbridgeError, FatalError
+from erpbridge.mapping.compiler import CompiledMapping, getter
+from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
+from erpbridge.store.runs import (
+    BatchCounts,
+    Rejection,
+    add_batch,
+    add_rejections,
+    decode,
+    finish_run,
+    load_cursor,
+    now,
+    open_rejections,
+    resolve_rejections,
+    save_cursor,
+    start_run,
+)
+from erpbridge.transports.base import Batch, SourceRecord, Transport
+
+__all__ = ["FlowRunner", "RunResult"]
+
+_MAX_ATTEMPTS = 3
+_MAX_WARNINGS = 200
+
+
+def _plain(value: Any) -> Any:
+    """orjson ``default``: source values orjson does not know natively."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(type(value).__name__)
+
+
+def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A source record as plain JSON data (Decimal → text), for storing rejected payloads."""
+    result: dict[str, Any] = orjson.loads(orjson.dumps(dict(data), default=_plain))
+    return result
+
+
+@dataclass
+class RunResult:
+    """What one run did, as stored in the ``runs`` table."""
+
+    run_id: int
+    flow: str
+    status: str
+    mode: str
+    dry_run: bool
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duration_s: float = 0.0
+    cursor_before: Any = None
+    cursor_after: Any = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+ProgressHook = Callable[[BatchCounts], None]
+
+
+class FlowRunner:
+    """Runs the IN flows of one configuration against one hub store."""
+
+    def __init__(self, config: LoadedConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+
+    def _transport(self, channel: str) -> Transport:
+        cls = self.config.transports[channel]
+        return cls(channel, self.config.channel_options[channel], self.config.base_dir)
+
+    def run(self, name: str, *, full: bool = False, dry_run: bool = False,
+            progress: ProgressHook | None = None) -> RunResult:
+        """Run flow ``name`` once. ``full`` reads from the beginning (resuming an unfinished
+        full pass); a flow whose trigger is ``initial`` always runs full. ``dry_run`` maps and
+        compares but commits nothing and leaves the source untouched."""
+        flow = self.config.flow(name)
+        full = full or flow.trigger == "initial"
+        with self.engine.connect() as conn:
+            state = load_cursor(conn, flow.name)
+            superseding: dict[str, list[int]] = {}
+            for row in open_rejections(conn, flow.name):
+                if row.external_id is not None:
+                    superseding.setdefault(row.external_id, []).append(row.id)
+        start = (state.full_pass if state.full_pass_open else None) if full else state.value
+        mode = "full" if full else "incremental"
+        run_id = start_run(self.engine, flow=flow.name, channel=flow.channel, entity=flow.entity,
+                           mode=mode, dry_run=dry_run, cursor_before=start)
+        result = RunResult(run_id, flow.name, "running", mode, dry_run, cursor_before=start,
+                           cursor_after=start)
+        job = _Job(self, flow, run_id, full, dry_run, superseding)
+        transport = self._transport(flow.channel)
+        error: str | None = None
+        try:
+            stream = self.config.streams[flow.name]
+            batches = transport.read(stream, start, flow.batch_size, job.mapping.required_fields)
+            for batch in batches:
+                counts = job.commit(batch)
+                _add(result, counts)
+                result.cursor_after = batch.cursor if batch.cursor is not None else result.cursor_after
+                result.warnings.extend(batch.warnings)
+                if progress is not None:
+                    progress(counts)
+            if full and not dry_run:
+                job.close_full_pass(result.cursor_after)
+        except ErpbridgeError as exc:
+            error = f"flow {flow.name!r}, channel {flow.channel!r}: {exc}"
+        except Exception as exc:
+            finish_run(self.engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
+                       warnings=result.warnings[:_MAX_WARNINGS])
+            raise
+        finally:
+            transport.close()
+        result.status = "failed" if error else "succeeded"
+        result.error = error
+        row = finish_run(self.engine, run_id, status=result.status, error=error,
+                         warnings=result.warnings[:_MAX_WARNINGS])
+        result.duration_s = row.duration_s or 0.0
+        return result
+
+    def replay_rejected(self, flow_name: str | None = None) -> list[RunResult]:
+        """Map the stored payloads of open rejections again (after a mapping or data fix).
+
+        Those that now pass land in the hub and are marked ``replayed``; the others stay open
+        with their new reason. Whole-file rejections have no payload: drop the fixed file again.
+        """
+        with self.engine.connect() as conn:
+            pending = open_rejections(conn, flow_name)
+        by_flow: dict[str, list[Any]] = {}
+        for row in pending:
+            if row.payload is not None:
+                by_flow.setdefault(row.flow, []).append(row)
+        results = []
+        for name, rows in by_flow.items():
+            try:
+                flow = self.config.flow(name)
+            except KeyError:
+                continue  # the flow is gone from the configuration; its rejections stay open
+            results.append(self._replay(flow, rows))
+        return results
+
+    def _replay(self, flow: FlowConfig, rows: list[Any]) -> RunResult:
+        run_id = start_run(self.engine, flow=flow.name, channel=flow.channel, entity=flow.entity,
+                           mode="replay", dry_run=False, cursor_before=None)
+        result = RunResult(run_id, flow.name, "running", "replay", False)
+        job = _Job(self, flow, run_id, False, False, {})
+        for start in range(0, len(rows), flow.batch_size):
+            chunk = rows[start : start + flow.batch_size]
+            records = [SourceRecord(decode(r.payload), r.position) for r in chunk]
+            counts = job.commit(Batch(records), replayed=[r.id for r in chunk])
+            _add(result, counts)
+        result.status = "succeeded"
+        row = finish_run(self.engine, run_id, status="succeeded", error=None, warnings=[])
+        result.duration_s = row.duration_s or 0.0
+        return result
+
+
+def _add(result: RunResult, counts: BatchCounts) -> None:
+    result.read += counts.read
+    result.created += counts.created
+    result.updated += counts.updated
+    result.unchanged += counts.unchanged
+    result.rejected += counts.rejected
+
+
+class _Job:
+    """The per-run state shared by the batches of one run."""
+
+    def __init__(self, runner: FlowRunner, flow: FlowConfig, run_id: int, full: bool,
+                 dry_run: bool, superseding: dict[str, list[int]]) -> None:
+        self.runner = runner
+        self.flow = flow
+        self.run_id = run_id
+        self.full = full
+        self.dry_run = dry_run
+        self.superseding = superseding
+        self.mapping: CompiledMapping = runner.config.mappings[flow.name]
+        self.entity = runner.config.entities[flow.entity]
+        keys = [flow.key] if isinstance(flow.key, str) else flow.key
+        self.external_id = [getter(k) for k in keys] if keys else None
+
+    def _external_id(self, data: Mapping[str, Any]) -> str | None:
+        if self.external_id is None:
+            return None
+        parts = [get(data) for get in self.external_id]
+        if any(p is None or p == "" for p in parts):
+            return None
+        return "|".join(str(p) for p in parts)
+
+    def prepare(self, batch: Batch) -> tuple[list[Incoming], list[Rejection]]:
+        """Map a batch: the records that pass, and the rejections with their field paths."""
+        incoming: list[Incoming] = []
+        rejections = [Rejection(p.position, p.reason, p.field_path, p.payload) for p in batch.problems]
+        mapping, key_of = self.mapping, self.entity.key_of
+        for record in batch.records:
+            external_id = self._external_id(record.data)
+            try:
+                payload = mapping(record.data)
+            except DataError as exc:
+                rejections.append(Rejection(record.position, exc.reason, exc.path,
+                                            jsonable(record.data), external_id))
+                continue
+            blob = dump_payload(payload)
+            key = key_of(payload)
+            incoming.append(Incoming(key, payload, blob, content_hash(blob),
+                                     external_id if self.external_id else key, record.position))
+        return incoming, rejections
+
+    def commit(self, batch: Batch, replayed: Iterable[int] = ()) -> BatchCounts:
+        """Write one batch in one transaction (retried on a key clash), then acknowledge it."""
+        incoming, rejections = self.prepare(batch)
+        replayed = list(replayed)
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                counts = self._write(batch, incoming, rejections, replayed)
+                break
+            except (IntegrityError, OperationalError) as exc:
+                # Another writer created the same record or binding first (unique keys), or
+                # the store was busy: the next attempt sees its rows and updates them instead.
+                if attempt == _MAX_ATTEMPTS:
+                    raise FatalError(f"batch could not be stored after {attempt} attempts: "
+                                     f"{exc.orig if exc.orig is not None else exc}") from exc
+        if not self.dry_run:
+            batch.acknowledge()
+        return counts
+
+    def _write(self, batch: Batch, incoming: list[Incoming], rejections: list[Rejection],
+               replayed: list[int]) -> BatchCounts:
+        flow = self.flow
+        lineage = Lineage(flow.entity, flow.channel, flow.name, self.run_id, now())
+        with self.runner.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                upserted = upsert_records(conn, lineage, incoming)
+                counts = BatchCounts(len(batch.records), upserted.created, upserted.updated,
+                                     upserted.unchanged, len(rejections))
+                self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)
+            except BaseException:
+                transaction.rollback()
+                raise
+            if self.dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
+        return counts
+
+    def _bookkeeping(self, conn: Connection, batch: Batch, incoming: list[Incoming],
+                     rejections: list[Rejection], replayed: list[int], counts: BatchCounts) -> None:
+        flow = self.flow
+        if replayed:
+            failed_positions = {r.position for r in rejections}
+            resolve_rejections(conn, [i for i, item in zip(replayed, batch.records, strict=True)
+                                      if item.position not in failed_positions],
+                               self.run_id, "replayed")
+            # Those that fail again stay open; a fresh row would only duplicate them.
+            counts.rejected = 0
+        else:
+            add_rejections(conn, flow=flow.name, channel=flow.channel, entity=flow.entity,
+                           run_id=self.run_id, items=rejections)
+        if self.superseding:
+            # An older open rejection of the same source record is superseded by what this run
+            # saw of it: the record landed, or was rejected again (then the new row stands).
+            seen = [i.external_id for i in incoming] + [r.external_id for r in rejections]
+            stale = [old for ext in seen if ext is not None
+                     for old in self.superseding.pop(ext, [])]
+            resolve_rejections(conn, stale, self.run_id, "superseded")
+        if batch.cursor is not None and not replayed:
+            if self.full:
+                save_cursor(conn, flow.name, self.run_id, full_pass=batch.cursor)
+            else:
+                save_cursor(conn, flow.name, self.run_id, value=batch.cursor)
+        add_batch(conn, self.run_id, counts, batch.cursor)
+
+    def close_full_pass(self, cursor: Any) -> None:
+        """A full pass reached the end: its last position becomes the incremental cursor."""
+        with self.runner.engine.begin() as conn:
+            if cursor is None:
+                save_cursor(conn, self.flow.name, self.run_id, keep_value=True)
+            else:
+                save_cursor(conn, self.flow.name, self.run_id, value=cursor)

@@ -1,0 +1,82 @@
+"""One exception tree for erpbridge.
+
+The engine decides what to do from the class alone:
+
+- :class:`ConfigError` — the configuration is wrong; nothing runs until it is fixed.
+- :class:`FatalError` — a run cannot go on (a read-only violation, a schema mismatch).
+- :class:`RetriableError` — a passing condition (source down, timeout, lock clash); try again later.
+- :class:`DataError` — one record is wrong; it is rejected with its field path and the rest goes on.
+
+Every message names the place (file and line, channel, flow, record, field path) and the cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "DataError",
+    "ErpbridgeError",
+    "FatalError",
+    "ReadOnlyViolation",
+    "RetriableError",
+    "SourceUnavailable",
+    "StoreError",
+]
+
+
+class ErpbridgeError(Exception):
+    """Base class of every error erpbridge raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration file, with its place: ``file:line path: message``."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(ErpbridgeError):
+    """The configuration is invalid; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class FatalError(ErpbridgeError):
+    """A run cannot go on and retrying will not help until someone changes something."""
+
+
+class ReadOnlyViolation(FatalError):
+    """A write was attempted through a channel that is read-only; refused before it left us."""
+
+
+class RetriableError(ErpbridgeError):
+    """A passing failure: the same call may succeed later (source down, timeout, lock clash)."""
+
+
+class SourceUnavailable(RetriableError):
+    """A channel could not be reached or read (refused, DNS, timeout, missing folder)."""
+
+
+class StoreError(ErpbridgeError):
+    """The hub store could not be opened or migrated."""
+
+
+class DataError(ErpbridgeError):
+    """One record is invalid: rejected with the field path and the reason, the batch goes on."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)

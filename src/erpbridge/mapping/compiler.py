@@ -1,0 +1,347 @@
+"""Compile a flow's mapping once into plain closures, then apply it to every record.
+
+Compilation checks everything that can be checked without data — target fields exist in the
+entity, transforms and units are known, arguments make sense — and reports every problem with
+its path (``customer.addresses.city: unknown transform 'cents'``). Applying a compiled mapping
+raises :class:`~erpbridge.errors.DataError` naming the canonical field path and the cause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from erpbridge.errors import DataError
+from erpbridge.mapping.spec import FieldMapping, MappingSpec
+from erpbridge.mapping.transforms import Transform, build_transform
+from erpbridge.mapping.units import convert_currency, unit_factor
+from erpbridge.model.entities import EntitySpec
+from erpbridge.model.fields import FieldSpec
+
+__all__ = ["CompiledMapping", "CurrencyRates", "MappingCompileError", "compile_mapping"]
+
+_MISSING: Any = object()
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+Rule = Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class CurrencyRates:
+    """Exchange rates quoted as ``1 base = rate × currency``."""
+
+    base: str = "EUR"
+    rates: Mapping[str, Decimal] | None = None
+
+
+class MappingCompileError(ValueError):
+    """Every problem found while compiling, as (path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in problems))
+
+
+def getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """A function reading ``path`` (``a.b.0.c``) from a record; ``None`` when absent.
+
+    A key that contains dots literally (a CSV header ``"addr.city"``) wins over nesting.
+    """
+    parts = path.split(".")
+    if len(parts) == 1:
+        return lambda record: record.get(path)
+
+    def get(record: Mapping[str, Any]) -> Any:
+        if path in record:
+            return record[path]
+        current: Any = record
+        for part in parts:
+            if isinstance(current, Mapping):
+                current = current.get(part)
+            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+                current = current[int(part)]
+            else:
+                return None
+        return current
+
+    return get
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+class _Compiler:
+    def __init__(self, rates: CurrencyRates) -> None:
+        self.rates = rates
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append((path, message))
+
+    def object_rules(
+        self, spec: Mapping[str, str | FieldMapping], fields: Mapping[str, FieldSpec], path: str
+    ) -> list[tuple[str, Rule]]:
+        rules = []
+        for name, entry in spec.items():
+            where = f"{path}.{name}" if path else name
+            if name not in fields:
+                known = ", ".join(fields)
+                self.fail(where, f"'{name}' is not a field of the entity (fields: {known})")
+                continue
+            rule = self.field_rule(entry, fields[name], where)
+            if rule is not None:
+                rules.append((name, rule))
+        return rules
+
+    def field_rule(self, entry: str | FieldMapping, target: FieldSpec, where: str) -> Rule | None:
+        if isinstance(entry, str):
+            entry = FieldMapping(**{"from": entry})
+        raw = self.raw_rule(entry, target, where)
+        steps = self.steps(entry, where)
+        if raw is None or steps is None:
+            return None
+        default, required = entry.default, entry.required
+        source = entry.from_ or entry.each or entry.template or "value"
+
+        def rule(record: Mapping[str, Any]) -> Any:
+            value = raw(record)
+            if not _empty(value):
+                try:
+                    for step in steps:
+                        value = step(value, record)
+                except DataError:
+                    raise
+                except (ValueError, ArithmeticError, TypeError) as exc:
+                    raise DataError(where, f"{exc} (from {source!r})") from None
+            if _empty(value):
+                if default is not None:
+                    return default
+                if required:
+                    raise DataError(where, f"required, but {source!r} is empty")
+                return _MISSING
+            return value
+
+        return rule
+
+    def raw_rule(self, entry: FieldMapping, target: FieldSpec, where: str) -> Rule | None:
+        if entry.each is not None:
+            return self.list_rule(entry, target, where)
+        if entry.fields is not None:
+            if target.type != "object" or target.fields is None:
+                self.fail(where, "'fields' maps an object, but this field is a " + target.type)
+                return None
+            rules = self.object_rules(entry.fields, target.fields, where)
+            base = getter(entry.from_) if entry.from_ else None
+            return lambda record: _apply_rules(rules, base(record) if base else record)
+        if entry.from_ is not None:
+            return getter(entry.from_)
+        if entry.template is not None:
+            return _template(entry.template)
+        constant = entry.value
+        return lambda record: constant
+
+    def list_rule(self, entry: FieldMapping, target: FieldSpec, where: str) -> Rule | None:
+        if target.type != "list" or target.fields is None:
+            self.fail(where, "'each' maps a list of objects, but this field is not one")
+            return None
+        assert entry.each is not None and entry.fields is not None
+        rules = self.object_rules(entry.fields, target.fields, where)
+        items = getter(entry.each)
+
+        def build(record: Mapping[str, Any]) -> Any:
+            value = items(record)
+            if value is None:
+                return None
+            if isinstance(value, Mapping):  # one XML child where a list is expected
+                value = [value]
+            if not isinstance(value, list):
+                raise DataError(where, f"{entry.each!r} is not a list")
+            out = []
+            for i, item in enumerate(value):
+                if not isinstance(item, Mapping):
+                    raise DataError(f"{where}[{i}]", "list item is not an object")
+                try:
+                    out.append(_apply_rules(rules, item))
+                except DataError as exc:
+                    raise DataError(exc.path.replace(where, f"{where}[{i}]", 1), exc.reason) from None
+            return out
+
+        return build
+
+    def steps(self, entry: FieldMapping, where: str) -> list[Callable[[Any, Mapping[str, Any]], Any]] | None:
+        steps: list[Callable[[Any, Mapping[str, Any]], Any]] = []
+        ok = True
+        for index, spec in enumerate(entry.transforms):
+            try:
+                _, fn = build_transform(spec)
+            except ValueError as exc:
+                self.fail(f"{where}.transforms[{index}]", str(exc))
+                ok = False
+                continue
+            steps.append(_plain(fn))
+        if entry.map is not None:
+            steps.append(_value_map(entry.map, entry.fallback, entry.keep_unmapped))
+        if entry.unit is not None:
+            step = self.unit_step(entry, where)
+            ok = ok and step is not None
+            if step is not None:
+                steps.append(step)
+        if entry.currency is not None:
+            step = self.currency_step(entry, where)
+            ok = ok and step is not None
+            if step is not None:
+                steps.append(step)
+        return steps if ok else None
+
+    def unit_step(self, entry: FieldMapping, where: str) -> Callable[[Any, Mapping[str, Any]], Any] | None:
+        unit = entry.unit
+        assert unit is not None
+        to_decimal = build_transform("decimal")[1]
+        if unit.from_ is not None:
+            try:
+                factor = unit_factor(unit.from_, unit.to)
+            except ValueError as exc:
+                self.fail(f"{where}.unit", str(exc))
+                return None
+            return lambda value, record: to_decimal(value) * factor
+        try:
+            unit_factor(unit.to, unit.to)
+        except ValueError as exc:
+            self.fail(f"{where}.unit.to", str(exc))
+            return None
+        source_unit = getter(unit.from_path or "")
+        return lambda value, record: to_decimal(value) * unit_factor(
+            str(source_unit(record) or ""), unit.to
+        )
+
+    def currency_step(
+        self, entry: FieldMapping, where: str
+    ) -> Callable[[Any, Mapping[str, Any]], Any] | None:
+        currency = entry.currency
+        assert currency is not None
+        base, rates = self.rates.base, self.rates.rates or {}
+        for code in (currency.from_, currency.to):
+            if code is not None and code != base and code not in rates:
+                self.fail(f"{where}.currency", f"no exchange rate for {code!r} in currency_rates")
+                return None
+        to_decimal = build_transform("decimal")[1]
+        source = getter(currency.from_path) if currency.from_path else None
+        fixed = currency.from_
+
+        def convert(value: Any, record: Mapping[str, Any]) -> Decimal:
+            code = fixed if source is None else str(source(record) or "").strip().upper()
+            return convert_currency(to_decimal(value), code or "", currency.to, base, rates)
+
+        return convert
+
+
+def _plain(fn: Transform) -> Callable[[Any, Mapping[str, Any]], Any]:
+    return lambda value, record: fn(value)
+
+
+def _value_map(
+    table: Mapping[str, Any], fallback: Any, keep: bool
+) -> Callable[[Any, Mapping[str, Any]], Any]:
+    # YAML turns keys like 01 or true into numbers/booleans; compare as text as well.
+    lookup = {**{str(k): v for k, v in table.items()}, **table}
+
+    def apply(value: Any, record: Mapping[str, Any]) -> Any:
+        if value in lookup:
+            return lookup[value]
+        text = str(value).strip()
+        if text in lookup:
+            return lookup[text]
+        if fallback is not None:
+            return fallback
+        if keep:
+            return value
+        raise ValueError(f"no mapping for value {value!r}")
+
+    return apply
+
+
+def _template(text: str) -> Rule:
+    names = _PLACEHOLDER.findall(text)
+    getters = {name: getter(name.strip()) for name in names}
+
+    def render(record: Mapping[str, Any]) -> str:
+        values = {name: get(record) for name, get in getters.items()}
+        if all(_empty(v) for v in values.values()):
+            return ""
+        return _PLACEHOLDER.sub(lambda m: "" if _empty(values[m.group(1)]) else str(values[m.group(1)]), text).strip()
+
+    return render
+
+
+def _apply_rules(rules: list[tuple[str, Rule]], record: Any) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    if not isinstance(record, Mapping):
+        raise DataError("", f"expected an object, got {type(record).__name__}")
+    out = {}
+    for name, rule in rules:
+        value = rule(record)
+        if value is not _MISSING:
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class CompiledMapping:
+    """A mapping compiled for one entity: call it on a source record to get a canonical payload."""
+
+    entity: EntitySpec
+    rules: tuple[tuple[str, Rule], ...]
+    #: Top-level source fields the mapping cannot do without (a file header must have them).
+    required_fields: frozenset[str]
+
+    def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, rule in self.rules:
+            value = rule(record)
+            if value is not _MISSING:
+                out[name] = value
+        return self.entity.validate_payload(out)
+
+
+def _top(path: str) -> str:
+    return path.split(".", 1)[0]
+
+
+def _required_fields(spec: MappingSpec) -> frozenset[str]:
+    needed: set[str] = set()
+    for entry in spec.values():
+        if isinstance(entry, str):
+            needed.add(_top(entry))
+        elif entry.default is None and entry.fields is None:
+            if entry.from_ is not None:
+                needed.add(_top(entry.from_))
+            elif entry.each is not None:
+                needed.add(_top(entry.each))
+            elif entry.template is not None:
+                needed.update(_top(n.strip()) for n in _PLACEHOLDER.findall(entry.template))
+    return frozenset(needed)
+
+
+def compile_mapping(
+    spec: MappingSpec | None, entity: EntitySpec, rates: CurrencyRates | None = None
+) -> CompiledMapping:
+    """Compile ``spec`` for ``entity``; ``None`` maps every entity field from the same name.
+
+    Raises :class:`MappingCompileError` with every problem found.
+    """
+    compiler = _Compiler(rates or CurrencyRates())
+    if spec is None:
+        identity: MappingSpec = {name: name for name in entity.fields}
+        rules = compiler.object_rules(identity, entity.fields, "")
+        required: frozenset[str] = frozenset()
+    else:
+        rules = compiler.object_rules(spec, entity.fields, "")
+        required = _required_fields(spec)
+    if compiler.problems:
+        raise MappingCompileError(compiler.problems)
+    return CompiledMapping(entity=entity, rules=tuple(rules), required_fields=required)

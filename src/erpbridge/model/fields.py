@@ -1,0 +1,266 @@
+"""Field types of canonical entities and the coercion of mapped values into them.
+
+Canonical values are JSON-friendly so that a payload hashes the same everywhere: decimals are
+normalised strings (``"19.9"``), dates ``YYYY-MM-DD``, datetimes ISO 8601 in UTC with ``Z``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from erpbridge.errors import DataError
+
+__all__ = ["FieldSpec", "FieldType", "coerce_value"]
+
+FieldType = Literal[
+    "string", "integer", "decimal", "boolean", "date", "datetime", "object", "list", "json"
+]
+
+_TRUE = frozenset({"true", "1", "yes", "y", "on", "t", "x", "ja", "j"})
+_FALSE = frozenset({"false", "0", "no", "n", "off", "f", "", "nein"})
+
+
+class FieldSpec(BaseModel):
+    """One field of an entity: its type, whether it is required, and its constraints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: FieldType = "string"
+    required: bool = False
+    description: str = ""
+    default: Any = None
+    #: ``string``: a regular expression the whole value must match.
+    pattern: str | None = None
+    #: ``string``: the allowed values.
+    choices: tuple[str, ...] | None = None
+    max_length: int | None = None
+    #: ``integer``/``decimal``: inclusive bounds.
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+    #: ``object``: its fields; ``list``: the fields of each item (a list of objects), or
+    #: ``items`` for a list of scalars.
+    fields: dict[str, FieldSpec] | None = None
+    items: FieldType | None = None
+    #: Refuse anything that looks like a payment card number (13–19 digits passing Luhn).
+    no_card_numbers: bool = Field(default=False)
+
+    @model_validator(mode="after")
+    def _check(self) -> FieldSpec:
+        if self.pattern is not None:
+            re.compile(self.pattern)
+        if self.type == "list" and self.fields is None and self.items is None:
+            raise ValueError("a list field needs 'fields' (list of objects) or 'items'")
+        if self.fields is not None and self.type not in ("object", "list"):
+            raise ValueError("'fields' only applies to object and list fields")
+        return self
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum used by payment card numbers."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+_CARD_CANDIDATE = re.compile(r"(?:\d[ -]?){13,19}")
+
+
+def looks_like_card_number(text: str) -> bool:
+    """True when ``text`` contains 13–19 digits (spaces or dashes allowed) passing Luhn."""
+    for match in _CARD_CANDIDATE.finditer(text):
+        digits = re.sub(r"\D", "", match.group())
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            return True
+    return False
+
+
+def _to_decimal(value: Any, path: str) -> Decimal:
+    if isinstance(value, bool):
+        raise DataError(path, f"expected a number, got boolean {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise DataError(path, f"not a number: {value!r}") from None
+    else:
+        raise DataError(path, f"expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise DataError(path, f"not a finite number: {value!r}")
+    return result
+
+
+def _decimal_text(value: Decimal) -> str:
+    # normalize() turns 100 into 1E+2; quantize to an integer exponent keeps plain notation.
+    normal = value.normalize()
+    if normal == normal.to_integral_value():
+        return str(normal.quantize(Decimal(1)))
+    return format(normal, "f")
+
+
+def _to_date(value: Any, path: str) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return date.fromisoformat(text[:10]).isoformat() if len(text) >= 10 else (
+                date.fromisoformat(text).isoformat()
+            )
+        except ValueError:
+            raise DataError(path, f"not a date (YYYY-MM-DD): {value!r}") from None
+    raise DataError(path, f"expected a date, got {type(value).__name__}")
+
+
+def _to_datetime(value: Any, path: str) -> str:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise DataError(path, f"not a date-time (ISO 8601): {value!r}") from None
+    else:
+        raise DataError(path, f"expected a date-time, got {type(value).__name__}")
+    # Naive values are taken as UTC: sources that mean local time say so with a transform.
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _to_bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | Decimal) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise DataError(path, f"not a boolean: {value!r}")
+
+
+def _to_string(value: Any, path: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return _decimal_text(Decimal(value)) if isinstance(value, Decimal) else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return _to_datetime(value, path)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise DataError(path, f"expected text, got {type(value).__name__}")
+
+
+def _to_integer(value: Any, path: str) -> int:
+    number = _to_decimal(value, path)
+    if number != number.to_integral_value():
+        raise DataError(path, f"not a whole number: {value!r}")
+    return int(number)
+
+
+_SCALARS: dict[str, Callable[[Any, str], Any]] = {
+    "string": _to_string,
+    "integer": _to_integer,
+    "boolean": _to_bool,
+    "date": _to_date,
+    "datetime": _to_datetime,
+    "decimal": lambda v, p: _decimal_text(_to_decimal(v, p)),
+}
+
+
+def _check_constraints(spec: FieldSpec, value: Any, path: str) -> None:
+    if isinstance(value, str):
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise DataError(path, f"longer than {spec.max_length} characters")
+        if spec.pattern is not None and re.fullmatch(spec.pattern, value) is None:
+            raise DataError(path, f"{value!r} does not match {spec.pattern!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise DataError(path, f"{value!r} is not one of {', '.join(spec.choices)}")
+        if spec.no_card_numbers and looks_like_card_number(value):
+            raise DataError(path, "looks like a raw payment card number; only tokens are accepted")
+    if spec.type in ("integer", "decimal") and (spec.minimum is not None or spec.maximum is not None):
+        number = Decimal(value)
+        if spec.minimum is not None and number < spec.minimum:
+            raise DataError(path, f"{value} is below the minimum {spec.minimum}")
+        if spec.maximum is not None and number > spec.maximum:
+            raise DataError(path, f"{value} is above the maximum {spec.maximum}")
+
+
+def coerce_value(spec: FieldSpec, value: Any, path: str) -> Any:
+    """Coerce ``value`` into the canonical form of ``spec``; raise :class:`DataError` if it can't.
+
+    ``None`` stays ``None`` (required-ness is checked by the entity, which knows defaults).
+    """
+    if value is None:
+        return None
+    if spec.type == "json":
+        return value
+    if spec.type == "object":
+        if not isinstance(value, Mapping):
+            raise DataError(path, f"expected an object, got {type(value).__name__}")
+        return coerce_object(spec.fields or {}, value, path)
+    if spec.type == "list":
+        if isinstance(value, Mapping) or isinstance(value, str) or not hasattr(value, "__iter__"):
+            # A lone object where a list is expected (XML with one repeated child) becomes one item.
+            if isinstance(value, Mapping) and spec.fields is not None:
+                value = [value]
+            else:
+                raise DataError(path, f"expected a list, got {type(value).__name__}")
+        out = []
+        for i, item in enumerate(value):
+            item_path = f"{path}[{i}]"
+            if spec.fields is not None:
+                if not isinstance(item, Mapping):
+                    raise DataError(item_path, f"expected an object, got {type(item).__name__}")
+                out.append(coerce_object(spec.fields, item, item_path))
+            else:
+                out.append(coerce_value(FieldSpec(type=spec.items or "string"), item, item_path))
+        return out
+    result = _SCALARS[spec.type](value, path)
+    _check_constraints(spec, result, path)
+    return result
+
+
+def coerce_object(fields: Mapping[str, FieldSpec], data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Coerce every field of ``data``; fill defaults, enforce required fields, refuse unknown ones."""
+    out: dict[str, Any] = {}
+    for name in data:
+        if name not in fields:
+            where = f"{path}.{name}" if path else name
+            raise DataError(where, "not a field of this entity")
+    for name, spec in fields.items():
+        where = f"{path}.{name}" if path else name
+        value = coerce_value(spec, data.get(name), where)
+        if value is None and spec.default is not None:
+            value = coerce_value(spec, spec.default, where)
+        if value is None or value == "":
+            if spec.required:
+                raise DataError(where, "required field is missing")
+            if value is None:
+                continue
+        out[name] = value
+    return out

@@ -1,0 +1,73 @@
+"""Open the hub store: engine settings per dialect and migrations to the newest schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+
+from erpbridge.errors import StoreError
+
+__all__ = ["create_hub_engine", "migrate", "open_store"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout instead of
+        # one failing with "database is locked" when a read transaction tries to upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_hub_engine(url: str) -> Engine:
+    """An engine for the hub store at ``url`` (SQLite gets WAL and immediate transactions)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError
+        raise StoreError(f"invalid database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _sqlite_setup(engine)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the store's schema to ``revision`` with Alembic."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except SQLAlchemyError as exc:
+        masked = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot open the hub store {masked}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
+
+
+def open_store(url: str) -> Engine:
+    """Create the engine for ``url`` and migrate it to the newest schema."""
+    engine = create_hub_engine(url)
+    migrate(engine)
+    return engine

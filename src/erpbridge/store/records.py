@@ -1,0 +1,227 @@
+"""Records, bindings and the audit trail: the hub's upsert by business key (the hot path).
+
+One call handles one batch inside the caller's transaction: look up the batch's keys in one
+query, insert what is new, update what changed, write nothing for an unchanged content hash,
+bind the channel's external ids, and append one audit row per created or updated version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
+
+from erpbridge.store.tables import audit, bindings, records
+
+__all__ = [
+    "Incoming",
+    "Lineage",
+    "UpsertCounts",
+    "bindings_of",
+    "content_hash",
+    "dump_payload",
+    "find_record",
+    "history_of",
+    "upsert_records",
+]
+
+_CHUNK = 500
+
+
+def dump_payload(payload: Any) -> bytes:
+    """Canonical JSON bytes of a payload: sorted keys, so equal content hashes equal."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
+def content_hash(blob: bytes) -> str:
+    """A 128-bit BLAKE2b digest of the canonical JSON, as 32 hex characters."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One mapped record of a batch, ready for the store."""
+
+    key: str
+    payload: dict[str, Any]
+    blob: bytes
+    hash: str
+    external_id: str | None
+    position: str
+
+
+@dataclass(slots=True)
+class UpsertCounts:
+    """What one batch did to the store."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a batch came from, written into every audit row it causes."""
+
+    entity: str
+    channel: str
+    flow: str
+    run_id: int | None
+    at: datetime
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
+    """Split a batch so that each key appears once per round, keeping source order."""
+    rounds: list[list[Incoming]] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        depth = seen.get(item.key, 0)
+        seen[item.key] = depth + 1
+        if depth == len(rounds):
+            rounds.append([])
+        rounds[depth].append(item)
+    return rounds
+
+
+def _existing(conn: Connection, entity: str, keys: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    cols = (records.c.id, records.c.key, records.c.version, records.c.content_hash, records.c.payload)
+    for chunk in _chunks(keys):
+        query = select(*cols).where(records.c.entity == entity, records.c.key.in_(chunk))
+        for row in conn.execute(query):
+            found[row.key] = row
+    return found
+
+
+def _changed_fields(old_payload: str, new: dict[str, Any]) -> list[str]:
+    old = orjson.loads(old_payload)
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def upsert_records(conn: Connection, lineage: Lineage, items: list[Incoming]) -> UpsertCounts:
+    """Upsert ``items`` (one entity) and bind their external ids; return the counts."""
+    counts = UpsertCounts()
+    for round_items in _rounds(items):
+        _upsert_round(conn, lineage, round_items, counts)
+    return counts
+
+
+def _upsert_round(conn: Connection, lineage: Lineage, items: list[Incoming], counts: UpsertCounts) -> None:
+    existing = _existing(conn, lineage.entity, [i.key for i in items])
+    new: list[Incoming] = []
+    changed: list[tuple[Incoming, Any]] = []
+    ids: dict[str, int] = {}
+    for item in items:
+        row = existing.get(item.key)
+        if row is None:
+            new.append(item)
+        elif row.content_hash != item.hash:
+            changed.append((item, row))
+            ids[item.key] = row.id
+        else:
+            counts.unchanged += 1
+            ids[item.key] = row.id
+    at = lineage.at
+    history: list[dict[str, Any]] = []
+    if new:
+        rows = [
+            {"entity": lineage.entity, "key": i.key, "version": 1, "content_hash": i.hash,
+             "payload": i.blob.decode(), "origin_channel": lineage.channel,
+             "created_at": at, "updated_at": at}
+            for i in new
+        ]
+        statement = insert(records).returning(records.c.id, sort_by_parameter_order=True)
+        for item, record_id in zip(new, conn.execute(statement, rows).scalars(), strict=True):
+            ids[item.key] = record_id
+        history.extend(_audit_row(lineage, ids[i.key], i, 1, "created", None) for i in new)
+        counts.created += len(new)
+    if changed:
+        conn.execute(
+            update(records)
+            .where(records.c.id == bindparam("b_id"))
+            .values(version=bindparam("b_version"), content_hash=bindparam("b_hash"),
+                    payload=bindparam("b_payload"), origin_channel=lineage.channel, updated_at=at),
+            [{"b_id": row.id, "b_version": row.version + 1, "b_hash": item.hash,
+              "b_payload": item.blob.decode()} for item, row in changed],
+        )
+        history.extend(
+            _audit_row(lineage, row.id, item, row.version + 1, "updated",
+                       _changed_fields(row.payload, item.payload))
+            for item, row in changed
+        )
+        counts.updated += len(changed)
+    if history:
+        conn.execute(insert(audit), history)
+    _bind(conn, lineage, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None])
+
+
+def _audit_row(lineage: Lineage, record_id: int, item: Incoming, version: int, action: str,
+               changed: list[str] | None) -> dict[str, Any]:
+    return {"record_id": record_id, "entity": lineage.entity, "key": item.key, "version": version,
+            "action": action, "content_hash": item.hash, "payload": item.blob.decode(),
+            "changed_fields": orjson.dumps(changed).decode() if changed is not None else None,
+            "run_id": lineage.run_id, "flow": lineage.flow, "channel": lineage.channel,
+            "external_id": item.external_id, "source_position": item.position, "at": lineage.at}
+
+
+def _bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> None:
+    """Create or move bindings (channel, entity, external id) → record id."""
+    if not pairs:
+        return
+    wanted = dict(pairs)
+    current: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(list(wanted)):
+        query = select(bindings.c.id, bindings.c.external_id, bindings.c.record_id).where(
+            bindings.c.channel == lineage.channel,
+            bindings.c.entity == lineage.entity,
+            bindings.c.external_id.in_(chunk),
+        )
+        for row in conn.execute(query):
+            current[row.external_id] = (row.id, row.record_id)
+    fresh = [
+        {"channel": lineage.channel, "entity": lineage.entity, "external_id": ext,
+         "record_id": rid, "created_at": lineage.at, "updated_at": lineage.at}
+        for ext, rid in wanted.items() if ext not in current
+    ]
+    # The source gave an existing external id another business key: the binding follows it.
+    moved = [
+        {"b_id": current[ext][0], "b_record": rid}
+        for ext, rid in wanted.items() if ext in current and current[ext][1] != rid
+    ]
+    if fresh:
+        conn.execute(insert(bindings), fresh)
+    if moved:
+        conn.execute(
+            update(bindings).where(bindings.c.id == bindparam("b_id"))
+            .values(record_id=bindparam("b_record"), updated_at=lineage.at),
+            moved,
+        )
+
+
+def find_record(conn: Connection, entity: str, key: str) -> Any:
+    """The current row of record ``entity``/``key``, or ``None``."""
+    query = select(records).where(and_(records.c.entity == entity, records.c.key == key))
+    return conn.execute(query).first()
+
+
+def history_of(conn: Connection, record_id: int) -> list[Any]:
+    """The audit trail of one record, oldest first."""
+    return list(conn.execute(select(audit).where(audit.c.record_id == record_id).order_by(audit.c.id)))
+
+
+def bindings_of(conn: Connection, record_id: int) -> list[Any]:
+    """Every channel's id for one record."""
+    query = select(bindings).where(bindings.c.record_id == record_id).order_by(bindings.c.channel)
+    return list(conn.execute(query))
+
+

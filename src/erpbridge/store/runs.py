@@ -1,0 +1,182 @@
+"""Runs, cursors and rejected records: the bookkeeping around every flow execution."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from erpbridge.store.tables import cursors, rejected, runs
+
+__all__ = [
+    "BatchCounts",
+    "CursorState",
+    "Rejection",
+    "add_batch",
+    "add_rejections",
+    "finish_run",
+    "load_cursor",
+    "open_rejections",
+    "resolve_rejections",
+    "save_cursor",
+    "start_run",
+]
+
+
+def now() -> datetime:
+    """The store's clock: aware UTC."""
+    return datetime.now(UTC)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _unjson(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class CursorState:
+    """A flow's committed cursor, and the checkpoint of an unfinished full pass if any."""
+
+    value: Any
+    full_pass: Any
+    full_pass_open: bool
+
+
+@dataclass(slots=True)
+class BatchCounts:
+    """The counters one committed batch adds to its run."""
+
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record (or a whole file) the flow could not take, with where and why."""
+
+    position: str
+    reason: str
+    field_path: str = ""
+    payload: Mapping[str, Any] | None = None
+    external_id: str | None = None
+
+
+def start_run(engine: Engine, *, flow: str, channel: str, entity: str, mode: str, dry_run: bool,
+              cursor_before: Any) -> int:
+    """Record a run as started, in its own transaction, so a crash still leaves a trace."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert(runs).returning(runs.c.id),
+            {"flow": flow, "channel": channel, "entity": entity, "mode": mode,
+             "status": "running", "dry_run": dry_run, "started_at": now(),
+             "cursor_before": _json(cursor_before)},
+        )
+        return int(result.scalar_one())
+
+
+def add_batch(conn: Connection, run_id: int, counts: BatchCounts, cursor_after: Any) -> None:
+    """Add one batch's counters to its run, in the batch's transaction."""
+    conn.execute(
+        update(runs).where(runs.c.id == run_id).values(
+            read=runs.c.read + counts.read,
+            created=runs.c.created + counts.created,
+            updated=runs.c.updated + counts.updated,
+            unchanged=runs.c.unchanged + counts.unchanged,
+            rejected=runs.c.rejected + counts.rejected,
+            cursor_after=_json(cursor_after),
+        )
+    )
+
+
+def finish_run(engine: Engine, run_id: int, *, status: str, error: str | None,
+               warnings: Sequence[str]) -> Any:
+    """Close a run with its status, duration, error summary and warnings; return its row."""
+    with engine.begin() as conn:
+        started = conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar_one()
+        finished = now()
+        if started.tzinfo is None:  # SQLite hands back naive timestamps
+            started = started.replace(tzinfo=UTC)
+        conn.execute(
+            update(runs).where(runs.c.id == run_id).values(
+                status=status, error=error, finished_at=finished,
+                duration_s=(finished - started).total_seconds(),
+                warnings=_json(list(warnings)) if warnings else None,
+            )
+        )
+        return conn.execute(select(runs).where(runs.c.id == run_id)).one()
+
+
+def load_cursor(conn: Connection, flow: str) -> CursorState:
+    """The committed cursor of ``flow`` (``None`` values before its first run)."""
+    row = conn.execute(select(cursors).where(cursors.c.flow == flow)).first()
+    if row is None:
+        return CursorState(None, None, False)
+    return CursorState(_unjson(row.value), _unjson(row.full_pass), row.full_pass is not None)
+
+
+def save_cursor(conn: Connection, flow: str, run_id: int, *, value: Any = None,
+                full_pass: Any = None, keep_value: bool = False) -> None:
+    """Write ``flow``'s cursor in the caller's transaction.
+
+    ``full_pass`` set: a full pass is under way and stands there (``value`` untouched).
+    ``full_pass`` ``None``: the incremental cursor becomes ``value`` and no full pass is open.
+    """
+    values: dict[str, Any] = {"run_id": run_id, "updated_at": now()}
+    if full_pass is not None:
+        values["full_pass"] = _json(full_pass)
+    else:
+        values["full_pass"] = None
+        if not keep_value:
+            values["value"] = _json(value)
+    result = conn.execute(update(cursors).where(cursors.c.flow == flow).values(**values))
+    if result.rowcount == 0:
+        values.setdefault("value", _json(value) if full_pass is None else None)
+        conn.execute(insert(cursors).values(flow=flow, **values))
+
+
+def add_rejections(conn: Connection, *, flow: str, channel: str, entity: str, run_id: int,
+                   items: Sequence[Rejection]) -> None:
+    """Store rejected records with their reasons; they stay ``open`` until replayed."""
+    if not items:
+        return
+    at = now()
+    conn.execute(
+        insert(rejected),
+        [{"flow": flow, "channel": channel, "entity": entity, "run_id": run_id,
+          "position": r.position[:512], "external_id": r.external_id,
+          "payload": _json(dict(r.payload)) if r.payload is not None else None,
+          "field_path": r.field_path, "reason": r.reason, "status": "open", "created_at": at}
+         for r in items],
+    )
+
+
+def open_rejections(conn: Connection, flow: str | None = None) -> list[Any]:
+    """Open rejections, oldest first, optionally of one flow."""
+    query = select(rejected).where(rejected.c.status == "open").order_by(rejected.c.id)
+    if flow is not None:
+        query = query.where(rejected.c.flow == flow)
+    return list(conn.execute(query))
+
+
+def resolve_rejections(conn: Connection, ids: Sequence[int], run_id: int, status: str) -> None:
+    """Close rejections (``replayed`` or ``superseded``) by run ``run_id``."""
+    if ids:
+        conn.execute(
+            update(rejected).where(rejected.c.id.in_(list(ids))).values(
+                status=status, resolved_at=now(), resolved_run_id=run_id)
+        )
+
+
+def decode(text: str | None) -> Any:
+    """Decode a JSON column."""
+    return _unjson(text)

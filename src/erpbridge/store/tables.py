@@ -1,0 +1,143 @@
+"""The hub store's tables (SQLAlchemy Core). Migrations in ``migrations/`` create them.
+
+JSON columns hold orjson text rather than a dialect JSON type: the same bytes are hashed,
+stored and compared on SQLite and PostgreSQL, and the hot path skips a serialisation round.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["audit", "bindings", "cursors", "metadata", "records", "rejected", "runs"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger primary keys become INTEGER on SQLite so that they stay rowid aliases.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("entity", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("origin_channel", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("entity", "key"),
+)
+
+bindings = Table(
+    "bindings",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("channel", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("external_id", String(512), nullable=False),
+    Column("record_id", _Id, ForeignKey("records.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("channel", "entity", "external_id"),
+    Index(None, "record_id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("flow", String(128), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),  # incremental | full | replay
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("duration_s", Float, nullable=True),
+    Column("read", Integer, nullable=False, default=0),
+    Column("created", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("cursor_before", Text, nullable=True),
+    Column("cursor_after", Text, nullable=True),
+    Column("warnings", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Index(None, "flow", "id"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("flow", String(128), primary_key=True),
+    Column("value", Text, nullable=True),
+    # An unfinished full pass (initial migration): where it stands, so it can resume.
+    Column("full_pass", Text, nullable=True),
+    Column("run_id", _Id, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("record_id", _Id, ForeignKey("records.id"), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(16), nullable=False),  # created | updated
+    Column("content_hash", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("changed_fields", Text, nullable=True),
+    Column("run_id", _Id, nullable=True),
+    Column("flow", String(128), nullable=True),
+    Column("channel", String(128), nullable=True),
+    Column("external_id", String(512), nullable=True),
+    Column("source_position", String(512), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index(None, "record_id", "version"),
+)
+
+rejected = Table(
+    "rejected",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("flow", String(128), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("run_id", _Id, nullable=True),
+    Column("position", String(512), nullable=False),
+    Column("external_id", String(512), nullable=True),
+    Column("payload", Text, nullable=True),
+    Column("field_path", String(512), nullable=False, default=""),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # open | replayed | superseded
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_run_id", _Id, nullable=True),
+    Index(None, "status", "flow"),
+)

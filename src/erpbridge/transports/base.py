@@ -1,0 +1,133 @@
+"""The transport contract: how records move between one channel and the hub.
+
+A transport is instantiated once per channel from the channel's options and handed to the
+engine. IN flows call :meth:`Transport.read`, which yields :class:`Batch` objects; the engine
+commits each batch (records, bindings, cursor) in one transaction and only then calls
+:meth:`Batch.acknowledge`, so a transport can do its side effects (moving a file to
+``archive/``) strictly after the hub has the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Batch",
+    "CursorValue",
+    "Health",
+    "SourceProblem",
+    "SourceRecord",
+    "StreamOptions",
+    "Transport",
+    "TransportClass",
+]
+
+#: A cursor as the transport understands it; must survive a JSON round trip (orjson).
+CursorValue = Any
+
+
+class StreamOptions(BaseModel):
+    """Base of each transport's per-flow ``source:`` options; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record as the channel delivered it, before mapping.
+
+    ``position`` says where it came from (``customers.csv:17``, ``orders#id=42``) so that a
+    rejection can name the place.
+    """
+
+    data: Mapping[str, Any]
+    position: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProblem:
+    """Something the transport could not turn into records (a broken file, an unmatched END
+    booking). It is stored as a rejection and shown in the run, never dropped silently."""
+
+    position: str
+    reason: str
+    payload: Mapping[str, Any] | None = None
+    field_path: str = ""
+
+
+@dataclass(slots=True)
+class Batch:
+    """A slice of a source, committed by the engine in one transaction.
+
+    ``cursor`` is the position to resume after once this batch is committed (``None`` when the
+    transport needs no cursor, as with a folder whose files move away). ``on_commit`` runs after
+    the commit; ``warnings`` are facts for the run summary that are not rejections.
+    """
+
+    records: list[SourceRecord]
+    cursor: CursorValue = None
+    problems: list[SourceProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def acknowledge(self) -> None:
+        """Run the transport's post-commit steps (archive files, …)."""
+        for step in self.on_commit:
+            step()
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The result of a connection check."""
+
+    ok: bool
+    detail: str
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What every transport offers. One instance per channel."""
+
+    #: The pydantic model validating a flow's ``source:`` block for this transport.
+    stream_options: type[StreamOptions]
+
+    def read(
+        self,
+        stream: StreamOptions,
+        cursor: CursorValue,
+        batch_size: int,
+        required_fields: frozenset[str],
+    ) -> Iterator[Batch]:
+        """Yield batches from ``cursor`` on (``None``: from the beginning).
+
+        ``required_fields`` are the top-level source fields the flow's mapping needs; a file
+        whose header lacks one is broken as a whole.
+        """
+        ...
+
+    def health(self) -> Health:
+        """Check reachability and a sample read without changing anything."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and handles."""
+        ...
+
+
+class TransportClass(Protocol):
+    """A transport class as the registry hands it out.
+
+    ``channel_options`` validates a channel's ``options:`` block, ``stream_options`` a flow's
+    ``source:`` block. The class is built as ``cls(channel_name, options, base_dir)``, where
+    ``base_dir`` (the configuration file's folder) resolves relative paths in the options.
+    """
+
+    channel_options: type[BaseModel]
+    stream_options: type[StreamOptions]
+
+    def __call__(self, channel: str, options: Any, base_dir: Path) -> Transport: ...

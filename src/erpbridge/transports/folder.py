@@ -1,0 +1,494 @@
+"""The folder transport: read CSV, JSON, JSONL and XML files dropped into a local inbox folder.
+
+Files are read in name order and streamed in batches; a file moves to ``archive/`` once the
+engine has committed its last batch, or to ``error/`` (with a ``.reason.txt``) when it cannot
+be read. A crash before that leaves the file in the inbox, so it is read again (at-least-once;
+the hub de-duplicates by content hash).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+import os
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from functools import partial
+from pathlib import Path, PurePath
+from typing import IO, Any, Literal
+from xml.parsers import expat
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from erpbridge.errors import SourceUnavailable
+from erpbridge.transports.base import (
+    Batch,
+    CursorValue,
+    Health,
+    SourceProblem,
+    SourceRecord,
+    StreamOptions,
+)
+
+__all__ = ["FolderChannelOptions", "FolderStreamOptions", "FolderTransport"]
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["csv", "json", "jsonl", "xml"]
+_Item = SourceRecord | SourceProblem
+_FORMAT_BY_SUFFIX: dict[str, Format] = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".xml": "xml",
+}
+_IGNORED_SUFFIXES = (".tmp", ".part")
+_CHUNK = 64 * 1024
+
+
+class FolderChannelOptions(BaseModel):
+    """A folder channel's ``options:`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    path: str
+    """The inbox folder; a relative path is resolved against the configuration file's folder."""
+    archive: str = "archive"
+    """Subfolder of ``path`` that receives files read successfully."""
+    error: str = "error"
+    """Subfolder of ``path`` that receives broken files, each with a ``<name>.reason.txt``."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV, JSON and JSONL files (XML declares its own); a UTF-8 BOM is skipped."""
+    max_file_mb: float = Field(default=100, gt=0)
+    """Larger files are not read but moved to ``error/`` as oversized."""
+    min_age_seconds: float = Field(default=0, ge=0)
+    """Files modified more recently are skipped, as they may still be being written."""
+
+    @field_validator("archive", "error")
+    @classmethod
+    def _plain_subfolder(cls, value: str) -> str:
+        parts = PurePath(value).parts
+        if not parts or PurePath(value).is_absolute() or ".." in parts:
+            raise ValueError("must be a subfolder of path (relative, without '..')")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+
+class FolderStreamOptions(StreamOptions):
+    """A flow's ``source:`` block for a folder channel."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    pattern: str = "*"
+    """Glob matched (case-sensitively) against file names directly in the inbox."""
+    format: Format | None = None
+    """File format; ``None`` guesses from the extension (.csv, .json, .jsonl/.ndjson, .xml)."""
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    """CSV field delimiter."""
+    record_tag: str | None = None
+    """XML: element name (without namespace) of one record; default: the root's children."""
+    records_path: str | None = None
+    """JSON: dot path to the records array (``data.items``); default: the top-level value."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _no_separator(cls, value: str) -> str:
+        if "/" in value or "\\" in value:
+            raise ValueError("pattern matches file names in the folder; subfolders are not read")
+        return value
+
+
+class _BrokenFile(Exception):
+    """The file as a whole cannot be read; it goes to ``error/``."""
+
+
+class FolderTransport:
+    """Reads files from a local inbox folder and archives them after the hub committed them."""
+
+    channel_options = FolderChannelOptions
+    stream_options: type[StreamOptions] = FolderStreamOptions
+
+    def __init__(self, channel: str, options: FolderChannelOptions, base_dir: Path) -> None:
+        self._channel = channel
+        self._options = options
+        path = Path(options.path).expanduser()
+        self._root = path if path.is_absolute() else base_dir / path
+
+    def read(
+        self,
+        stream: StreamOptions,
+        cursor: CursorValue,
+        batch_size: int,
+        required_fields: frozenset[str],
+    ) -> Iterator[Batch]:
+        """Yield the inbox files' records in batches; the cursor is unused and stays ``None``."""
+        if not isinstance(stream, FolderStreamOptions):
+            raise TypeError(f"expected FolderStreamOptions, got {type(stream).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        for file in self._inbox(stream.pattern):
+            yield from self._read_file(file, stream, batch_size, required_fields)
+
+    def health(self) -> Health:
+        """Check that the inbox is readable and writable and count the files waiting in it."""
+        root = self._root
+        if not root.is_dir():
+            return Health(False, f"inbox folder {root} does not exist or is not a folder")
+        if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+            return Health(False, f"inbox folder {root} is not readable and writable")
+        for name in (self._options.archive, self._options.error):
+            target = root / name
+            # Created lazily, so what must be writable is the nearest folder that exists.
+            existing = next(p for p in (target, *target.parents) if p.exists())
+            if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                return Health(False, f"{target} cannot be created or written")
+        try:
+            waiting = len(self._inbox("*", min_age=0))
+        except SourceUnavailable as exc:
+            return Health(False, str(exc))
+        return Health(True, f"{root}: {waiting} file(s) waiting")
+
+    def close(self) -> None:
+        """Nothing to release: every file is opened and closed within :meth:`read`."""
+
+    # -- listing and moving ------------------------------------------------------------------
+
+    def _inbox(self, pattern: str, min_age: float | None = None) -> list[Path]:
+        """Regular files in the inbox matching ``pattern``, in name order, old enough to read."""
+        min_age = self._options.min_age_seconds if min_age is None else min_age
+        now = time.time()
+        files = []
+        try:
+            with os.scandir(self._root) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if (
+                        name.startswith(".")
+                        or name.lower().endswith(_IGNORED_SUFFIXES)
+                        or not fnmatchcase(name, pattern)
+                        or not entry.is_file()
+                    ):
+                        continue
+                    try:
+                        fresh = bool(min_age) and now - entry.stat().st_mtime < min_age
+                    except FileNotFoundError:
+                        continue  # taken away between listing and stat: nothing to read
+                    if fresh:
+                        logger.debug(
+                            "channel %r: %s is too fresh, left for later", self._channel, name
+                        )
+                        continue
+                    files.append(Path(entry.path))
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"channel {self._channel!r}: cannot read inbox folder {self._root}: {exc}"
+            ) from exc
+        return sorted(files, key=lambda p: p.name)
+
+    def _move(self, file: Path, subfolder: str, reason: str | None) -> None:
+        """Move ``file`` into ``subfolder`` without overwriting; write the reason next to it."""
+        target_dir = self._root / subfolder
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = _free_name(target_dir, file.name)
+            # Checked-then-replaced: a clash needs two processes archiving one name at once,
+            # which one inbox per channel rules out.
+            os.replace(file, target)
+            if reason is not None:
+                stamp = datetime.now(UTC).isoformat(timespec="seconds")
+                note = f"{stamp} channel {self._channel!r}: {file.name}: {reason}\n"
+                (target_dir / f"{target.name}.reason.txt").write_text(note, encoding="utf-8")
+        except FileNotFoundError:
+            # Acknowledged twice, or removed by hand meanwhile: the hub has the data either way.
+            logger.warning("channel %r: %s vanished before it could be moved", self._channel, file)
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"channel {self._channel!r}: cannot move {file} to {target_dir}: {exc}"
+            ) from exc
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _read_file(
+        self,
+        file: Path,
+        stream: FolderStreamOptions,
+        batch_size: int,
+        required: frozenset[str],
+    ) -> Iterator[Batch]:
+        """Batches of one file; the last one carries the move to archive/ or error/."""
+        items = self._items(file, stream, required)
+        # A full batch is held back until the next item shows the file goes on, so that the
+        # file's last records and its move travel together (no trailing empty batch).
+        held: Batch | None = None
+        current = Batch(records=[])
+        reason: str | None = None
+        try:
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                except _BrokenFile as exc:
+                    reason = str(exc)
+                    break
+                except FileNotFoundError:
+                    logger.warning(
+                        "channel %r: %s vanished before it was read", self._channel, file
+                    )
+                    return
+                except OSError as exc:
+                    raise SourceUnavailable(
+                        f"channel {self._channel!r}: cannot read {file}: {exc}"
+                    ) from exc
+                if held is not None:
+                    yield held
+                    held = None
+                if isinstance(item, SourceRecord):
+                    current.records.append(item)
+                else:
+                    current.problems.append(item)
+                # Row problems count too, so a file of bad rows cannot pile up in memory.
+                if len(current.records) + len(current.problems) >= batch_size:
+                    held, current = current, Batch(records=[])
+        finally:
+            items.close()
+        last = held if held is not None else current
+        if reason is None:
+            last.on_commit.append(partial(self._move, file, self._options.archive, None))
+        else:
+            last.problems.append(SourceProblem(position=file.name, reason=reason))
+            last.on_commit.append(partial(self._move, file, self._options.error, reason))
+        yield last
+
+    def _items(
+        self, file: Path, stream: FolderStreamOptions, required: frozenset[str]
+    ) -> Generator[_Item, None, None]:
+        """Records and row problems of one file; raises :class:`_BrokenFile` for the whole."""
+        size = file.stat().st_size
+        limit = self._options.max_file_mb * 1024 * 1024
+        if size > limit:
+            raise _BrokenFile(
+                f"file is oversized: {size / 1048576:.2f} MB, "
+                f"max_file_mb is {self._options.max_file_mb:g}"
+            )
+        fmt = stream.format or _FORMAT_BY_SUFFIX.get(file.suffix.lower())
+        encoding = _text_encoding(self._options.encoding)
+        name = file.name
+        try:
+            if fmt == "csv":
+                with file.open(encoding=encoding, newline="") as fh:
+                    yield from _csv_items(fh, name, stream.delimiter, required)
+            elif fmt == "jsonl":
+                with file.open(encoding=encoding) as fh:
+                    yield from _jsonl_items(fh, name)
+            elif fmt == "json":
+                yield from _json_items(file.read_bytes().decode(encoding), name, stream)
+            elif fmt == "xml":
+                with file.open("rb") as fb:
+                    yield from _xml_items(fb, name, stream.record_tag)
+            else:
+                raise _BrokenFile(
+                    f"unknown format for extension {file.suffix!r}; set the flow's source.format"
+                )
+        except UnicodeDecodeError as exc:
+            raise _BrokenFile(f"cannot decode as {self._options.encoding}: {exc}") from exc
+        except csv.Error as exc:
+            raise _BrokenFile(f"CSV error: {exc}") from exc
+
+
+def _csv_items(fh: IO[str], name: str, delimiter: str, required: frozenset[str]) -> Iterator[_Item]:
+    reader = csv.reader(fh, delimiter=delimiter)
+    header = next(reader, [])
+    missing = sorted(required.difference(header))
+    if missing:
+        lacking = ", ".join(repr(m) for m in missing)
+        raise _BrokenFile(f"header lacks column(s) {lacking}; found: {', '.join(header)}")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise _BrokenFile(f"header repeats column(s) {', '.join(repr(r) for r in repeated)}")
+    last_line = reader.line_num
+    for row in reader:
+        # A quoted field may span lines; the row's position is the line it starts on.
+        line, last_line = last_line + 1, reader.line_num
+        if not row:
+            continue
+        if len(row) != len(header):
+            yield SourceProblem(
+                position=f"{name}:{line}",
+                reason=f"row has {len(row)} cell(s), the header has {len(header)}",
+                payload={"_raw": row},
+            )
+            continue
+        yield SourceRecord(data=dict(zip(header, row, strict=True)), position=f"{name}:{line}")
+
+
+def _jsonl_items(fh: IO[str], name: str) -> Iterator[_Item]:
+    for number, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        position = f"{name}:{number}"
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield SourceProblem(position, f"invalid JSON: {exc}", payload={"_raw": line.rstrip()})
+            continue
+        yield _json_record(value, position)
+
+
+def _json_items(text: str, name: str, stream: FolderStreamOptions) -> Iterator[_Item]:
+    try:
+        value: Any = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _BrokenFile(f"invalid JSON: {exc}") from exc
+    if stream.records_path:
+        walked: list[str] = []
+        for key in stream.records_path.split("."):
+            if not isinstance(value, dict) or key not in value:
+                where = ".".join(walked) or "the top level"
+                raise _BrokenFile(
+                    f"records_path {stream.records_path!r}: no key {key!r} at {where}"
+                )
+            value = value[key]
+            walked.append(key)
+    if isinstance(value, dict):
+        yield _json_record(value, name)
+    elif isinstance(value, list):
+        for index, element in enumerate(value):
+            yield _json_record(element, f"{name}[{index}]")
+    else:
+        raise _BrokenFile(f"expected an array or an object of records, found {_json_type(value)}")
+
+
+def _json_record(value: Any, position: str) -> _Item:
+    if isinstance(value, dict):
+        return SourceRecord(data=value, position=position)
+    return SourceProblem(
+        position, f"a record must be an object, found {_json_type(value)}", payload={"_raw": value}
+    )
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")
+
+
+class _PrologRead(Exception):
+    """The root element started: the prolog had no DOCTYPE."""
+
+
+def _check_prolog(fb: IO[bytes]) -> None:
+    """Refuse a DOCTYPE before ElementTree sees the file, so no entity is ever expanded."""
+
+    def refuse(*_: object) -> None:
+        raise _BrokenFile("DOCTYPE/entity declarations are not accepted")
+
+    def stop(*_: object) -> None:
+        raise _PrologRead
+
+    # ElementTree offers no DOCTYPE hook, so a bare expat parser reads only the prolog first.
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = stop
+    try:
+        while chunk := fb.read(_CHUNK):
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except _PrologRead:
+        pass
+    except expat.ExpatError as exc:
+        raise _BrokenFile(f"XML syntax error: {exc}") from exc
+    fb.seek(0)
+
+
+def _xml_items(fb: IO[bytes], name: str, record_tag: str | None) -> Iterator[_Item]:
+    _check_prolog(fb)
+    # Open elements, root first. Elements end up detached from their parent once done, so
+    # memory holds one record and its ancestors, whatever the file size.
+    stack: list[ET.Element] = []
+    record_depth: int | None = None
+    index = 0
+    try:
+        # S314: safe here, _check_prolog has refused any DOCTYPE, hence any entity.
+        for event, elem in ET.iterparse(fb, events=("start", "end")):  # noqa: S314
+            if event == "start":
+                stack.append(elem)
+                is_record = _local(elem.tag) == record_tag if record_tag else len(stack) == 2
+                if record_depth is None and is_record:
+                    record_depth = len(stack)
+                continue
+            depth = len(stack)
+            stack.pop()
+            if record_depth is not None and depth > record_depth:
+                continue  # part of the record being read: kept until the record ends
+            if depth == record_depth:
+                # ElementTree keeps no line numbers, so the position is the record's index.
+                yield SourceRecord(data=_element_dict(elem), position=f"{name}[{index}]")
+                index += 1
+                record_depth = None
+            elem.clear()
+            if stack:
+                stack[-1].remove(elem)
+    except ET.ParseError as exc:
+        raise _BrokenFile(f"XML syntax error: {exc}") from exc
+
+
+def _element_dict(elem: ET.Element) -> dict[str, Any]:
+    """Attributes as ``@name``, children by tag (repeated → list), text as ``#text``."""
+    data: dict[str, Any] = {f"@{_local(k)}": v for k, v in elem.attrib.items()}
+    for child in elem:
+        key = _local(child.tag)
+        value = _element_value(child)
+        if key not in data:
+            data[key] = value
+        elif isinstance(data[key], list):
+            data[key].append(value)
+        else:
+            data[key] = [data[key], value]
+    text = (elem.text or "").strip()
+    if text:
+        data["#text"] = text
+    return data
+
+
+def _element_value(elem: ET.Element) -> Any:
+    if not elem.attrib and len(elem) == 0:
+        return (elem.text or "").strip()
+    return _element_dict(elem)
+
+
+def _local(tag: str) -> str:
+    """``{namespace}Tag`` → ``Tag``."""
+    return tag.rpartition("}")[2]
+
+
+def _text_encoding(encoding: str) -> str:
+    # "utf-8-sig" reads plain UTF-8 too and drops a BOM that Excel likes to write.
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or with a timestamp (and counter) suffix when that name is taken."""
+    target = folder / name
+    if not target.exists():
+        return target
+    stem, suffix = PurePath(name).stem, PurePath(name).suffix
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target, counter = folder / f"{stem}.{stamp}{suffix}", 2
+    while target.exists():
+        target, counter = folder / f"{stem}.{stamp}-{counter}{suffix}", counter + 1
+    return target
