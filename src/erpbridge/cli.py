@@ -24,8 +24,12 @@ from erpbridge.store import open_store
 from erpbridge.store.records import bindings_of, find_record, history_of
 from erpbridge.store.tables import records, rejected, runs
 
-app = typer.Typer(help="erpbridge — an ERP integration hub.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="erpbridge — an ERP integration hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -58,8 +62,10 @@ def _store(config: LoadedConfig) -> Engine:
 
 
 @app.command()
-def init(path: Annotated[Path, typer.Argument(help="Where to write the example.")] = DEFAULT_CONFIG,
-         force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False) -> None:
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example.")] = DEFAULT_CONFIG,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
     """Write a commented example configuration."""
     if path.exists() and not force:
         raise _fail(f"{path} exists; use --force to overwrite it")
@@ -69,12 +75,16 @@ def init(path: Annotated[Path, typer.Argument(help="Where to write the example."
 
 
 @app.command()
-def check(path: Annotated[Path, typer.Argument(help="The configuration file.")] = DEFAULT_CONFIG) -> None:
+def check(
+    path: Annotated[Path, typer.Argument(help="The configuration file.")] = DEFAULT_CONFIG,
+) -> None:
     """Validate a configuration and report every problem with file, line and path."""
     config = _load(path)
     model = config.model
-    console.print(f"[green]ok[/] {path}: {len(model.channels)} channel(s), {len(model.flows)} "
-                  f"flow(s), {len(model.entities)} declared entit(y/ies)")
+    console.print(
+        f"[green]ok[/] {path}: {len(model.channels)} channel(s), {len(model.flows)} "
+        f"flow(s), {len(model.entities)} declared entit(y/ies)"
+    )
 
 
 @app.command()
@@ -85,14 +95,36 @@ def schema() -> None:
 
 def _summary(results: list[RunResult]) -> Table:
     table = Table(title="runs")
-    for column in ("run", "flow", "mode", "status", "read", "created", "updated", "unchanged",
-                   "rejected", "seconds"):
-        table.add_column(column, justify="right" if column not in ("flow", "mode", "status") else "left")
+    for column in (
+        "run",
+        "flow",
+        "mode",
+        "status",
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "seconds",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("flow", "mode", "status") else "left"
+        )
     for r in results:
         status = "[green]succeeded[/]" if r.status == "succeeded" else f"[red]{r.status}[/]"
         mode = r.mode + (" (dry run)" if r.dry_run else "")
-        table.add_row(str(r.run_id), r.flow, mode, status, str(r.read), str(r.created),
-                      str(r.updated), str(r.unchanged), str(r.rejected), f"{r.duration_s:.2f}")
+        table.add_row(
+            str(r.run_id),
+            r.flow,
+            mode,
+            status,
+            str(r.read),
+            str(r.created),
+            str(r.updated),
+            str(r.unchanged),
+            str(r.rejected),
+            f"{r.duration_s:.2f}",
+        )
     return table
 
 
@@ -101,8 +133,12 @@ def sync(
     flows: Annotated[list[str] | None, typer.Argument(help="Flow names.")] = None,
     config_path: ConfigOption = DEFAULT_CONFIG,
     all_flows: Annotated[bool, typer.Option("--all", help="Every enabled flow.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Read from the beginning (resumable).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Map and compare, commit nothing.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read from the beginning (resumable).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Map and compare, commit nothing.")
+    ] = False,
 ) -> None:
     """Run IN flows now and print what moved."""
     config = _load(config_path)
@@ -116,16 +152,25 @@ def sync(
             raise _fail(str(exc.args[0])) from None
     runner = FlowRunner(config, _store(config))
     results = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[read]} read, {task.fields[rejected]} rejected"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[read]} read, {task.fields[rejected]} rejected"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         for name in names:
             task = progress.add_task(name, total=None, read=0, rejected=0)
 
             def advance(counts: Any, task: Any = task) -> None:
                 fields = progress.tasks[task].fields
-                progress.update(task, read=fields["read"] + counts.read,
-                                rejected=fields["rejected"] + counts.rejected)
+                progress.update(
+                    task,
+                    read=fields["read"] + counts.read,
+                    rejected=fields["rejected"] + counts.rejected,
+                )
 
             results.append(runner.run(name, full=full, dry_run=dry_run, progress=advance))
     console.print(_summary(results))
@@ -133,10 +178,14 @@ def sync(
         for warning in result.warnings[:20]:
             console.print(f"[yellow]warning[/] {result.flow}: {warning}", highlight=False)
         if len(result.warnings) > 20:
-            console.print(f"[yellow]… {len(result.warnings) - 20} more warning(s) in run {result.run_id}[/]")
+            console.print(
+                f"[yellow]… {len(result.warnings) - 20} more warning(s) in run {result.run_id}[/]"
+            )
         if result.rejected:
-            console.print(f"[yellow]{result.rejected} record(s) rejected[/] by {result.flow}: "
-                          f"see [bold]erpbridge rejected --flow {result.flow}[/]")
+            console.print(
+                f"[yellow]{result.rejected} record(s) rejected[/] by {result.flow}: "
+                f"see [bold]erpbridge rejected --flow {result.flow}[/]"
+            )
         if result.error:
             errors.print(f"[red]run {result.run_id} failed:[/] {result.error}", highlight=False)
     if any(r.status != "succeeded" for r in results):
@@ -144,50 +193,90 @@ def sync(
 
 
 @app.command(name="runs")
-def list_runs(config_path: ConfigOption = DEFAULT_CONFIG,
-              flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
-              limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
+def list_runs(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
     """Show recent runs with their counts, cursors and errors."""
     engine = _store(_load(config_path))
     query = select(runs).order_by(runs.c.id.desc()).limit(limit)
     if flow:
         query = query.where(runs.c.flow == flow)
     table = Table(title="runs")
-    for column in ("run", "flow", "mode", "status", "started", "read", "created", "updated",
-                   "unchanged", "rejected", "cursor after", "error"):
+    for column in (
+        "run",
+        "flow",
+        "mode",
+        "status",
+        "started",
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "cursor after",
+        "error",
+    ):
         table.add_column(column)
     with engine.connect() as conn:
         for r in conn.execute(query):
-            table.add_row(str(r.id), r.flow, r.mode + (" dry" if r.dry_run else ""), r.status,
-                          f"{r.started_at:%Y-%m-%d %H:%M:%S}", str(r.read), str(r.created),
-                          str(r.updated), str(r.unchanged), str(r.rejected),
-                          (r.cursor_after or "")[:40], (r.error or "")[:80])
+            table.add_row(
+                str(r.id),
+                r.flow,
+                r.mode + (" dry" if r.dry_run else ""),
+                r.status,
+                f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                str(r.read),
+                str(r.created),
+                str(r.updated),
+                str(r.unchanged),
+                str(r.rejected),
+                (r.cursor_after or "")[:40],
+                (r.error or "")[:80],
+            )
     console.print(table)
 
 
 @app.command(name="records")
-def show_records(entity: Annotated[str, typer.Argument(help="Entity name.")],
-                 config_path: ConfigOption = DEFAULT_CONFIG,
-                 key: Annotated[str | None, typer.Option("--key", "-k", help="One record.")] = None,
-                 limit: Annotated[int, typer.Option(help="How many to list.")] = 20) -> None:
+def show_records(
+    entity: Annotated[str, typer.Argument(help="Entity name.")],
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    key: Annotated[str | None, typer.Option("--key", "-k", help="One record.")] = None,
+    limit: Annotated[int, typer.Option(help="How many to list.")] = 20,
+) -> None:
     """List an entity's records, or show one with its versions, bindings and audit trail."""
     engine = _store(_load(config_path))
     with engine.connect() as conn:
         if key is None:
-            total = conn.execute(select(func.count()).where(records.c.entity == entity)).scalar_one()
+            total = conn.execute(
+                select(func.count()).where(records.c.entity == entity)
+            ).scalar_one()
             table = Table(title=f"{entity}: {total} record(s)")
             for column in ("id", "key", "version", "updated", "payload"):
                 table.add_column(column)
-            query = select(records).where(records.c.entity == entity).order_by(records.c.key).limit(limit)
+            query = (
+                select(records)
+                .where(records.c.entity == entity)
+                .order_by(records.c.key)
+                .limit(limit)
+            )
             for r in conn.execute(query):
-                table.add_row(str(r.id), r.key, str(r.version), f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
-                              r.payload[:80])
+                table.add_row(
+                    str(r.id),
+                    r.key,
+                    str(r.version),
+                    f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
+                    r.payload[:80],
+                )
             console.print(table)
             return
         row = find_record(conn, entity, key)
         if row is None:
             raise _fail(f"no {entity} record with key {key!r}")
-        console.print(f"[bold]{entity} {key}[/] v{row.version} (record {row.id}, hash {row.content_hash})")
+        console.print(
+            f"[bold]{entity} {key}[/] v{row.version} (record {row.id}, hash {row.content_hash})"
+        )
         console.print_json(row.payload)
         table = Table(title="bindings")
         for column in ("channel", "external id", "since"):
@@ -200,16 +289,25 @@ def show_records(entity: Annotated[str, typer.Argument(help="Entity name.")],
             table.add_column(column)
         for a in history_of(conn, row.id):
             changed = ", ".join(orjson.loads(a.changed_fields)) if a.changed_fields else ""
-            table.add_row(str(a.version), a.action, f"{a.at:%Y-%m-%d %H:%M:%S}", str(a.run_id),
-                          a.flow or "", a.source_position or "", changed)
+            table.add_row(
+                str(a.version),
+                a.action,
+                f"{a.at:%Y-%m-%d %H:%M:%S}",
+                str(a.run_id),
+                a.flow or "",
+                a.source_position or "",
+                changed,
+            )
         console.print(table)
 
 
 @app.command(name="rejected")
-def show_rejected(config_path: ConfigOption = DEFAULT_CONFIG,
-                  flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
-                  replay: Annotated[bool, typer.Option("--replay", help="Map the open ones again.")] = False,
-                  limit: Annotated[int, typer.Option(help="How many to list.")] = 50) -> None:
+def show_rejected(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    replay: Annotated[bool, typer.Option("--replay", help="Map the open ones again.")] = False,
+    limit: Annotated[int, typer.Option(help="How many to list.")] = 50,
+) -> None:
     """List open rejected records; ``--replay`` retries them after a fix."""
     config = _load(config_path)
     engine = _store(config)

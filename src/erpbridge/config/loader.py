@@ -17,9 +17,14 @@ import yaml
 from croniter import croniter
 from pydantic import BaseModel, ValidationError
 
-from erpbridge.config.models import ConfigFile, FlowConfig
+from erpbridge.config.models import ConfigFile, FlowConfig, ScheduleTrigger
 from erpbridge.errors import ConfigError, ConfigProblem
-from erpbridge.mapping.compiler import CompiledMapping, CurrencyRates, MappingCompileError, compile_mapping
+from erpbridge.mapping.compiler import (
+    CompiledMapping,
+    CurrencyRates,
+    MappingCompileError,
+    compile_mapping,
+)
 from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
 from erpbridge.systems import system_types
 from erpbridge.transports import StreamOptions, TransportClass, available_transports, load_transport
@@ -82,11 +87,21 @@ def _clean_error(err: Any, count: int) -> tuple[Loc | None, str]:
     """Drop pydantic's union-member tags from a location and the noise of failed alternatives."""
     raw: Loc = tuple(err["loc"])
     loc: Loc = tuple(
-        p for p in raw
-        if isinstance(p, int) or not (p[:1].isupper() or p in ("str", "list[str]", "literal['manual','initial','immediate']") or p.startswith(("function-", "literal[")))
+        p
+        for p in raw
+        if isinstance(p, int)
+        or not (
+            p[:1].isupper()
+            or p in ("str", "list[str]", "literal['manual','initial','immediate']")
+            or p.startswith(("function-", "literal["))
+        )
     )
     tagged = loc != raw
-    if tagged and count > 1 and err["type"] in ("string_type", "literal_error", "model_type", "list_type", "dict_type"):
+    if (
+        tagged
+        and count > 1
+        and err["type"] in ("string_type", "literal_error", "model_type", "list_type", "dict_type")
+    ):
         return None, ""  # an alternative of a union that the input was clearly not meant as
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -178,26 +193,33 @@ def resolve_sqlite_url(url: str, base_dir: Path) -> str:
     """Make a relative ``sqlite:///file.db`` URL relative to ``base_dir``."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + str(base_dir / url[len(prefix):])
+        return prefix + str(base_dir / url[len(prefix) :])
     return url
 
 
-def _validate_channels(model: ConfigFile, problems: _Problems) -> tuple[dict[str, TransportClass], dict[str, BaseModel]]:
+def _validate_channels(
+    model: ConfigFile, problems: _Problems
+) -> tuple[dict[str, TransportClass], dict[str, BaseModel]]:
     transports: dict[str, TransportClass] = {}
     options: dict[str, BaseModel] = {}
     systems = system_types()
     for name, channel in model.channels.items():
         system = systems.get(channel.system)
         if system is None:
-            problems.add(("channels", name, "system"),
-                         f"unknown system type {channel.system!r} (known: {', '.join(sorted(systems))})")
+            problems.add(
+                ("channels", name, "system"),
+                f"unknown system type {channel.system!r} (known: {', '.join(sorted(systems))})",
+            )
             continue
         transport_name = channel.transport or system.transport
         try:
             cls = load_transport(transport_name)
         except KeyError:
             known = ", ".join(sorted(available_transports()))
-            problems.add(("channels", name, "transport"), f"unknown transport {transport_name!r} (known: {known})")
+            problems.add(
+                ("channels", name, "transport"),
+                f"unknown transport {transport_name!r} (known: {known})",
+            )
             continue
         try:
             options[name] = cls.channel_options.model_validate(channel.options)
@@ -208,8 +230,12 @@ def _validate_channels(model: ConfigFile, problems: _Problems) -> tuple[dict[str
     return transports, options
 
 
-def _validate_flows(model: ConfigFile, catalog: EntityCatalog, transports: Mapping[str, TransportClass],
-                    problems: _Problems) -> tuple[dict[str, CompiledMapping], dict[str, StreamOptions]]:
+def _validate_flows(
+    model: ConfigFile,
+    catalog: EntityCatalog,
+    transports: Mapping[str, TransportClass],
+    problems: _Problems,
+) -> tuple[dict[str, CompiledMapping], dict[str, StreamOptions]]:
     mappings: dict[str, CompiledMapping] = {}
     streams: dict[str, StreamOptions] = {}
     rates = CurrencyRates(model.currency_rates.base, model.currency_rates.rates)
@@ -222,12 +248,18 @@ def _validate_flows(model: ConfigFile, catalog: EntityCatalog, transports: Mappi
         if flow.channel not in model.channels:
             known = ", ".join(model.channels) or "none"
             problems.add((*at, "channel"), f"unknown channel {flow.channel!r} (channels: {known})")
-        if isinstance(flow.trigger, BaseModel) and hasattr(flow.trigger, "schedule"):
-            if not croniter.is_valid(flow.trigger.schedule):
-                problems.add((*at, "trigger", "schedule"), f"invalid cron expression {flow.trigger.schedule!r}")
+        if isinstance(flow.trigger, ScheduleTrigger) and not croniter.is_valid(
+            flow.trigger.schedule
+        ):
+            problems.add(
+                (*at, "trigger", "schedule"),
+                f"invalid cron expression {flow.trigger.schedule!r}",
+            )
         entity = catalog.get(flow.entity)
         if entity is None:
-            problems.add((*at, "entity"), f"unknown entity {flow.entity!r} (entities: {', '.join(catalog)})")
+            problems.add(
+                (*at, "entity"), f"unknown entity {flow.entity!r} (entities: {', '.join(catalog)})"
+            )
         else:
             try:
                 mappings[flow.name] = compile_mapping(flow.mapping, entity, rates)
@@ -260,13 +292,17 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem(path.name, line, "", f"malformed YAML: {reason}")]) from None
+        raise ConfigError(
+            [ConfigProblem(path.name, line, "", f"malformed YAML: {reason}")]
+        ) from None
     if root is not None:
         _line_index(root, (), problems.lines)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(path.name, 1, "", "the file must be a mapping (channels:, flows:, …)")])
+        raise ConfigError(
+            [ConfigProblem(path.name, 1, "", "the file must be a mapping (channels:, flows:, …)")]
+        )
     _check_plain_secrets(data, problems)
     data = _expand_env(data, (), problems, env)
     try:
@@ -282,8 +318,15 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     mappings, streams = _validate_flows(model, catalog, transports, problems)
     if problems.found:
         raise ConfigError(problems.found)
-    return LoadedConfig(path=path.resolve(), model=model, entities=catalog, mappings=mappings,
-                        streams=streams, transports=transports, channel_options=options)
+    return LoadedConfig(
+        path=path.resolve(),
+        model=model,
+        entities=catalog,
+        mappings=mappings,
+        streams=streams,
+        transports=transports,
+        channel_options=options,
+    )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -293,7 +336,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read the file: {reason}")]) from None
+        raise ConfigError(
+            [ConfigProblem(str(path), None, "", f"cannot read the file: {reason}")]
+        ) from None
     return parse_config(text, path, env)
 
 

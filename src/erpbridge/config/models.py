@@ -91,7 +91,9 @@ class FlowConfig(_Strict):
         description="'in' moves data from the channel into the hub (OUT comes with the "
         "delivery engine)."
     )
-    trigger: Literal["manual", "initial", "immediate"] | ScheduleTrigger | IntervalTrigger = "manual"
+    trigger: Literal["manual", "initial", "immediate"] | ScheduleTrigger | IntervalTrigger = (
+        "manual"
+    )
     enabled: bool = True
     source: dict[str, Any] = Field(default_factory=dict, description="Transport stream options.")
     key: str | list[str] | None = Field(
@@ -102,8 +104,9 @@ class FlowConfig(_Strict):
     cursor: CursorConfig | None = None
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     mapping: MappingSpec | None = Field(
-        default=None, description="Canonical field → source path or field mapping; omitted: "
-        "fields are taken by their canonical names."
+        default=None,
+        description="Canonical field → source path or field mapping; omitted: "
+        "fields are taken by their canonical names.",
     )
 
 

@@ -7,7 +7,6 @@ after the commit does the transport get to archive what it read (``Batch.acknowl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -94,8 +93,14 @@ class FlowRunner:
         cls = self.config.transports[channel]
         return cls(channel, self.config.channel_options[channel], self.config.base_dir)
 
-    def run(self, name: str, *, full: bool = False, dry_run: bool = False,
-            progress: ProgressHook | None = None) -> RunResult:
+    def run(
+        self,
+        name: str,
+        *,
+        full: bool = False,
+        dry_run: bool = False,
+        progress: ProgressHook | None = None,
+    ) -> RunResult:
         """Run flow ``name`` once. ``full`` reads from the beginning (resuming an unfinished
         full pass); a flow whose trigger is ``initial`` always runs full. ``dry_run`` maps and
         compares but commits nothing and leaves the source untouched."""
@@ -109,10 +114,18 @@ class FlowRunner:
                     superseding.setdefault(row.external_id, []).append(row.id)
         start = (state.full_pass if state.full_pass_open else None) if full else state.value
         mode = "full" if full else "incremental"
-        run_id = start_run(self.engine, flow=flow.name, channel=flow.channel, entity=flow.entity,
-                           mode=mode, dry_run=dry_run, cursor_before=start)
-        result = RunResult(run_id, flow.name, "running", mode, dry_run, cursor_before=start,
-                           cursor_after=start)
+        run_id = start_run(
+            self.engine,
+            flow=flow.name,
+            channel=flow.channel,
+            entity=flow.entity,
+            mode=mode,
+            dry_run=dry_run,
+            cursor_before=start,
+        )
+        result = RunResult(
+            run_id, flow.name, "running", mode, dry_run, cursor_before=start, cursor_after=start
+        )
         job = _Job(self, flow, run_id, full, dry_run, superseding)
         transport = self._transport(flow.channel)
         error: str | None = None
@@ -122,7 +135,9 @@ class FlowRunner:
             for batch in batches:
                 counts = job.commit(batch)
                 _add(result, counts)
-                result.cursor_after = batch.cursor if batch.cursor is not None else result.cursor_after
+                result.cursor_after = (
+                    batch.cursor if batch.cursor is not None else result.cursor_after
+                )
                 result.warnings.extend(batch.warnings)
                 if progress is not None:
                     progress(counts)
@@ -131,15 +146,25 @@ class FlowRunner:
         except ErpbridgeError as exc:
             error = f"flow {flow.name!r}, channel {flow.channel!r}: {exc}"
         except Exception as exc:
-            finish_run(self.engine, run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
-                       warnings=result.warnings[:_MAX_WARNINGS])
+            finish_run(
+                self.engine,
+                run_id,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                warnings=result.warnings[:_MAX_WARNINGS],
+            )
             raise
         finally:
             transport.close()
         result.status = "failed" if error else "succeeded"
         result.error = error
-        row = finish_run(self.engine, run_id, status=result.status, error=error,
-                         warnings=result.warnings[:_MAX_WARNINGS])
+        row = finish_run(
+            self.engine,
+            run_id,
+            status=result.status,
+            error=error,
+            warnings=result.warnings[:_MAX_WARNINGS],
+        )
         result.duration_s = row.duration_s or 0.0
         return result
 
@@ -165,8 +190,15 @@ class FlowRunner:
         return results
 
     def _replay(self, flow: FlowConfig, rows: list[Any]) -> RunResult:
-        run_id = start_run(self.engine, flow=flow.name, channel=flow.channel, entity=flow.entity,
-                           mode="replay", dry_run=False, cursor_before=None)
+        run_id = start_run(
+            self.engine,
+            flow=flow.name,
+            channel=flow.channel,
+            entity=flow.entity,
+            mode="replay",
+            dry_run=False,
+            cursor_before=None,
+        )
         result = RunResult(run_id, flow.name, "running", "replay", False)
         job = _Job(self, flow, run_id, False, False, {})
         for start in range(0, len(rows), flow.batch_size):
@@ -191,8 +223,15 @@ def _add(result: RunResult, counts: BatchCounts) -> None:
 class _Job:
     """The per-run state shared by the batches of one run."""
 
-    def __init__(self, runner: FlowRunner, flow: FlowConfig, run_id: int, full: bool,
-                 dry_run: bool, superseding: dict[str, list[int]]) -> None:
+    def __init__(
+        self,
+        runner: FlowRunner,
+        flow: FlowConfig,
+        run_id: int,
+        full: bool,
+        dry_run: bool,
+        superseding: dict[str, list[int]],
+    ) -> None:
         self.runner = runner
         self.flow = flow
         self.run_id = run_id
@@ -215,20 +254,33 @@ class _Job:
     def prepare(self, batch: Batch) -> tuple[list[Incoming], list[Rejection]]:
         """Map a batch: the records that pass, and the rejections with their field paths."""
         incoming: list[Incoming] = []
-        rejections = [Rejection(p.position, p.reason, p.field_path, p.payload) for p in batch.problems]
+        rejections = [
+            Rejection(p.position, p.reason, p.field_path, p.payload) for p in batch.problems
+        ]
         mapping, key_of = self.mapping, self.entity.key_of
         for record in batch.records:
             external_id = self._external_id(record.data)
             try:
                 payload = mapping(record.data)
             except DataError as exc:
-                rejections.append(Rejection(record.position, exc.reason, exc.path,
-                                            jsonable(record.data), external_id))
+                rejections.append(
+                    Rejection(
+                        record.position, exc.reason, exc.path, jsonable(record.data), external_id
+                    )
+                )
                 continue
             blob = dump_payload(payload)
             key = key_of(payload)
-            incoming.append(Incoming(key, payload, blob, content_hash(blob),
-                                     external_id if self.external_id else key, record.position))
+            incoming.append(
+                Incoming(
+                    key,
+                    payload,
+                    blob,
+                    content_hash(blob),
+                    external_id if self.external_id else key,
+                    record.position,
+                )
+            )
         return incoming, rejections
 
     def commit(self, batch: Batch, replayed: Iterable[int] = ()) -> BatchCounts:
@@ -243,22 +295,34 @@ class _Job:
                 # Another writer created the same record or binding first (unique keys), or
                 # the store was busy: the next attempt sees its rows and updates them instead.
                 if attempt == _MAX_ATTEMPTS:
-                    raise FatalError(f"batch could not be stored after {attempt} attempts: "
-                                     f"{exc.orig if exc.orig is not None else exc}") from exc
+                    raise FatalError(
+                        f"batch could not be stored after {attempt} attempts: "
+                        f"{exc.orig if exc.orig is not None else exc}"
+                    ) from exc
         if not self.dry_run:
             batch.acknowledge()
         return counts
 
-    def _write(self, batch: Batch, incoming: list[Incoming], rejections: list[Rejection],
-               replayed: list[int]) -> BatchCounts:
+    def _write(
+        self,
+        batch: Batch,
+        incoming: list[Incoming],
+        rejections: list[Rejection],
+        replayed: list[int],
+    ) -> BatchCounts:
         flow = self.flow
         lineage = Lineage(flow.entity, flow.channel, flow.name, self.run_id, now())
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
             try:
                 upserted = upsert_records(conn, lineage, incoming)
-                counts = BatchCounts(len(batch.records), upserted.created, upserted.updated,
-                                     upserted.unchanged, len(rejections))
+                counts = BatchCounts(
+                    len(batch.records),
+                    upserted.created,
+                    upserted.updated,
+                    upserted.unchanged,
+                    len(rejections),
+                )
                 self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)
             except BaseException:
                 transaction.rollback()
@@ -269,25 +333,46 @@ class _Job:
                 transaction.commit()
         return counts
 
-    def _bookkeeping(self, conn: Connection, batch: Batch, incoming: list[Incoming],
-                     rejections: list[Rejection], replayed: list[int], counts: BatchCounts) -> None:
+    def _bookkeeping(
+        self,
+        conn: Connection,
+        batch: Batch,
+        incoming: list[Incoming],
+        rejections: list[Rejection],
+        replayed: list[int],
+        counts: BatchCounts,
+    ) -> None:
         flow = self.flow
         if replayed:
             failed_positions = {r.position for r in rejections}
-            resolve_rejections(conn, [i for i, item in zip(replayed, batch.records, strict=True)
-                                      if item.position not in failed_positions],
-                               self.run_id, "replayed")
+            resolve_rejections(
+                conn,
+                [
+                    i
+                    for i, item in zip(replayed, batch.records, strict=True)
+                    if item.position not in failed_positions
+                ],
+                self.run_id,
+                "replayed",
+            )
             # Those that fail again stay open; a fresh row would only duplicate them.
             counts.rejected = 0
         else:
-            add_rejections(conn, flow=flow.name, channel=flow.channel, entity=flow.entity,
-                           run_id=self.run_id, items=rejections)
+            add_rejections(
+                conn,
+                flow=flow.name,
+                channel=flow.channel,
+                entity=flow.entity,
+                run_id=self.run_id,
+                items=rejections,
+            )
         if self.superseding:
             # An older open rejection of the same source record is superseded by what this run
             # saw of it: the record landed, or was rejected again (then the new row stands).
             seen = [i.external_id for i in incoming] + [r.external_id for r in rejections]
-            stale = [old for ext in seen if ext is not None
-                     for old in self.superseding.pop(ext, [])]
+            stale = [
+                old for ext in seen if ext is not None for old in self.superseding.pop(ext, [])
+            ]
             resolve_rejections(conn, stale, self.run_id, "superseded")
         if batch.cursor is not None and not replayed:
             if self.full:

@@ -113,6 +113,8 @@ class _Compiler:
                 try:
                     for step in steps:
                         value = step(value, record)
+                        if _empty(value):  # e.g. a regex that did not match: now missing
+                            break
                 except DataError:
                     raise
                 except (ValueError, ArithmeticError, TypeError) as exc:
@@ -167,12 +169,16 @@ class _Compiler:
                 try:
                     out.append(_apply_rules(rules, item))
                 except DataError as exc:
-                    raise DataError(exc.path.replace(where, f"{where}[{i}]", 1), exc.reason) from None
+                    raise DataError(
+                        exc.path.replace(where, f"{where}[{i}]", 1), exc.reason
+                    ) from None
             return out
 
         return build
 
-    def steps(self, entry: FieldMapping, where: str) -> list[Callable[[Any, Mapping[str, Any]], Any]] | None:
+    def steps(
+        self, entry: FieldMapping, where: str
+    ) -> list[Callable[[Any, Mapping[str, Any]], Any]] | None:
         steps: list[Callable[[Any, Mapping[str, Any]], Any]] = []
         ok = True
         for index, spec in enumerate(entry.transforms):
@@ -195,9 +201,13 @@ class _Compiler:
             ok = ok and step is not None
             if step is not None:
                 steps.append(step)
+        if entry.round is not None:
+            steps.append(_plain(build_transform({"round": entry.round})[1]))
         return steps if ok else None
 
-    def unit_step(self, entry: FieldMapping, where: str) -> Callable[[Any, Mapping[str, Any]], Any] | None:
+    def unit_step(
+        self, entry: FieldMapping, where: str
+    ) -> Callable[[Any, Mapping[str, Any]], Any] | None:
         unit = entry.unit
         assert unit is not None
         to_decimal = build_transform("decimal")[1]
@@ -214,8 +224,8 @@ class _Compiler:
             self.fail(f"{where}.unit.to", str(exc))
             return None
         source_unit = getter(unit.from_path or "")
-        return lambda value, record: to_decimal(value) * unit_factor(
-            str(source_unit(record) or ""), unit.to
+        return lambda value, record: (
+            to_decimal(value) * unit_factor(str(source_unit(record) or ""), unit.to)
         )
 
     def currency_step(
@@ -272,7 +282,9 @@ def _template(text: str) -> Rule:
         values = {name: get(record) for name, get in getters.items()}
         if all(_empty(v) for v in values.values()):
             return ""
-        return _PLACEHOLDER.sub(lambda m: "" if _empty(values[m.group(1)]) else str(values[m.group(1)]), text).strip()
+        return _PLACEHOLDER.sub(
+            lambda m: "" if _empty(values[m.group(1)]) else str(values[m.group(1)]), text
+        ).strip()
 
     return render
 

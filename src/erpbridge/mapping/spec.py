@@ -50,16 +50,21 @@ class FieldMapping(BaseModel):
 
     Exactly one way to get the raw value: ``from`` (a path), ``template`` (``"{A} {B}"``),
     ``value`` (a constant), or ``fields``/``each`` for objects and lists. Then, when the value is
-    present: ``transforms`` in order, ``map`` (with ``fallback``), ``unit``, ``currency``. A
+    present: ``transforms`` in order, ``map`` (with ``fallback``), ``unit``, ``currency``,
+    ``round``. A
     missing or empty value takes ``default``; ``required`` rejects the record when still empty.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: str | None = Field(default=None, alias="from", description="Source path, nested with dots.")
+    from_: str | None = Field(
+        default=None, alias="from", description="Source path, nested with dots."
+    )
     template: str | None = Field(default=None, description="Text with {source.path} placeholders.")
     value: Any = Field(default=None, description="A constant.")
-    each: str | None = Field(default=None, description="Source path of a list; 'fields' map each item.")
+    each: str | None = Field(
+        default=None, description="Source path of a list; 'fields' map each item."
+    )
     fields: dict[str, str | FieldMapping] | None = Field(
         default=None, description="Nested mapping for an object field (or each list item)."
     )
@@ -71,7 +76,15 @@ class FieldMapping(BaseModel):
     keep_unmapped: bool = Field(default=False, description="Pass unknown values through the map.")
     unit: UnitConversion | None = None
     currency: CurrencyConversion | None = None
-    default: Any = Field(default=None, description="Used when the source value is missing or empty.")
+    round: int | None = Field(
+        default=None,
+        ge=0,
+        le=12,
+        description="Round to this many decimal places after unit and currency conversion.",
+    )
+    default: Any = Field(
+        default=None, description="Used when the source value is missing or empty."
+    )
     required: bool = Field(default=False, description="Reject the record when the value is empty.")
 
     @model_validator(mode="after")
@@ -91,7 +104,9 @@ class FieldMapping(BaseModel):
         if self.each is not None and self.fields is None:
             raise ValueError("'each' needs 'fields' to map every item")
         if not given and self.fields is None and self.default is None:
-            raise ValueError("give one of 'from', 'template', 'value', 'each', 'fields' or 'default'")
+            raise ValueError(
+                "give one of 'from', 'template', 'value', 'each', 'fields' or 'default'"
+            )
         return self
 
 

@@ -21,6 +21,8 @@ UNITS: dict[str, tuple[str, Decimal]] = {
     "km": ("length", Decimal(1000)),
     "in": ("length", Decimal("0.0254")),
     "ft": ("length", Decimal("0.3048")),
+    "yd": ("length", Decimal("0.9144")),
+    "mi": ("length", Decimal("1609.344")),
     "ml": ("volume", Decimal("0.001")),
     "cl": ("volume", Decimal("0.01")),
     "l": ("volume", Decimal(1)),
@@ -33,8 +35,18 @@ UNITS: dict[str, tuple[str, Decimal]] = {
     "min": ("time", Decimal(60)),
     "h": ("time", Decimal(3600)),
 }
-_ALIASES = {"pc": "pcs", "st": "pcs", "stk": "pcs", "each": "ea", "kgm": "kg", "grm": "g",
-            "ltr": "l", "mtr": "m", "hur": "h", "lbs": "lb"}
+_ALIASES = {
+    "pc": "pcs",
+    "st": "pcs",
+    "stk": "pcs",
+    "each": "ea",
+    "kgm": "kg",
+    "grm": "g",
+    "ltr": "l",
+    "mtr": "m",
+    "hur": "h",
+    "lbs": "lb",
+}
 
 
 def _unit(name: str) -> tuple[str, Decimal]:

@@ -39,7 +39,7 @@ class EntitySpec(BaseModel):
         return self
 
     def validate_payload(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Coerce mapped data into the canonical payload; raise :class:`DataError` on a bad field."""
+        """Coerce mapped data into the canonical payload; :class:`DataError` on a bad field."""
         payload = coerce_object(self.fields, data, "")
         for name in self.key:
             # An empty string is a legitimate key part (a list price has no customer).

@@ -123,8 +123,10 @@ def _to_date(value: Any, path: str) -> str:
     if isinstance(value, str):
         text = value.strip()
         try:
-            return date.fromisoformat(text[:10]).isoformat() if len(text) >= 10 else (
-                date.fromisoformat(text).isoformat()
+            return (
+                date.fromisoformat(text[:10]).isoformat()
+                if len(text) >= 10
+                else (date.fromisoformat(text).isoformat())
             )
         except ValueError:
             raise DataError(path, f"not a date (YYYY-MM-DD): {value!r}") from None
@@ -202,7 +204,9 @@ def _check_constraints(spec: FieldSpec, value: Any, path: str) -> None:
             raise DataError(path, f"{value!r} is not one of {', '.join(spec.choices)}")
         if spec.no_card_numbers and looks_like_card_number(value):
             raise DataError(path, "looks like a raw payment card number; only tokens are accepted")
-    if spec.type in ("integer", "decimal") and (spec.minimum is not None or spec.maximum is not None):
+    if spec.type in ("integer", "decimal") and (
+        spec.minimum is not None or spec.maximum is not None
+    ):
         number = Decimal(value)
         if spec.minimum is not None and number < spec.minimum:
             raise DataError(path, f"{value} is below the minimum {spec.minimum}")
@@ -224,7 +228,7 @@ def coerce_value(spec: FieldSpec, value: Any, path: str) -> Any:
             raise DataError(path, f"expected an object, got {type(value).__name__}")
         return coerce_object(spec.fields or {}, value, path)
     if spec.type == "list":
-        if isinstance(value, Mapping) or isinstance(value, str) or not hasattr(value, "__iter__"):
+        if isinstance(value, Mapping | str) or not hasattr(value, "__iter__"):
             # A lone object where a list is expected (XML with one repeated child) becomes one item.
             if isinstance(value, Mapping) and spec.fields is not None:
                 value = [value]
@@ -245,8 +249,10 @@ def coerce_value(spec: FieldSpec, value: Any, path: str) -> Any:
     return result
 
 
-def coerce_object(fields: Mapping[str, FieldSpec], data: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """Coerce every field of ``data``; fill defaults, enforce required fields, refuse unknown ones."""
+def coerce_object(
+    fields: Mapping[str, FieldSpec], data: Mapping[str, Any], path: str
+) -> dict[str, Any]:
+    """Coerce every field of ``data``: fill defaults, enforce required ones, refuse unknown ones."""
     out: dict[str, Any] = {}
     for name in data:
         if name not in fields:

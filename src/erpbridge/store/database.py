@@ -8,8 +8,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from erpbridge.errors import StoreError
 
@@ -63,7 +63,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:
         masked = engine.url.render_as_string(hide_password=True)
-        raise StoreError(f"cannot open the hub store {masked}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
+        cause = getattr(exc, "orig", None) or exc
+        raise StoreError(f"cannot open the hub store {masked}: {cause}") from None
 
 
 def open_store(url: str) -> Engine:

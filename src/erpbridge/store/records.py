@@ -95,7 +95,13 @@ def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
 
 def _existing(conn: Connection, entity: str, keys: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    cols = (records.c.id, records.c.key, records.c.version, records.c.content_hash, records.c.payload)
+    cols = (
+        records.c.id,
+        records.c.key,
+        records.c.version,
+        records.c.content_hash,
+        records.c.payload,
+    )
     for chunk in _chunks(keys):
         query = select(*cols).where(records.c.entity == entity, records.c.key.in_(chunk))
         for row in conn.execute(query):
@@ -116,7 +122,9 @@ def upsert_records(conn: Connection, lineage: Lineage, items: list[Incoming]) ->
     return counts
 
 
-def _upsert_round(conn: Connection, lineage: Lineage, items: list[Incoming], counts: UpsertCounts) -> None:
+def _upsert_round(
+    conn: Connection, lineage: Lineage, items: list[Incoming], counts: UpsertCounts
+) -> None:
     existing = _existing(conn, lineage.entity, [i.key for i in items])
     new: list[Incoming] = []
     changed: list[tuple[Incoming, Any]] = []
@@ -135,9 +143,16 @@ def _upsert_round(conn: Connection, lineage: Lineage, items: list[Incoming], cou
     history: list[dict[str, Any]] = []
     if new:
         rows = [
-            {"entity": lineage.entity, "key": i.key, "version": 1, "content_hash": i.hash,
-             "payload": i.blob.decode(), "origin_channel": lineage.channel,
-             "created_at": at, "updated_at": at}
+            {
+                "entity": lineage.entity,
+                "key": i.key,
+                "version": 1,
+                "content_hash": i.hash,
+                "payload": i.blob.decode(),
+                "origin_channel": lineage.channel,
+                "created_at": at,
+                "updated_at": at,
+            }
             for i in new
         ]
         statement = insert(records).returning(records.c.id, sort_by_parameter_order=True)
@@ -149,14 +164,32 @@ def _upsert_round(conn: Connection, lineage: Lineage, items: list[Incoming], cou
         conn.execute(
             update(records)
             .where(records.c.id == bindparam("b_id"))
-            .values(version=bindparam("b_version"), content_hash=bindparam("b_hash"),
-                    payload=bindparam("b_payload"), origin_channel=lineage.channel, updated_at=at),
-            [{"b_id": row.id, "b_version": row.version + 1, "b_hash": item.hash,
-              "b_payload": item.blob.decode()} for item, row in changed],
+            .values(
+                version=bindparam("b_version"),
+                content_hash=bindparam("b_hash"),
+                payload=bindparam("b_payload"),
+                origin_channel=lineage.channel,
+                updated_at=at,
+            ),
+            [
+                {
+                    "b_id": row.id,
+                    "b_version": row.version + 1,
+                    "b_hash": item.hash,
+                    "b_payload": item.blob.decode(),
+                }
+                for item, row in changed
+            ],
         )
         history.extend(
-            _audit_row(lineage, row.id, item, row.version + 1, "updated",
-                       _changed_fields(row.payload, item.payload))
+            _audit_row(
+                lineage,
+                row.id,
+                item,
+                row.version + 1,
+                "updated",
+                _changed_fields(row.payload, item.payload),
+            )
             for item, row in changed
         )
         counts.updated += len(changed)
@@ -165,13 +198,30 @@ def _upsert_round(conn: Connection, lineage: Lineage, items: list[Incoming], cou
     _bind(conn, lineage, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None])
 
 
-def _audit_row(lineage: Lineage, record_id: int, item: Incoming, version: int, action: str,
-               changed: list[str] | None) -> dict[str, Any]:
-    return {"record_id": record_id, "entity": lineage.entity, "key": item.key, "version": version,
-            "action": action, "content_hash": item.hash, "payload": item.blob.decode(),
-            "changed_fields": orjson.dumps(changed).decode() if changed is not None else None,
-            "run_id": lineage.run_id, "flow": lineage.flow, "channel": lineage.channel,
-            "external_id": item.external_id, "source_position": item.position, "at": lineage.at}
+def _audit_row(
+    lineage: Lineage,
+    record_id: int,
+    item: Incoming,
+    version: int,
+    action: str,
+    changed: list[str] | None,
+) -> dict[str, Any]:
+    return {
+        "record_id": record_id,
+        "entity": lineage.entity,
+        "key": item.key,
+        "version": version,
+        "action": action,
+        "content_hash": item.hash,
+        "payload": item.blob.decode(),
+        "changed_fields": orjson.dumps(changed).decode() if changed is not None else None,
+        "run_id": lineage.run_id,
+        "flow": lineage.flow,
+        "channel": lineage.channel,
+        "external_id": item.external_id,
+        "source_position": item.position,
+        "at": lineage.at,
+    }
 
 
 def _bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> None:
@@ -189,20 +239,29 @@ def _bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> N
         for row in conn.execute(query):
             current[row.external_id] = (row.id, row.record_id)
     fresh = [
-        {"channel": lineage.channel, "entity": lineage.entity, "external_id": ext,
-         "record_id": rid, "created_at": lineage.at, "updated_at": lineage.at}
-        for ext, rid in wanted.items() if ext not in current
+        {
+            "channel": lineage.channel,
+            "entity": lineage.entity,
+            "external_id": ext,
+            "record_id": rid,
+            "created_at": lineage.at,
+            "updated_at": lineage.at,
+        }
+        for ext, rid in wanted.items()
+        if ext not in current
     ]
     # The source gave an existing external id another business key: the binding follows it.
     moved = [
         {"b_id": current[ext][0], "b_record": rid}
-        for ext, rid in wanted.items() if ext in current and current[ext][1] != rid
+        for ext, rid in wanted.items()
+        if ext in current and current[ext][1] != rid
     ]
     if fresh:
         conn.execute(insert(bindings), fresh)
     if moved:
         conn.execute(
-            update(bindings).where(bindings.c.id == bindparam("b_id"))
+            update(bindings)
+            .where(bindings.c.id == bindparam("b_id"))
             .values(record_id=bindparam("b_record"), updated_at=lineage.at),
             moved,
         )
@@ -216,12 +275,12 @@ def find_record(conn: Connection, entity: str, key: str) -> Any:
 
 def history_of(conn: Connection, record_id: int) -> list[Any]:
     """The audit trail of one record, oldest first."""
-    return list(conn.execute(select(audit).where(audit.c.record_id == record_id).order_by(audit.c.id)))
+    return list(
+        conn.execute(select(audit).where(audit.c.record_id == record_id).order_by(audit.c.id))
+    )
 
 
 def bindings_of(conn: Connection, record_id: int) -> list[Any]:
     """Every channel's id for one record."""
     query = select(bindings).where(bindings.c.record_id == record_id).order_by(bindings.c.channel)
     return list(conn.execute(query))
-
-

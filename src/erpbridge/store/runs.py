@@ -71,15 +71,30 @@ class Rejection:
     external_id: str | None = None
 
 
-def start_run(engine: Engine, *, flow: str, channel: str, entity: str, mode: str, dry_run: bool,
-              cursor_before: Any) -> int:
+def start_run(
+    engine: Engine,
+    *,
+    flow: str,
+    channel: str,
+    entity: str,
+    mode: str,
+    dry_run: bool,
+    cursor_before: Any,
+) -> int:
     """Record a run as started, in its own transaction, so a crash still leaves a trace."""
     with engine.begin() as conn:
         result = conn.execute(
             insert(runs).returning(runs.c.id),
-            {"flow": flow, "channel": channel, "entity": entity, "mode": mode,
-             "status": "running", "dry_run": dry_run, "started_at": now(),
-             "cursor_before": _json(cursor_before)},
+            {
+                "flow": flow,
+                "channel": channel,
+                "entity": entity,
+                "mode": mode,
+                "status": "running",
+                "dry_run": dry_run,
+                "started_at": now(),
+                "cursor_before": _json(cursor_before),
+            },
         )
         return int(result.scalar_one())
 
@@ -87,7 +102,9 @@ def start_run(engine: Engine, *, flow: str, channel: str, entity: str, mode: str
 def add_batch(conn: Connection, run_id: int, counts: BatchCounts, cursor_after: Any) -> None:
     """Add one batch's counters to its run, in the batch's transaction."""
     conn.execute(
-        update(runs).where(runs.c.id == run_id).values(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
             read=runs.c.read + counts.read,
             created=runs.c.created + counts.created,
             updated=runs.c.updated + counts.updated,
@@ -98,8 +115,9 @@ def add_batch(conn: Connection, run_id: int, counts: BatchCounts, cursor_after: 
     )
 
 
-def finish_run(engine: Engine, run_id: int, *, status: str, error: str | None,
-               warnings: Sequence[str]) -> Any:
+def finish_run(
+    engine: Engine, run_id: int, *, status: str, error: str | None, warnings: Sequence[str]
+) -> Any:
     """Close a run with its status, duration, error summary and warnings; return its row."""
     with engine.begin() as conn:
         started = conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar_one()
@@ -107,8 +125,12 @@ def finish_run(engine: Engine, run_id: int, *, status: str, error: str | None,
         if started.tzinfo is None:  # SQLite hands back naive timestamps
             started = started.replace(tzinfo=UTC)
         conn.execute(
-            update(runs).where(runs.c.id == run_id).values(
-                status=status, error=error, finished_at=finished,
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                status=status,
+                error=error,
+                finished_at=finished,
                 duration_s=(finished - started).total_seconds(),
                 warnings=_json(list(warnings)) if warnings else None,
             )
@@ -124,8 +146,15 @@ def load_cursor(conn: Connection, flow: str) -> CursorState:
     return CursorState(_unjson(row.value), _unjson(row.full_pass), row.full_pass is not None)
 
 
-def save_cursor(conn: Connection, flow: str, run_id: int, *, value: Any = None,
-                full_pass: Any = None, keep_value: bool = False) -> None:
+def save_cursor(
+    conn: Connection,
+    flow: str,
+    run_id: int,
+    *,
+    value: Any = None,
+    full_pass: Any = None,
+    keep_value: bool = False,
+) -> None:
     """Write ``flow``'s cursor in the caller's transaction.
 
     ``full_pass`` set: a full pass is under way and stands there (``value`` untouched).
@@ -144,19 +173,37 @@ def save_cursor(conn: Connection, flow: str, run_id: int, *, value: Any = None,
         conn.execute(insert(cursors).values(flow=flow, **values))
 
 
-def add_rejections(conn: Connection, *, flow: str, channel: str, entity: str, run_id: int,
-                   items: Sequence[Rejection]) -> None:
+def add_rejections(
+    conn: Connection,
+    *,
+    flow: str,
+    channel: str,
+    entity: str,
+    run_id: int,
+    items: Sequence[Rejection],
+) -> None:
     """Store rejected records with their reasons; they stay ``open`` until replayed."""
     if not items:
         return
     at = now()
     conn.execute(
         insert(rejected),
-        [{"flow": flow, "channel": channel, "entity": entity, "run_id": run_id,
-          "position": r.position[:512], "external_id": r.external_id,
-          "payload": _json(dict(r.payload)) if r.payload is not None else None,
-          "field_path": r.field_path, "reason": r.reason, "status": "open", "created_at": at}
-         for r in items],
+        [
+            {
+                "flow": flow,
+                "channel": channel,
+                "entity": entity,
+                "run_id": run_id,
+                "position": r.position[:512],
+                "external_id": r.external_id,
+                "payload": _json(dict(r.payload)) if r.payload is not None else None,
+                "field_path": r.field_path,
+                "reason": r.reason,
+                "status": "open",
+                "created_at": at,
+            }
+            for r in items
+        ],
     )
 
 
@@ -172,8 +219,9 @@ def resolve_rejections(conn: Connection, ids: Sequence[int], run_id: int, status
     """Close rejections (``replayed`` or ``superseded``) by run ``run_id``."""
     if ids:
         conn.execute(
-            update(rejected).where(rejected.c.id.in_(list(ids))).values(
-                status=status, resolved_at=now(), resolved_run_id=run_id)
+            update(rejected)
+            .where(rejected.c.id.in_(list(ids)))
+            .values(status=status, resolved_at=now(), resolved_run_id=run_id)
         )
 
 

@@ -1,0 +1,33 @@
+# erpbridge — the two set-up commands of the README, and their parts.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint install bench clean
+
+# Create the virtualenv and install erpbridge with its test tools (again when pyproject changes).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	bash examples/demo/run.sh $(abspath $(BIN))/erpbridge
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy src
+
+test: lint
+	bash scripts/test.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/migrate.py
+
+clean:
+	rm -rf $(VENV) examples/demo/data bench/.data .mypy_cache .ruff_cache .pytest_cache

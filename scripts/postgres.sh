@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL for the test suite, on 127.0.0.1 only.
+#   scripts/postgres.sh start   install (Debian package) if missing, init, start; prints the URL
+#   scripts/postgres.sh stop    stop it and remove its data
+# Port and folder: ERPBRIDGE_PG_PORT (55432), ERPBRIDGE_PG_DIR (/tmp/erpbridge-pg-<port>).
+set -euo pipefail
+
+port="${ERPBRIDGE_PG_PORT:-55432}"
+dir="${ERPBRIDGE_PG_DIR:-/tmp/erpbridge-pg-$port}"
+
+find_bin() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+as_owner() {
+  # initdb and postgres refuse to run as root: run them as the 'postgres' system user then.
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+install() {
+  if [ -n "$(find_bin)" ] && [ -x "$(find_bin)/initdb" ]; then
+    return
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "postgres.sh: PostgreSQL is not installed; run 'sudo apt-get install postgresql'" >&2
+    exit 1
+  fi
+  echo "postgres.sh: installing PostgreSQL from Debian packages" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  # The package may start its own cluster on 5432; we never use it, stop it to save memory.
+  service postgresql stop >/dev/null 2>&1 || true
+}
+
+start() {
+  install
+  local bin
+  bin="$(find_bin)"
+  stop quiet
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
+  as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start >/dev/null
+  echo "postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+}
+
+stop() {
+  local bin
+  bin="$(find_bin)"
+  if [ -n "$bin" ] && [ -f "$dir/data/postmaster.pid" ]; then
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  if [ "${1:-}" != quiet ]; then echo "postgres.sh: stopped" >&2; fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

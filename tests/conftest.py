@@ -1,0 +1,53 @@
+"""Shared fixtures: a hub store on SQLite and on PostgreSQL for every test that asks for one.
+
+PostgreSQL comes from ``scripts/postgres.sh`` (``make test`` starts it and sets
+``ERPBRIDGE_TEST_PG_URL``). Without it the PostgreSQL half is skipped on a developer's machine,
+but fails under CI or ``make test`` (``CI`` / ``ERPBRIDGE_REQUIRE_SERVERS``): never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+
+def require_server(variable: str, what: str) -> str:
+    """The URL in ``variable``, or skip (developer machine) / fail (CI, make test)."""
+    value = os.environ.get(variable)
+    if value:
+        return value
+    message = f"{what} is needed: {variable} is not set (run the suite with `make test`)"
+    if os.environ.get("CI") or os.environ.get("ERPBRIDGE_REQUIRE_SERVERS"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; dropped afterwards."""
+    base = require_server("ERPBRIDGE_TEST_PG_URL", "PostgreSQL")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The hub store's URL, once per dialect."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    return url
