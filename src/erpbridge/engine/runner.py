@@ -102,16 +102,18 @@ class FlowRunner:
         progress: ProgressHook | None = None,
     ) -> RunResult:
         """Run flow ``name`` once. ``full`` reads from the beginning (resuming an unfinished
-        full pass); a flow whose trigger is ``initial`` always runs full. ``dry_run`` maps and
+        full pass); a flow whose trigger is ``initial`` runs full until one full pass has
+        completed. ``dry_run`` maps and
         compares but commits nothing and leaves the source untouched."""
         flow = self.config.flow(name)
-        full = full or flow.trigger == "initial"
         with self.engine.connect() as conn:
             state = load_cursor(conn, flow.name)
             superseding: dict[str, list[int]] = {}
             for row in open_rejections(conn, flow.name):
                 if row.external_id is not None:
                     superseding.setdefault(row.external_id, []).append(row.id)
+        # An initial migration runs full until it has completed once, then incrementally.
+        full = full or (flow.trigger == "initial" and not state.completed_once)
         start = (state.full_pass if state.full_pass_open else None) if full else state.value
         mode = "full" if full else "incremental"
         run_id = start_run(

@@ -43,6 +43,8 @@ _ALIASES = {
     "kgm": "kg",
     "grm": "g",
     "ltr": "l",
+    "pce": "pcs",
+    "c62": "pcs",
     "mtr": "m",
     "hur": "h",
     "lbs": "lb",

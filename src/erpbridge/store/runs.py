@@ -47,6 +47,8 @@ class CursorState:
     value: Any
     full_pass: Any
     full_pass_open: bool
+    #: A run has committed an incremental cursor or completed a full pass.
+    completed_once: bool
 
 
 @dataclass(slots=True)
@@ -142,8 +144,9 @@ def load_cursor(conn: Connection, flow: str) -> CursorState:
     """The committed cursor of ``flow`` (``None`` values before its first run)."""
     row = conn.execute(select(cursors).where(cursors.c.flow == flow)).first()
     if row is None:
-        return CursorState(None, None, False)
-    return CursorState(_unjson(row.value), _unjson(row.full_pass), row.full_pass is not None)
+        return CursorState(None, None, False, False)
+    open_pass = row.full_pass is not None
+    return CursorState(_unjson(row.value), _unjson(row.full_pass), open_pass, not open_pass)
 
 
 def save_cursor(

@@ -106,18 +106,17 @@ def _fold_order(
         else:
             issues.append(f"unknown event {row.get(columns.event)!r} at {_show(moment)}")
 
-    status: OrderStatus
+    if open_start is not None:
+        end = None  # an earlier END closed an earlier START, not this one
+        if _elapsed(open_start, now) > timedelta(hours=columns.open_warning_hours):
+            hours = f"{columns.open_warning_hours:g}"
+            issues.append(f"START at {_show(open_start)} not closed after {hours} h")
+    status: OrderStatus = "finished"
     if orphan_end:
         status = "incomplete"
     elif open_start is not None:
-        status, end = "running", None
-        limit = timedelta(hours=columns.open_warning_hours)
-        if _elapsed(open_start, now) > limit:
-            hours = f"{columns.open_warning_hours:g}"
-            issues.append(f"START at {_show(open_start)} not closed after {hours} h")
-    elif end is not None:
-        status = "finished"
-    else:
+        status = "running"
+    elif end is None:
         status = "incomplete"
         issues.append("no START or END booking")
 
@@ -137,9 +136,10 @@ def _fold_order(
 
 def _latest(rows: list[Mapping[str, Any]], column: str, issues: list[str]) -> Any:
     """The last non-empty value of ``column``; a change along the way is reported, not hidden."""
-    values = list(dict.fromkeys(row.get(column) for row in rows if row.get(column) is not None))
-    if len(values) > 1:
-        issues.append(f"{column} changes: {' → '.join(str(v) for v in values)}")
+    values = [row[column] for row in rows if row.get(column) is not None]
+    changes = [value for at, value in enumerate(values) if at == 0 or value != values[at - 1]]
+    if len(changes) > 1:
+        issues.append(f"{column} changes: {' → '.join(str(v) for v in changes)}")
     return values[-1] if values else None
 
 

@@ -1,0 +1,637 @@
+"""Read-only SQL transport: tables, views and SELECT queries of any SQLAlchemy dialect.
+
+With a cursor it pages by keyset on ``(column, tiebreaker)`` and starts each read at
+``column >= stored - safety_window``, so rows sharing the boundary value or committed late are
+read again rather than skipped (the hub drops unchanged re-reads by content hash). Rows whose
+cursor column is NULL are read only by a full read (no stored cursor). Without a cursor each read
+is one streaming pass over the whole source.
+
+Every query runs in a read-only transaction: PostgreSQL and Oracle ``SET TRANSACTION READ ONLY``,
+MySQL/MariaDB ``START TRANSACTION READ ONLY``, SQLite a ``mode=ro`` URI plus ``PRAGMA query_only``.
+Other dialects (MSSQL) have no such statement; there only the login's rights protect the source,
+so give every channel a login with SELECT rights only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import quote, unquote
+from uuid import UUID
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, make_url
+
+from erpbridge.errors import ErpbridgeError, FatalError, ReadOnlyViolation, SourceUnavailable
+from erpbridge.transports.base import (
+    Batch,
+    CursorValue,
+    Health,
+    SourceProblem,
+    SourceRecord,
+    StreamOptions,
+)
+from erpbridge.transports.bookings import ORDER_FIELDS, BookingColumns, fold_bookings
+
+__all__ = ["CursorSpec", "SqlChannelOptions", "SqlStreamOptions", "SqlTransport", "check_select"]
+
+
+class SqlChannelOptions(BaseModel):
+    """A database channel's ``options:``. The URL may hold a password: it stays out of reprs
+    and validation errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str = Field(repr=False)
+    """SQLAlchemy URL; a relative SQLite path is resolved against the configuration's folder."""
+    schema_: str | None = Field(None, alias="schema")
+    """Schema of ``table:`` sources that name none."""
+    connect_timeout: float = Field(10, gt=0)
+    """Seconds to wait for a connection (PostgreSQL, MySQL/MariaDB; SQLite: busy timeout)."""
+    read_only: bool = True
+    """Only ``true`` is accepted for now."""
+
+    @field_validator("url")
+    @classmethod
+    def _is_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except (sa_exc.ArgumentError, ValueError):
+            raise ValueError("not a SQLAlchemy URL (dialect+driver://user@host/db)") from None
+        return value
+
+    @field_validator("read_only")
+    @classmethod
+    def _only_read(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("write access comes with the delivery engine; use read_only: true")
+        return value
+
+
+class CursorSpec(BaseModel):
+    """Incremental reading: ``column`` orders and filters, the unique ``tiebreaker`` splits ties."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str = Field(min_length=1)
+    """E.g. ``updated_at`` or a sequence."""
+    tiebreaker: str = Field(min_length=1)
+    """A unique column, e.g. the primary key."""
+    safety_window: float = Field(0, ge=0)
+    """Re-read this much before the stored value: seconds (date/time columns) or column units."""
+
+
+class SqlStreamOptions(StreamOptions):
+    """A flow's ``source:`` block: one table/view or one SELECT, read as rows or as bookings."""
+
+    table: str | None = Field(None, min_length=1)
+    """A table or view, optionally schema-qualified (``schema.table``)."""
+    query: str | None = Field(None, min_length=1)
+    """One ``SELECT`` or ``WITH … SELECT``; anything that writes is refused here."""
+    structure: Literal["rows", "bookings"] = "rows"
+    cursor: CursorSpec | None = None
+    bookings: BookingColumns = Field(default_factory=BookingColumns)
+    """Booking table layout; only with ``structure: bookings``."""
+
+    @field_validator("query")
+    @classmethod
+    def _select_only(cls, value: str | None) -> str | None:
+        return None if value is None else check_select(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        if self.structure == "rows" and "bookings" in self.model_fields_set:
+            raise ValueError("`bookings:` needs `structure: bookings`")
+        if self.structure == "bookings" and self.cursor is None and self.bookings.id is None:
+            raise ValueError("bookings need `bookings.id` (a unique row id) or a `cursor:` block")
+        return self
+
+
+# -- the query guard ---------------------------------------------------------------------------
+
+_WRITE_WORDS = re.compile(
+    r"\b(INSERT|UPDATE|DELETE|MERGE|UPSERT|INTO|CREATE|ALTER|DROP|TRUNCATE|GRANT|REVOKE"
+    r"|CALL|EXEC|EXECUTE)\b",
+    re.IGNORECASE,
+)
+
+
+def check_select(query: str) -> str:
+    """``query`` without a trailing ``;`` if it is one read-only SELECT; else a ValueError.
+
+    Dialects quote and comment differently, so the text must pass under each convention
+    (backslash escapes, ``#`` comments, ``[names]``, ``$$`` strings). The read-only transaction
+    remains the real guard; this one refuses early, with a clear message.
+    """
+    query = query.strip()
+    while query.endswith(";"):  # a trailing `;` is habit, not a second statement
+        query = query[:-1].rstrip()
+    for flags in itertools.product((False, True), repeat=4):
+        problem = _select_problem(_code_only(query, *flags))
+        if problem:
+            raise ValueError(f"{problem}; a sql channel is read-only")
+    return query
+
+
+@cache
+def _quoted(backslash: bool, hashes: bool, brackets: bool, dollars: bool) -> re.Pattern[str]:
+    body = r"\\.|{q}{q}|[^{q}\\]" if backslash else r"{q}{q}|[^{q}]"
+    parts = [r"--[^\n]*", r"/\*.*?\*/", r"`(?:``|[^`])*`"]
+    parts += [f"{q}(?:{body.format(q=q)})*{q}" for q in ("'", '"')]
+    if hashes:
+        parts.append(r"#[^\n]*")
+    if brackets:
+        parts.append(r"\[[^\]]*\]")
+    if dollars:
+        parts.append(r"\$(?P<tag>[A-Za-z_]\w*|)\$.*?\$(?P=tag)\$")
+    return re.compile("|".join(parts), re.DOTALL)
+
+
+def _code_only(sql: str, backslash: bool, hashes: bool, brackets: bool, dollars: bool) -> str:
+    def blank(match: re.Match[str]) -> str:
+        text = match.group()
+        # PostgreSQL nests comments and MySQL runs /*! … */: both would hide code from us.
+        if text.startswith("/*") and (text.startswith("/*!") or "/*" in text[2:-2]):
+            raise ValueError("nested or executable /* comments are not allowed in a query")
+        return " "
+
+    return _quoted(backslash, hashes, brackets, dollars).sub(blank, sql)
+
+
+def _select_problem(code: str) -> str | None:
+    if re.search(r"['\"`]|/\*", code):
+        return "the query has an unterminated quote or comment"
+    first = re.match(r"[\s(]*(\w+)", code)
+    if first is None or first.group(1).lower() not in ("select", "with"):
+        return "only SELECT or WITH … SELECT queries are allowed"
+    if ";" in code:
+        return "only one statement is allowed (found `;`)"
+    if word := _WRITE_WORDS.search(code):
+        return f"{word.group(1).upper()} is not allowed in a query (quote it if it is a name)"
+    depth = 0
+    for char in code:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:  # the query is wrapped in a subquery and must not close it
+            return "unbalanced parentheses"
+    return "unbalanced parentheses" if depth else None
+
+
+# -- cursor encoding -----------------------------------------------------------------------------
+
+_DECODERS: dict[str, Any] = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "int": int,
+    "decimal": Decimal,
+    "float": float,
+    "str": str,
+    "uuid": UUID,
+    "bytes": bytes.fromhex,
+}
+
+
+def _encode(value: Any, column: str) -> dict[str, Any]:
+    """One value as ``{"value", "type"}``, exact through JSON (Decimal as text, big ints too)."""
+    if isinstance(value, datetime):
+        return {"value": value.isoformat(), "type": "datetime"}
+    if isinstance(value, date):
+        return {"value": value.isoformat(), "type": "date"}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"value": value if abs(value) < 2**53 else str(value), "type": "int"}
+    for kind, types in (("decimal", Decimal), ("float", float), ("str", str), ("uuid", UUID)):
+        if isinstance(value, types):
+            return {"value": value if kind in ("float", "str") else str(value), "type": kind}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"value": bytes(value).hex(), "type": "bytes"}
+    raise FatalError(f"column {column} holds {type(value).__name__}, which cannot be a cursor")
+
+
+def _decode(encoded: Any) -> Any:
+    return _DECODERS[encoded["type"]](encoded["value"])
+
+
+def _minus_window(value: Any, window: float, column: str) -> Any:
+    """The lowest cursor value a read starts from; only ever earlier than ``value``."""
+    if not window:
+        return value
+    if isinstance(value, date):  # also datetime; a date drops the part below a day
+        return value - timedelta(seconds=window)
+    if isinstance(value, int):
+        return value - math.ceil(window)
+    if isinstance(value, Decimal):
+        return value - Decimal(str(window))
+    if isinstance(value, float):
+        return value - window
+    if isinstance(value, str) and value[4:5] == "-":
+        # SQLite and text exports keep timestamps as ISO text, compared as text: go back by the
+        # window and cut to whole seconds, which sorts before every text of that second.
+        try:
+            moment = datetime.fromisoformat(value) - timedelta(seconds=window)
+        except ValueError:
+            pass
+        else:
+            if len(value) == 10:
+                return moment.date().isoformat()
+            return moment.replace(microsecond=0, tzinfo=None).isoformat(sep=value[10])
+    raise FatalError(f"safety_window needs a date/time or numeric cursor; {column} holds {value!r}")
+
+
+# -- error translation ---------------------------------------------------------------------------
+
+_CODE_KINDS: dict[str | int, str] = {
+    # PostgreSQL SQLSTATEs
+    "25006": "read-only", "42P01": "schema mismatch", "42703": "schema mismatch",
+    "3F000": "schema mismatch", "42501": "permission denied", "28P01": "auth", "28000": "auth",
+    "3D000": "missing database", "57014": "timeout",
+    # MySQL/MariaDB error numbers
+    1792: "read-only", 1290: "read-only", 1836: "read-only", 1146: "schema mismatch",
+    1054: "schema mismatch", 1142: "permission denied", 1044: "auth", 1045: "auth",
+    1049: "missing database", 2003: "refused", 2005: "dns",
+    # SQLite result codes
+    "SQLITE_READONLY": "read-only", "SQLITE_CANTOPEN": "cannot open", "SQLITE_AUTH": "auth",
+}  # fmt: skip
+_MESSAGE_KINDS = [
+    (r"database \S+ does not exist|unknown database", "missing database"),
+    (r"translate host|not known|nodename nor servname|unknown \w* ?server host|name resolution",
+     "dns"),
+    (r"authentication failed|access denied|pg_hba\.conf|role \S+ does not exist", "auth"),
+    (r"timeout|timed out", "timeout"),
+    (r"connection refused|could not connect|can't connect", "refused"),
+    (r"read-only|readonly|read only", "read-only"),
+    (r"no such (table|column)|does not exist|doesn't exist|unknown column", "schema mismatch"),
+    (r"permission denied", "permission denied"),
+]  # fmt: skip
+
+
+def _classify(exc: sa_exc.SQLAlchemyError) -> tuple[str, str]:
+    """``(category, message)`` of a SQLAlchemy error, from the driver's code or its words."""
+    orig = getattr(exc, "orig", None)
+    message = " ".join(str(orig if orig is not None else exc).split())
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]  # MySQL drivers put the error number first
+    if code in _CODE_KINDS:
+        return _CODE_KINDS[code], message
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "timeout", message
+    for pattern, kind in _MESSAGE_KINDS:
+        if re.search(pattern, message, re.IGNORECASE):
+            return kind, message
+    return "database error", message
+
+
+# -- the transport -------------------------------------------------------------------------------
+
+_READ_ONLY_BEGIN = {
+    "postgresql": "SET TRANSACTION READ ONLY",
+    "oracle": "SET TRANSACTION READ ONLY",
+    "mysql": "START TRANSACTION READ ONLY",
+    "mariadb": "START TRANSACTION READ ONLY",
+}
+_IN_CHUNK = 500  # order codes per IN (...): below Oracle's 1000 and old SQLite's 999 limits
+_BIND_NAME = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")  # what sqlalchemy.text() takes for :binds
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    cursor: CursorValue
+
+
+class SqlTransport:
+    """Reads tables, views and SELECT queries of one database channel, never writing to it."""
+
+    channel_options = SqlChannelOptions
+    stream_options = SqlStreamOptions
+
+    def __init__(self, channel: str, options: SqlChannelOptions, base_dir: Path) -> None:
+        self._channel = channel
+        self._options = options
+        url, self._sqlite_file = _resolve_sqlite(make_url(options.url), base_dir)
+        self._where = str(self._sqlite_file or url.render_as_string(hide_password=True))
+        self._password = url.password
+        try:
+            self._engine = sa.create_engine(
+                url, connect_args=_connect_args(url, options.connect_timeout), pool_pre_ping=True
+            )
+        except (sa_exc.ArgumentError, ImportError) as exc:
+            raise FatalError(f"channel {channel}: cannot use {self._where}: {exc}") from exc
+        if self._engine.dialect.name == "sqlite":
+            sa.event.listen(self._engine, "connect", _sqlite_query_only)
+
+    def read(
+        self,
+        stream: StreamOptions,
+        cursor: CursorValue,
+        batch_size: int,
+        required_fields: frozenset[str],
+    ) -> Iterator[Batch]:
+        """Yield batches of rows, or of folded orders with ``structure: bookings``."""
+        if not isinstance(stream, SqlStreamOptions):
+            raise TypeError(f"expected SqlStreamOptions, got {type(stream).__name__}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if stream.structure == "bookings":
+            return self._read_bookings(stream, cursor, batch_size, required_fields)
+        if stream.cursor is None:
+            return self._read_all(stream, batch_size, required_fields)
+        return self._read_rows(stream, stream.cursor, cursor, batch_size, required_fields)
+
+    def health(self) -> Health:
+        """Run ``SELECT 1`` read-only; report dialect, server version and the masked URL."""
+        try:
+            with self._connect_read_only() as conn:
+                conn.execute(sa.select(sa.literal_column("1"))).scalar_one()
+                dialect = conn.dialect
+        except sa_exc.SQLAlchemyError as exc:
+            category, message = self._classify(exc)
+            return Health(ok=False, detail=f"{category}: {self._where}: {self._scrub(message)}")
+        version = ".".join(str(part) for part in dialect.server_version_info or ())
+        return Health(ok=True, detail=f"{dialect.name} {version} at {self._where}")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _read_all(
+        self, stream: SqlStreamOptions, batch_size: int, required: frozenset[str]
+    ) -> Iterator[Batch]:
+        # One streaming pass (server-side cursor where the driver has one); the connection stays
+        # open between batches, as a read without a cursor cannot resume anyway.
+        source, label = self._source(stream)
+        statement: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(source)
+        with self._read_only() as conn:
+            options = conn.execution_options(stream_results=True, yield_per=batch_size)
+            result = options.execute(statement).mappings()
+            self._require(list(result.keys()), required, label)
+            numbers = itertools.count(1)
+            for part in result.partitions():
+                yield Batch([SourceRecord(dict(r), f"{label}#row={next(numbers)}") for r in part])
+
+    def _read_rows(
+        self,
+        stream: SqlStreamOptions,
+        spec: CursorSpec,
+        cursor: CursorValue,
+        batch_size: int,
+        required: frozenset[str],
+    ) -> Iterator[Batch]:
+        source, label = self._source(stream)
+        statement: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(source)
+        for number, page in enumerate(self._pages(statement, spec, cursor, batch_size)):
+            if number == 0:
+                self._require(page.columns, required, label)
+            records = [
+                SourceRecord(row, f"{label}#{spec.tiebreaker}={self._get(row, spec.tiebreaker)}")
+                for row in page.rows
+            ]
+            if records:
+                yield Batch(records, cursor=page.cursor)
+
+    def _read_bookings(
+        self,
+        stream: SqlStreamOptions,
+        cursor: CursorValue,
+        batch_size: int,
+        required: frozenset[str],
+    ) -> Iterator[Batch]:
+        # Pages of new bookings only say which orders changed; each of those orders is then
+        # folded from all of its bookings, so a later END re-folds an order START-ed long ago.
+        columns = stream.bookings
+        spec = stream.cursor or CursorSpec(column=columns.timestamp, tiebreaker=str(columns.id))
+        if missing := sorted(required - ORDER_FIELDS):
+            raise FatalError(
+                f"channel {self._channel}: schema mismatch: folded bookings have no field(s) "
+                f"{', '.join(missing)}; fields: {', '.join(sorted(ORDER_FIELDS))}"
+            )
+        source, label = self._source(stream)
+        key_columns = dict.fromkeys((spec.column, spec.tiebreaker, columns.order_code))
+        key_list: list[sa.ColumnClause[Any]] = [sa.column(name) for name in key_columns]
+        keys: sa.Select[Any] = sa.select(*key_list).select_from(source)
+        everything: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(source)
+        order = [columns.order_code, columns.timestamp, columns.id or spec.tiebreaker]
+        needed = {columns.timestamp, columns.order_code, columns.event}
+        needed |= {columns.machine_code, columns.product_code}
+        reported: set[str] = set()
+        for page in self._pages(keys, spec, cursor, batch_size):
+            codes = [self._get(row, columns.order_code) for row in page.rows]
+            problems = [
+                SourceProblem(
+                    position=f"{label}#{spec.tiebreaker}={self._get(row, spec.tiebreaker)}",
+                    reason=f"booking without {columns.order_code}: it belongs to no order",
+                    payload=row,
+                )
+                for row, code in zip(page.rows, codes, strict=True)
+                if code is None
+            ]
+            distinct = list(dict.fromkeys(code for code in codes if code is not None))
+            bookings: list[dict[str, Any]] = []
+            for at in range(0, len(distinct), _IN_CHUNK):
+                chunk = distinct[at : at + _IN_CHUNK]
+                where = sa.column(columns.order_code).in_(chunk)
+                found = self._fetch(everything.where(where).order_by(*map(sa.column, order)))
+                self._require(found.columns, needed, label)
+                bookings += found.rows
+            orders = fold_bookings(bookings, columns, datetime.now(UTC))
+            warnings = [
+                f"order {order['order_code']}: {issue}"
+                for order in orders
+                for issue in order["issues"]
+            ]
+            new = [text for text in dict.fromkeys(warnings) if text not in reported]
+            reported.update(new)  # an order re-folded later in the same run warns once
+            records = [
+                SourceRecord(order, f"{label}#{columns.order_code}={order['order_code']}")
+                for order in orders
+            ]
+            if records or problems:
+                yield Batch(records, cursor=page.cursor, problems=problems, warnings=new)
+
+    def _pages(
+        self, statement: sa.Select[Any], spec: CursorSpec, stored: CursorValue, batch_size: int
+    ) -> Iterator[_Page]:
+        """Pages in ``(column, tiebreaker)`` order, each with the cursor to resume after it."""
+        column: sa.ColumnClause[Any] = sa.column(spec.column)
+        key: sa.ColumnClause[Any] = sa.column(spec.tiebreaker)
+        start = self._decode_cursor(stored, spec)
+        if start is None:
+            # NULLs first: a crash in this phase resumes without a cursor and reads them again.
+            where: sa.ColumnElement[bool] = column.is_(None)
+            while True:
+                page = self._fetch(statement.where(where).order_by(key).limit(batch_size))
+                yield _Page(page.columns, page.rows, stored)
+                if len(page.rows) < batch_size:
+                    break
+                where = sa.and_(column.is_(None), key > self._get(page.rows[-1], spec.tiebreaker))
+            where = column.is_not(None)
+        else:
+            where = column >= _minus_window(start[0], spec.safety_window, spec.column)
+        while True:
+            page = self._fetch(statement.where(where).order_by(column, key).limit(batch_size))
+            if not page.rows:
+                yield page
+                return
+            last = (
+                self._get(page.rows[-1], spec.column),
+                self._get(page.rows[-1], spec.tiebreaker),
+            )
+            if last[1] is None:
+                raise FatalError(
+                    f"channel {self._channel}: tiebreaker {spec.tiebreaker} is NULL; it must be "
+                    "a unique, non-null column"
+                )
+            after = stored if _earlier(last, start) else self._encode_cursor(last, spec)
+            yield _Page(page.columns, page.rows, after)
+            if len(page.rows) < batch_size:
+                return
+            where = sa.or_(column > last[0], sa.and_(column == last[0], key > last[1]))
+
+    def _fetch(self, statement: sa.Select[Any]) -> _Page:
+        # One short read-only transaction per page: no snapshot is held while the hub commits.
+        with self._read_only() as conn:
+            result = conn.execute(statement).mappings()
+            return _Page(list(result.keys()), [dict(row) for row in result], None)
+
+    def _source(self, stream: SqlStreamOptions) -> tuple[sa.FromClause, str]:
+        if stream.table is not None:
+            schema, _, name = stream.table.rpartition(".")
+            return sa.table(name, schema=schema or self._options.schema_), stream.table
+        # Escape `:name` so text() takes the query verbatim; the newline ends a trailing comment.
+        query = _BIND_NAME.sub(r"\\:\1", str(stream.query))
+        return sa.text(query + "\n").columns().subquery("src"), "query"
+
+    # -- cursors and checks ----------------------------------------------------------------------
+
+    def _encode_cursor(self, last: tuple[Any, Any], spec: CursorSpec) -> dict[str, Any]:
+        try:
+            value, key = _encode(last[0], spec.column), _encode(last[1], spec.tiebreaker)
+        except FatalError as exc:
+            raise FatalError(f"channel {self._channel}: {exc}") from exc
+        return {**value, "key": key, "column": spec.column}
+
+    def _decode_cursor(self, stored: CursorValue, spec: CursorSpec) -> tuple[Any, Any] | None:
+        if stored is None:
+            return None
+        try:
+            decoded = (_decode(stored), _decode(stored["key"]))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise FatalError(
+                f"channel {self._channel}: stored cursor {stored!r} is not an sql cursor"
+            ) from exc
+        if stored.get("column", spec.column) != spec.column:
+            raise FatalError(
+                f"channel {self._channel}: stored cursor is for column {stored['column']}, the "
+                f"flow now reads by {spec.column}; reset the flow's cursor to read everything"
+            )
+        return decoded
+
+    def _get(self, row: dict[str, Any], column: str) -> Any:
+        try:
+            return row[column]
+        except KeyError:
+            raise FatalError(
+                f"channel {self._channel}: schema mismatch: no column {column} in the result; "
+                f"columns found: {', '.join(row)}"
+            ) from None
+
+    def _require(self, found: list[str], needed: Iterable[str], label: str) -> None:
+        if missing := sorted(set(needed) - set(found)):
+            raise FatalError(
+                f"channel {self._channel}: schema mismatch: {label} lacks column(s) "
+                f"{', '.join(missing)}; columns found: {', '.join(found)}"
+            )
+
+    # -- connections and errors ------------------------------------------------------------------
+
+    @contextmanager
+    def _connect_read_only(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            begin = _READ_ONLY_BEGIN.get(conn.dialect.name)
+            if begin is not None:
+                conn.exec_driver_sql(begin)
+            yield conn  # leaving connect() rolls back: a read has nothing to commit
+
+    @contextmanager
+    def _read_only(self) -> Iterator[Connection]:
+        """A connection in a read-only transaction; its errors come out as erpbridge errors."""
+        try:
+            with self._connect_read_only() as conn:
+                yield conn
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sa_exc.SQLAlchemyError) -> ErpbridgeError:
+        category, message = self._classify(exc)
+        message = self._scrub(message)
+        where = f"channel {self._channel}"
+        if category == "read-only":
+            return ReadOnlyViolation(f"{where}: write refused, the channel is read-only: {message}")
+        if category in ("schema mismatch", "permission denied"):
+            return FatalError(f"{where}: {category}: {message}")
+        return SourceUnavailable(f"{where}: {category} at {self._where}: {message}")
+
+    def _classify(self, exc: sa_exc.SQLAlchemyError) -> tuple[str, str]:
+        category, message = _classify(exc)
+        if category == "cannot open" and self._sqlite_file and not self._sqlite_file.exists():
+            category = "missing database"
+        return category, message
+
+    def _scrub(self, message: str) -> str:
+        return message.replace(self._password, "***") if self._password else message
+
+
+def _earlier(last: tuple[Any, Any], start: tuple[Any, Any] | None) -> bool:
+    """Whether a page ended before the stored cursor (re-read window): keep the stored one."""
+    try:
+        return start is not None and last < start
+    except TypeError:  # the column changed type (naive vs aware, text vs number): move on
+        return False
+
+
+def _resolve_sqlite(url: URL, base_dir: Path) -> tuple[URL, Path | None]:
+    """Anchor a relative SQLite path at ``base_dir`` and open the file read-only (``mode=ro``)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return url, None
+    database = str(url.database)
+    if database.startswith("file:"):
+        database = unquote(database.removeprefix("file:"))
+    path = Path(database)
+    path = path if path.is_absolute() else (base_dir / path).absolute()
+    if url.get_driver_name() != "pysqlite":  # other drivers: PRAGMA query_only is the guard
+        return url.set(database=str(path)), path
+    # mode=ro also stops SQLite from creating an empty file where the database should be.
+    query = {**url.query, "mode": "ro", "uri": "true"}
+    return url.set(database=f"file:{quote(str(path))}", query=query), path
+
+
+def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+        return {"connect_timeout": max(2, math.ceil(timeout))}  # libpq: whole seconds, min 2
+    if backend in ("mysql", "mariadb"):
+        return {"connect_timeout": max(1, math.ceil(timeout))}
+    if backend == "sqlite":
+        return {"timeout": timeout}
+    return {}
+
+
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
