@@ -430,38 +430,32 @@ class SqlTransport:
         needed |= {columns.machine_code, columns.product_code}
         reported: set[str] = set()
         for page in self._pages(keys, spec, cursor, batch_size):
-            codes = [self._get(row, columns.order_code) for row in page.rows]
-            problems = [
+            problems = [  # the key page selects these columns by name, so row[...] is safe
                 SourceProblem(
-                    position=f"{label}#{spec.tiebreaker}={self._get(row, spec.tiebreaker)}",
-                    reason=f"booking without {columns.order_code}: it belongs to no order",
-                    payload=row,
+                    f"{label}#{spec.tiebreaker}={row[spec.tiebreaker]}",
+                    f"booking without {columns.order_code}: it belongs to no order",
+                    row,
                 )
-                for row, code in zip(page.rows, codes, strict=True)
-                if code is None
+                for row in page.rows
+                if row[columns.order_code] is None
             ]
-            distinct = list(dict.fromkeys(code for code in codes if code is not None))
+            found_codes = dict.fromkeys(row[columns.order_code] for row in page.rows)
+            codes = [code for code in found_codes if code is not None]
             bookings: list[dict[str, Any]] = []
-            for at in range(0, len(distinct), _IN_CHUNK):
-                chunk = distinct[at : at + _IN_CHUNK]
-                where = sa.column(columns.order_code).in_(chunk)
+            for at in range(0, len(codes), _IN_CHUNK):
+                where = sa.column(columns.order_code).in_(codes[at : at + _IN_CHUNK])
                 found = self._fetch(everything.where(where).order_by(*map(sa.column, order)))
                 self._require(found.columns, needed, label)
                 bookings += found.rows
             orders = fold_bookings(bookings, columns, datetime.now(UTC))
-            warnings = [
-                f"order {order['order_code']}: {issue}"
-                for order in orders
-                for issue in order["issues"]
-            ]
-            new = [text for text in dict.fromkeys(warnings) if text not in reported]
-            reported.update(new)  # an order re-folded later in the same run warns once
+            issues = [f"order {o['order_code']}: {issue}" for o in orders for issue in o["issues"]]
+            warnings = [text for text in dict.fromkeys(issues) if text not in reported]
+            reported.update(warnings)  # an order re-folded later in the same run warns once
             records = [
-                SourceRecord(order, f"{label}#{columns.order_code}={order['order_code']}")
-                for order in orders
+                SourceRecord(o, f"{label}#{columns.order_code}={o['order_code']}") for o in orders
             ]
             if records or problems:
-                yield Batch(records, cursor=page.cursor, problems=problems, warnings=new)
+                yield Batch(records, cursor=page.cursor, problems=problems, warnings=warnings)
 
     def _pages(
         self, statement: sa.Select[Any], spec: CursorSpec, stored: CursorValue, batch_size: int
