@@ -1,0 +1,5 @@
+"""``python -m erpbridge`` runs the command line."""
+
+from erpbridge.cli import main
+
+main()
