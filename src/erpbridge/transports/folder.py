@@ -3,26 +3,22 @@
 Files are read in name order and streamed in batches; a file moves to ``archive/`` once the
 engine has committed its last batch, or to ``error/`` (with a ``.reason.txt``) when it cannot
 be read. A crash before that leaves the file in the inbox, so it is read again (at-least-once;
-the hub de-duplicates by content hash).
+the hub de-duplicates by content hash). Parsing each format into records is
+:mod:`erpbridge.transports.fileformats`.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import logging
 import os
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path, PurePath
-from typing import IO, Any, Literal
-from xml.parsers import expat
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from erpbridge.errors import SourceUnavailable
@@ -34,22 +30,13 @@ from erpbridge.transports.base import (
     SourceRecord,
     StreamOptions,
 )
+from erpbridge.transports.fileformats import BrokenFile, Format, Item, read_items
 
 __all__ = ["FolderChannelOptions", "FolderStreamOptions", "FolderTransport"]
 
 logger = logging.getLogger(__name__)
 
-Format = Literal["csv", "json", "jsonl", "xml"]
-_Item = SourceRecord | SourceProblem
-_FORMAT_BY_SUFFIX: dict[str, Format] = {
-    ".csv": "csv",
-    ".json": "json",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".xml": "xml",
-}
 _IGNORED_SUFFIXES = (".tmp", ".part")
-_CHUNK = 64 * 1024
 
 
 class FolderChannelOptions(BaseModel):
@@ -110,10 +97,6 @@ class FolderStreamOptions(StreamOptions):
         if "/" in value or "\\" in value:
             raise ValueError("pattern matches file names in the folder; subfolders are not read")
         return value
-
-
-class _BrokenFile(Exception):
-    """The file as a whole cannot be read; it goes to ``error/``."""
 
 
 class FolderTransport:
@@ -242,7 +225,7 @@ class FolderTransport:
                     item = next(items)
                 except StopIteration:
                     break
-                except _BrokenFile as exc:
+                except BrokenFile as exc:
                     reason = str(exc)
                     break
                 except FileNotFoundError:
@@ -276,209 +259,24 @@ class FolderTransport:
 
     def _items(
         self, file: Path, stream: FolderStreamOptions, required: frozenset[str]
-    ) -> Generator[_Item, None, None]:
-        """Records and row problems of one file; raises :class:`_BrokenFile` for the whole."""
+    ) -> Generator[Item, None, None]:
+        """Records and row problems of one file; raises :class:`BrokenFile` for the whole."""
         size = file.stat().st_size
         limit = self._options.max_file_mb * 1024 * 1024
         if size > limit:
-            raise _BrokenFile(
+            raise BrokenFile(
                 f"file is oversized: {size / 1048576:.2f} MB, "
                 f"max_file_mb is {self._options.max_file_mb:g}"
             )
-        fmt = stream.format or _FORMAT_BY_SUFFIX.get(file.suffix.lower())
-        encoding = _text_encoding(self._options.encoding)
-        name = file.name
-        try:
-            if fmt == "csv":
-                with file.open(encoding=encoding, newline="") as fh:
-                    yield from _csv_items(fh, name, stream.delimiter, required)
-            elif fmt == "jsonl":
-                with file.open(encoding=encoding) as fh:
-                    yield from _jsonl_items(fh, name)
-            elif fmt == "json":
-                yield from _json_items(file.read_bytes().decode(encoding), name, stream)
-            elif fmt == "xml":
-                with file.open("rb") as fb:
-                    yield from _xml_items(fb, name, stream.record_tag)
-            else:
-                raise _BrokenFile(
-                    f"unknown format for extension {file.suffix!r}; set the flow's source.format"
-                )
-        except UnicodeDecodeError as exc:
-            raise _BrokenFile(f"cannot decode as {self._options.encoding}: {exc}") from exc
-        except csv.Error as exc:
-            raise _BrokenFile(f"CSV error: {exc}") from exc
-
-
-def _csv_items(fh: IO[str], name: str, delimiter: str, required: frozenset[str]) -> Iterator[_Item]:
-    reader = csv.reader(fh, delimiter=delimiter)
-    header = next(reader, [])
-    missing = sorted(required.difference(header))
-    if missing:
-        lacking = ", ".join(repr(m) for m in missing)
-        raise _BrokenFile(f"header lacks column(s) {lacking}; found: {', '.join(header)}")
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise _BrokenFile(f"header repeats column(s) {', '.join(repr(r) for r in repeated)}")
-    last_line = reader.line_num
-    for row in reader:
-        # A quoted field may span lines; the row's position is the line it starts on.
-        line, last_line = last_line + 1, reader.line_num
-        if not row:
-            continue
-        if len(row) != len(header):
-            yield SourceProblem(
-                position=f"{name}:{line}",
-                reason=f"row has {len(row)} cell(s), the header has {len(header)}",
-                payload={"_raw": row},
-            )
-            continue
-        yield SourceRecord(data=dict(zip(header, row, strict=True)), position=f"{name}:{line}")
-
-
-def _jsonl_items(fh: IO[str], name: str) -> Iterator[_Item]:
-    for number, line in enumerate(fh, start=1):
-        if not line.strip():
-            continue
-        position = f"{name}:{number}"
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield SourceProblem(position, f"invalid JSON: {exc}", payload={"_raw": line.rstrip()})
-            continue
-        yield _json_record(value, position)
-
-
-def _json_items(text: str, name: str, stream: FolderStreamOptions) -> Iterator[_Item]:
-    try:
-        value: Any = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise _BrokenFile(f"invalid JSON: {exc}") from exc
-    if stream.records_path:
-        walked: list[str] = []
-        for key in stream.records_path.split("."):
-            if not isinstance(value, dict) or key not in value:
-                where = ".".join(walked) or "the top level"
-                raise _BrokenFile(
-                    f"records_path {stream.records_path!r}: no key {key!r} at {where}"
-                )
-            value = value[key]
-            walked.append(key)
-    if isinstance(value, dict):
-        yield _json_record(value, name)
-    elif isinstance(value, list):
-        for index, element in enumerate(value):
-            yield _json_record(element, f"{name}[{index}]")
-    else:
-        raise _BrokenFile(f"expected an array or an object of records, found {_json_type(value)}")
-
-
-def _json_record(value: Any, position: str) -> _Item:
-    if isinstance(value, dict):
-        return SourceRecord(data=value, position=position)
-    return SourceProblem(
-        position, f"a record must be an object, found {_json_type(value)}", payload={"_raw": value}
-    )
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    return "null" if value is None else names.get(type(value), "a number")
-
-
-class _PrologRead(Exception):
-    """The root element started: the prolog had no DOCTYPE."""
-
-
-def _check_prolog(fb: IO[bytes]) -> None:
-    """Refuse a DOCTYPE before ElementTree sees the file, so no entity is ever expanded."""
-
-    def refuse(*_: object) -> None:
-        raise _BrokenFile("DOCTYPE/entity declarations are not accepted")
-
-    def stop(*_: object) -> None:
-        raise _PrologRead
-
-    # ElementTree offers no DOCTYPE hook, so a bare expat parser reads only the prolog first.
-    parser = expat.ParserCreate()
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.StartElementHandler = stop
-    try:
-        while chunk := fb.read(_CHUNK):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except _PrologRead:
-        pass
-    except expat.ExpatError as exc:
-        raise _BrokenFile(f"XML syntax error: {exc}") from exc
-    fb.seek(0)
-
-
-def _xml_items(fb: IO[bytes], name: str, record_tag: str | None) -> Iterator[_Item]:
-    _check_prolog(fb)
-    # Open elements, root first. Elements end up detached from their parent once done, so
-    # memory holds one record and its ancestors, whatever the file size.
-    stack: list[ET.Element] = []
-    record_depth: int | None = None
-    index = 0
-    try:
-        # S314: safe here, _check_prolog has refused any DOCTYPE, hence any entity.
-        for event, elem in ET.iterparse(fb, events=("start", "end")):  # noqa: S314
-            if event == "start":
-                stack.append(elem)
-                is_record = _local(elem.tag) == record_tag if record_tag else len(stack) == 2
-                if record_depth is None and is_record:
-                    record_depth = len(stack)
-                continue
-            depth = len(stack)
-            stack.pop()
-            if record_depth is not None and depth > record_depth:
-                continue  # part of the record being read: kept until the record ends
-            if depth == record_depth:
-                # ElementTree keeps no line numbers, so the position is the record's index.
-                yield SourceRecord(data=_element_dict(elem), position=f"{name}[{index}]")
-                index += 1
-                record_depth = None
-            elem.clear()
-            if stack:
-                stack[-1].remove(elem)
-    except ET.ParseError as exc:
-        raise _BrokenFile(f"XML syntax error: {exc}") from exc
-
-
-def _element_dict(elem: ET.Element) -> dict[str, Any]:
-    """Attributes as ``@name``, children by tag (repeated → list), text as ``#text``."""
-    data: dict[str, Any] = {f"@{_local(k)}": v for k, v in elem.attrib.items()}
-    for child in elem:
-        key = _local(child.tag)
-        value = _element_value(child)
-        if key not in data:
-            data[key] = value
-        elif isinstance(data[key], list):
-            data[key].append(value)
-        else:
-            data[key] = [data[key], value]
-    text = (elem.text or "").strip()
-    if text:
-        data["#text"] = text
-    return data
-
-
-def _element_value(elem: ET.Element) -> Any:
-    if not elem.attrib and len(elem) == 0:
-        return (elem.text or "").strip()
-    return _element_dict(elem)
-
-
-def _local(tag: str) -> str:
-    """``{namespace}Tag`` → ``Tag``."""
-    return tag.rpartition("}")[2]
-
-
-def _text_encoding(encoding: str) -> str:
-    # "utf-8-sig" reads plain UTF-8 too and drops a BOM that Excel likes to write.
-    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+        yield from read_items(
+            file,
+            stream.format,
+            encoding=self._options.encoding,
+            delimiter=stream.delimiter,
+            record_tag=stream.record_tag,
+            records_path=stream.records_path,
+            required=required,
+        )
 
 
 def _free_name(folder: Path, name: str) -> Path:

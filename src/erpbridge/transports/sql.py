@@ -10,6 +10,9 @@ Every query runs in a read-only transaction: PostgreSQL and Oracle ``SET TRANSAC
 MySQL/MariaDB ``START TRANSACTION READ ONLY``, SQLite a ``mode=ro`` URI plus ``PRAGMA query_only``.
 Other dialects (MSSQL) have no such statement; there only the login's rights protect the source,
 so give every channel a login with SELECT rights only.
+
+The query guard is :mod:`erpbridge.transports.sqlguard`; the stored cursor and the safety-window
+arithmetic are :mod:`erpbridge.transports.sqlcursor`.
 """
 
 from __future__ import annotations
@@ -20,13 +23,10 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from functools import cache
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import quote, unquote
-from uuid import UUID
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,6 +43,8 @@ from erpbridge.transports.base import (
     StreamOptions,
 )
 from erpbridge.transports.bookings import ORDER_FIELDS, BookingColumns, fold_bookings
+from erpbridge.transports.sqlcursor import decode_cursor, earlier, encode_cursor, minus_window
+from erpbridge.transports.sqlguard import check_select
 
 __all__ = ["CursorSpec", "SqlChannelOptions", "SqlStreamOptions", "SqlTransport", "check_select"]
 
@@ -118,135 +120,6 @@ class SqlStreamOptions(StreamOptions):
         if self.structure == "bookings" and self.cursor is None and self.bookings.id is None:
             raise ValueError("bookings need `bookings.id` (a unique row id) or a `cursor:` block")
         return self
-
-
-# -- the query guard ---------------------------------------------------------------------------
-
-_WRITE_WORDS = re.compile(
-    r"\b(INSERT|UPDATE|DELETE|MERGE|UPSERT|INTO|CREATE|ALTER|DROP|TRUNCATE|GRANT|REVOKE"
-    r"|CALL|EXEC|EXECUTE)\b",
-    re.IGNORECASE,
-)
-
-
-def check_select(query: str) -> str:
-    """``query`` without a trailing ``;`` if it is one read-only SELECT; else a ValueError.
-
-    Dialects quote and comment differently, so the text must pass under each convention
-    (backslash escapes, ``#`` comments, ``[names]``, ``$$`` strings). The read-only transaction
-    remains the real guard; this one refuses early, with a clear message.
-    """
-    query = query.strip()
-    while query.endswith(";"):  # a trailing `;` is habit, not a second statement
-        query = query[:-1].rstrip()
-    for flags in itertools.product((False, True), repeat=4):
-        problem = _select_problem(_code_only(query, *flags))
-        if problem:
-            raise ValueError(f"{problem}; a sql channel is read-only")
-    return query
-
-
-@cache
-def _quoted(backslash: bool, hashes: bool, brackets: bool, dollars: bool) -> re.Pattern[str]:
-    body = r"\\.|{q}{q}|[^{q}\\]" if backslash else r"{q}{q}|[^{q}]"
-    parts = [r"--[^\n]*", r"/\*.*?\*/", r"`(?:``|[^`])*`"]
-    parts += [f"{q}(?:{body.format(q=q)})*{q}" for q in ("'", '"')]
-    if hashes:
-        parts.append(r"#[^\n]*")
-    if brackets:
-        parts.append(r"\[[^\]]*\]")
-    if dollars:
-        parts.append(r"\$(?P<tag>[A-Za-z_]\w*|)\$.*?\$(?P=tag)\$")
-    return re.compile("|".join(parts), re.DOTALL)
-
-
-def _code_only(sql: str, backslash: bool, hashes: bool, brackets: bool, dollars: bool) -> str:
-    def blank(match: re.Match[str]) -> str:
-        text = match.group()
-        # PostgreSQL nests comments and MySQL runs /*! … */: both would hide code from us.
-        if text.startswith("/*") and (text.startswith("/*!") or "/*" in text[2:-2]):
-            raise ValueError("nested or executable /* comments are not allowed in a query")
-        return " "
-
-    return _quoted(backslash, hashes, brackets, dollars).sub(blank, sql)
-
-
-def _select_problem(code: str) -> str | None:
-    if re.search(r"['\"`]|/\*", code):
-        return "the query has an unterminated quote or comment"
-    first = re.match(r"[\s(]*(\w+)", code)
-    if first is None or first.group(1).lower() not in ("select", "with"):
-        return "only SELECT or WITH … SELECT queries are allowed"
-    if ";" in code:
-        return "only one statement is allowed (found `;`)"
-    if word := _WRITE_WORDS.search(code):
-        return f"{word.group(1).upper()} is not allowed in a query (quote it if it is a name)"
-    depth = 0
-    for char in code:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:  # the query is wrapped in a subquery and must not close it
-            return "unbalanced parentheses"
-    return "unbalanced parentheses" if depth else None
-
-
-# -- cursor encoding -----------------------------------------------------------------------------
-
-_DECODERS: dict[str, Any] = {
-    "datetime": datetime.fromisoformat,
-    "date": date.fromisoformat,
-    "int": int,
-    "decimal": Decimal,
-    "float": float,
-    "str": str,
-    "uuid": UUID,
-    "bytes": bytes.fromhex,
-}
-
-
-def _encode(value: Any, column: str) -> dict[str, Any]:
-    """One value as ``{"value", "type"}``, exact through JSON (Decimal as text, big ints too)."""
-    if isinstance(value, datetime):
-        return {"value": value.isoformat(), "type": "datetime"}
-    if isinstance(value, date):
-        return {"value": value.isoformat(), "type": "date"}
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {"value": value if abs(value) < 2**53 else str(value), "type": "int"}
-    for kind, types in (("decimal", Decimal), ("float", float), ("str", str), ("uuid", UUID)):
-        if isinstance(value, types):
-            return {"value": value if kind in ("float", "str") else str(value), "type": kind}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"value": bytes(value).hex(), "type": "bytes"}
-    raise FatalError(f"column {column} holds {type(value).__name__}, which cannot be a cursor")
-
-
-def _decode(encoded: Any) -> Any:
-    return _DECODERS[encoded["type"]](encoded["value"])
-
-
-def _minus_window(value: Any, window: float, column: str) -> Any:
-    """The lowest cursor value a read starts from; only ever earlier than ``value``."""
-    if not window:
-        return value
-    if isinstance(value, date):  # also datetime; a date drops the part below a day
-        return value - timedelta(seconds=window)
-    if isinstance(value, int):
-        return value - math.ceil(window)
-    if isinstance(value, Decimal):
-        return value - Decimal(str(window))
-    if isinstance(value, float):
-        return value - window
-    if isinstance(value, str) and value[4:5] == "-":
-        # SQLite and text exports keep timestamps as ISO text, compared as text: go back by the
-        # window and cut to whole seconds, which sorts before every text of that second.
-        try:
-            moment = datetime.fromisoformat(value) - timedelta(seconds=window)
-        except ValueError:
-            pass
-        else:
-            if len(value) == 10:
-                return moment.date().isoformat()
-            return moment.replace(microsecond=0, tzinfo=None).isoformat(sep=value[10])
-    raise FatalError(f"safety_window needs a date/time or numeric cursor; {column} holds {value!r}")
 
 
 # -- error translation ---------------------------------------------------------------------------
@@ -463,7 +336,8 @@ class SqlTransport:
         """Pages in ``(column, tiebreaker)`` order, each with the cursor to resume after it."""
         column: sa.ColumnClause[Any] = sa.column(spec.column)
         key: sa.ColumnClause[Any] = sa.column(spec.tiebreaker)
-        start = self._decode_cursor(stored, spec)
+        with self._in_channel():
+            start = decode_cursor(stored, spec.column)
         if start is None:
             # NULLs first: a crash in this phase resumes without a cursor and reads them again.
             where: sa.ColumnElement[bool] = column.is_(None)
@@ -475,7 +349,7 @@ class SqlTransport:
                 where = sa.and_(column.is_(None), key > self._get(page.rows[-1], spec.tiebreaker))
             where = column.is_not(None)
         else:
-            where = column >= _minus_window(start[0], spec.safety_window, spec.column)
+            where = column >= minus_window(start[0], spec.safety_window, spec.column)
         while True:
             page = self._fetch(statement.where(where).order_by(column, key).limit(batch_size))
             if not page.rows:
@@ -490,7 +364,11 @@ class SqlTransport:
                     f"channel {self._channel}: tiebreaker {spec.tiebreaker} is NULL; it must be "
                     "a unique, non-null column"
                 )
-            after = stored if _earlier(last, start) else self._encode_cursor(last, spec)
+            if earlier(last, start):
+                after = stored
+            else:
+                with self._in_channel():
+                    after = encode_cursor(last, spec.column, spec.tiebreaker)
             yield _Page(page.columns, page.rows, after)
             if len(page.rows) < batch_size:
                 return
@@ -512,28 +390,13 @@ class SqlTransport:
 
     # -- cursors and checks ----------------------------------------------------------------------
 
-    def _encode_cursor(self, last: tuple[Any, Any], spec: CursorSpec) -> dict[str, Any]:
+    @contextmanager
+    def _in_channel(self) -> Iterator[None]:
+        """Cursor problems, named after the channel they happened in."""
         try:
-            value, key = _encode(last[0], spec.column), _encode(last[1], spec.tiebreaker)
+            yield
         except FatalError as exc:
             raise FatalError(f"channel {self._channel}: {exc}") from exc
-        return {**value, "key": key, "column": spec.column}
-
-    def _decode_cursor(self, stored: CursorValue, spec: CursorSpec) -> tuple[Any, Any] | None:
-        if stored is None:
-            return None
-        try:
-            decoded = (_decode(stored), _decode(stored["key"]))
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            raise FatalError(
-                f"channel {self._channel}: stored cursor {stored!r} is not an sql cursor"
-            ) from exc
-        if stored.get("column", spec.column) != spec.column:
-            raise FatalError(
-                f"channel {self._channel}: stored cursor is for column {stored['column']}, the "
-                f"flow now reads by {spec.column}; reset the flow's cursor to read everything"
-            )
-        return decoded
 
     def _get(self, row: dict[str, Any], column: str) -> Any:
         try:
@@ -588,14 +451,6 @@ class SqlTransport:
 
     def _scrub(self, message: str) -> str:
         return message.replace(self._password, "***") if self._password else message
-
-
-def _earlier(last: tuple[Any, Any], start: tuple[Any, Any] | None) -> bool:
-    """Whether a page ended before the stored cursor (re-read window): keep the stored one."""
-    try:
-        return start is not None and last < start
-    except TypeError:  # the column changed type (naive vs aware, text vs number): move on
-        return False
 
 
 def _resolve_sqlite(url: URL, base_dir: Path) -> tuple[URL, Path | None]:

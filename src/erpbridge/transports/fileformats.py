@@ -1,0 +1,245 @@
+"""File formats of the folder transport: CSV, JSON, JSONL and XML files parsed into records.
+
+A bad row becomes a :class:`SourceProblem` and reading goes on; a file that cannot be read as a
+whole raises :class:`BrokenFile`. Files are streamed, so memory holds about one record at a time
+(JSON, a single document, excepted).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import xml.etree.ElementTree as ET
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+from xml.parsers import expat
+
+import orjson
+
+from erpbridge.transports.base import SourceProblem, SourceRecord
+
+__all__ = ["BrokenFile", "Format", "Item", "read_items"]
+
+Format = Literal["csv", "json", "jsonl", "xml"]
+Item = SourceRecord | SourceProblem
+_FORMAT_BY_SUFFIX: dict[str, Format] = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".xml": "xml",
+}
+_CHUNK = 64 * 1024
+
+
+class BrokenFile(Exception):
+    """The file as a whole cannot be read; it goes to ``error/``."""
+
+
+def read_items(
+    file: Path,
+    fmt: Format | None,
+    *,
+    encoding: str,
+    delimiter: str,
+    record_tag: str | None,
+    records_path: str | None,
+    required: frozenset[str],
+) -> Generator[Item, None, None]:
+    """Records and row problems of one file; ``fmt`` ``None`` guesses it from the extension.
+
+    ``encoding`` applies to CSV, JSON and JSONL (XML declares its own); a UTF-8 BOM is skipped.
+    """
+    fmt = fmt or _FORMAT_BY_SUFFIX.get(file.suffix.lower())
+    text_encoding = _text_encoding(encoding)
+    name = file.name
+    try:
+        if fmt == "csv":
+            with file.open(encoding=text_encoding, newline="") as fh:
+                yield from _csv_items(fh, name, delimiter, required)
+        elif fmt == "jsonl":
+            with file.open(encoding=text_encoding) as fh:
+                yield from _jsonl_items(fh, name)
+        elif fmt == "json":
+            yield from _json_items(file.read_bytes().decode(text_encoding), name, records_path)
+        elif fmt == "xml":
+            with file.open("rb") as fb:
+                yield from _xml_items(fb, name, record_tag)
+        else:
+            raise BrokenFile(
+                f"unknown format for extension {file.suffix!r}; set the flow's source.format"
+            )
+    except UnicodeDecodeError as exc:
+        raise BrokenFile(f"cannot decode as {encoding}: {exc}") from exc
+    except csv.Error as exc:
+        raise BrokenFile(f"CSV error: {exc}") from exc
+
+
+def _csv_items(fh: IO[str], name: str, delimiter: str, required: frozenset[str]) -> Iterator[Item]:
+    reader = csv.reader(fh, delimiter=delimiter)
+    header = next(reader, [])
+    missing = sorted(required.difference(header))
+    if missing:
+        lacking = ", ".join(repr(m) for m in missing)
+        raise BrokenFile(f"header lacks column(s) {lacking}; found: {', '.join(header)}")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise BrokenFile(f"header repeats column(s) {', '.join(repr(r) for r in repeated)}")
+    last_line = reader.line_num
+    for row in reader:
+        # A quoted field may span lines; the row's position is the line it starts on.
+        line, last_line = last_line + 1, reader.line_num
+        if not row:
+            continue
+        if len(row) != len(header):
+            yield SourceProblem(
+                position=f"{name}:{line}",
+                reason=f"row has {len(row)} cell(s), the header has {len(header)}",
+                payload={"_raw": row},
+            )
+            continue
+        yield SourceRecord(data=dict(zip(header, row, strict=True)), position=f"{name}:{line}")
+
+
+def _jsonl_items(fh: IO[str], name: str) -> Iterator[Item]:
+    for number, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        position = f"{name}:{number}"
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield SourceProblem(position, f"invalid JSON: {exc}", payload={"_raw": line.rstrip()})
+            continue
+        yield _json_record(value, position)
+
+
+def _json_items(text: str, name: str, records_path: str | None) -> Iterator[Item]:
+    try:
+        value: Any = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BrokenFile(f"invalid JSON: {exc}") from exc
+    if records_path:
+        walked: list[str] = []
+        for key in records_path.split("."):
+            if not isinstance(value, dict) or key not in value:
+                where = ".".join(walked) or "the top level"
+                raise BrokenFile(f"records_path {records_path!r}: no key {key!r} at {where}")
+            value = value[key]
+            walked.append(key)
+    if isinstance(value, dict):
+        yield _json_record(value, name)
+    elif isinstance(value, list):
+        for index, element in enumerate(value):
+            yield _json_record(element, f"{name}[{index}]")
+    else:
+        raise BrokenFile(f"expected an array or an object of records, found {_json_type(value)}")
+
+
+def _json_record(value: Any, position: str) -> Item:
+    if isinstance(value, dict):
+        return SourceRecord(data=value, position=position)
+    return SourceProblem(
+        position, f"a record must be an object, found {_json_type(value)}", payload={"_raw": value}
+    )
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")
+
+
+class _PrologRead(Exception):
+    """The root element started: the prolog had no DOCTYPE."""
+
+
+def _check_prolog(fb: IO[bytes]) -> None:
+    """Refuse a DOCTYPE before ElementTree sees the file, so no entity is ever expanded."""
+
+    def refuse(*_: object) -> None:
+        raise BrokenFile("DOCTYPE/entity declarations are not accepted")
+
+    def stop(*_: object) -> None:
+        raise _PrologRead
+
+    # ElementTree offers no DOCTYPE hook, so a bare expat parser reads only the prolog first.
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = stop
+    try:
+        while chunk := fb.read(_CHUNK):
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except _PrologRead:
+        pass
+    except expat.ExpatError as exc:
+        raise BrokenFile(f"XML syntax error: {exc}") from exc
+    fb.seek(0)
+
+
+def _xml_items(fb: IO[bytes], name: str, record_tag: str | None) -> Iterator[Item]:
+    _check_prolog(fb)
+    # Open elements, root first. Elements end up detached from their parent once done, so
+    # memory holds one record and its ancestors, whatever the file size.
+    stack: list[ET.Element] = []
+    record_depth: int | None = None
+    index = 0
+    try:
+        # S314: safe here, _check_prolog has refused any DOCTYPE, hence any entity.
+        for event, elem in ET.iterparse(fb, events=("start", "end")):  # noqa: S314
+            if event == "start":
+                stack.append(elem)
+                is_record = _local(elem.tag) == record_tag if record_tag else len(stack) == 2
+                if record_depth is None and is_record:
+                    record_depth = len(stack)
+                continue
+            depth = len(stack)
+            stack.pop()
+            if record_depth is not None and depth > record_depth:
+                continue  # part of the record being read: kept until the record ends
+            if depth == record_depth:
+                # ElementTree keeps no line numbers, so the position is the record's index.
+                yield SourceRecord(data=_element_dict(elem), position=f"{name}[{index}]")
+                index += 1
+                record_depth = None
+            elem.clear()
+            if stack:
+                stack[-1].remove(elem)
+    except ET.ParseError as exc:
+        raise BrokenFile(f"XML syntax error: {exc}") from exc
+
+
+def _element_dict(elem: ET.Element) -> dict[str, Any]:
+    """Attributes as ``@name``, children by tag (repeated → list), text as ``#text``."""
+    data: dict[str, Any] = {f"@{_local(k)}": v for k, v in elem.attrib.items()}
+    for child in elem:
+        key = _local(child.tag)
+        value = _element_value(child)
+        if key not in data:
+            data[key] = value
+        elif isinstance(data[key], list):
+            data[key].append(value)
+        else:
+            data[key] = [data[key], value]
+    text = (elem.text or "").strip()
+    if text:
+        data["#text"] = text
+    return data
+
+
+def _element_value(elem: ET.Element) -> Any:
+    if not elem.attrib and len(elem) == 0:
+        return (elem.text or "").strip()
+    return _element_dict(elem)
+
+
+def _local(tag: str) -> str:
+    """``{namespace}Tag`` → ``Tag``."""
+    return tag.rpartition("}")[2]
+
+
+def _text_encoding(encoding: str) -> str:
+    # "utf-8-sig" reads plain UTF-8 too and drops a BOM that Excel likes to write.
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
