@@ -73,42 +73,102 @@ class _Problems:
         self.found.append(ConfigProblem(self.file, line, format_loc(loc), message))
 
     def add_validation(self, prefix: Loc, exc: ValidationError) -> None:
+        errors = []
+        for order, err in enumerate(exc.errors()):
+            raw: Loc = tuple(err["loc"])
+            tags, clean = set(), list(prefix)
+            for i, part in enumerate(raw):
+                # A key written in the file is never a tag, even one named like a class ("MDS").
+                if isinstance(part, str) and (*clean, part) not in self.lines and _TAG.match(part):
+                    tags.add(i)
+                else:
+                    clean.append(part)
+            errors.append(_Error(order, raw, frozenset(tags), tuple(clean), err))
         seen: set[tuple[Loc, str]] = set()
-        errors = exc.errors()
-        for err in errors:
-            loc, message = _clean_error(err, len(errors))
-            if loc is None or (loc, message) in seen:
-                continue
-            seen.add((loc, message))
-            self.add((*prefix, *loc), message)
+        for error in sorted(_union_choices(errors, 0), key=lambda e: e.order):
+            message = _message(error.err)
+            if (error.loc, message) not in seen:
+                seen.add((error.loc, message))
+                self.add(error.loc, message)
+
+    def mapping_loc(self, at: Loc, path: str) -> Loc:
+        """A mapping compile problem's path (``lines.sku.transforms[1]``) as a file location."""
+        loc = at
+        for part in path.split("."):
+            name, _, index = part.partition("[")
+            index = index.removesuffix("]")
+            if (*loc, name) not in self.lines and (*loc, "fields", name) in self.lines:
+                loc = (*loc, "fields")  # a nested field sits under its parent's 'fields:'
+            loc = (*loc, name, int(index)) if index.isdigit() else (*loc, part)
+        return loc
 
 
-def _clean_error(err: Any, count: int) -> tuple[Loc | None, str]:
-    """Drop pydantic's union-member tags from a location and the noise of failed alternatives."""
-    raw: Loc = tuple(err["loc"])
-    loc: Loc = tuple(
-        p
-        for p in raw
-        if isinstance(p, int)
-        or not (
-            p[:1].isupper()
-            or p in ("str", "list[str]", "literal['manual','initial','immediate']")
-            or p.startswith(("function-", "literal["))
-        )
-    )
-    tagged = loc != raw
-    if (
-        tagged
-        and count > 1
-        and err["type"] in ("string_type", "literal_error", "model_type", "list_type", "dict_type")
-    ):
-        return None, ""  # an alternative of a union that the input was clearly not meant as
-    message = str(err["msg"]).removeprefix("Value error, ")
+# pydantic names each alternative of a union in the error location: a class name, 'str',
+# 'function-after[…]', 'literal[…]', 'list[…]', 'dict[…]'.
+_TAG = re.compile(
+    r"^(?:[A-Z]\w*|str|int|float|bool|function-.*|literal\[.*\]|list\[.*\]|dict\[.*\])$"
+)
+# Error types saying "the input is not of this alternative's type at all".
+_MISMATCH = frozenset(
+    {
+        "string_type",
+        "literal_error",
+        "model_type",
+        "model_attributes_type",
+        "list_type",
+        "dict_type",
+        "int_type",
+        "float_type",
+        "bool_type",
+        "decimal_type",
+        "is_instance_of",
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Error:
+    order: int
+    raw: Loc
+    tags: frozenset[int]
+    loc: Loc
+    err: Any
+
+
+def _union_choices(errors: list[_Error], start: int) -> list[_Error]:
+    """Keep, for every union, only the errors of the alternative the input was meant as.
+
+    That is the alternative with the fewest errors among those the input had the right shape
+    for; when it fits none, one error at the union's place says what was expected.
+    """
+    kept: list[_Error] = []
+    unions: dict[Loc, dict[str | int, list[_Error]]] = {}
+    for error in errors:
+        tag = min((t for t in error.tags if t >= start), default=None)
+        if tag is None:
+            kept.append(error)
+        else:
+            unions.setdefault(error.raw[:tag], {}).setdefault(error.raw[tag], []).append(error)
+    for at, members in unions.items():
+        meant = {
+            member: [e for e in errs if len(e.raw) > len(at) + 1 or e.err["type"] not in _MISMATCH]
+            for member, errs in members.items()
+        }
+        candidates = [member for member in members if meant[member]]
+        if candidates:
+            best = min(candidates, key=lambda member: len(meant[member]))
+            kept.extend(_union_choices(members[best], len(at) + 1))
+        else:
+            kept.append(min((e for errs in members.values() for e in errs), key=lambda e: e.order))
+    return kept
+
+
+def _message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
-        message = "unknown setting"
-    elif err["type"] == "missing":
-        message = "required setting is missing"
-    return loc, message
+        return "unknown setting"
+    if err["type"] == "missing":
+        return "required setting is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _expand_env(value: Any, loc: Loc, problems: _Problems, env: Mapping[str, str]) -> Any:
@@ -134,25 +194,31 @@ def _expand_env(value: Any, loc: Loc, problems: _Problems, env: Mapping[str, str
 
 
 def _check_plain_secrets(data: Any, problems: _Problems) -> None:
+    # Runs before validation, so any value may have any shape here.
+    hub = data.get("hub") if isinstance(data, dict) else None
+    if isinstance(hub, dict):
+        _check_url(hub.get("database_url"), ("hub", "database_url"), problems)
     channels = data.get("channels") if isinstance(data, dict) else None
     if not isinstance(channels, dict):
         return
     for name, channel in channels.items():
         if not isinstance(channel, dict):
             continue
-        for key, value in (channel.get("credentials") or {}).items():
+        credentials, options = channel.get("credentials"), channel.get("options")
+        for key, value in credentials.items() if isinstance(credentials, dict) else ():
             if not (isinstance(value, str) and _WHOLE_REF.match(value)):
                 problems.add(
                     ("channels", name, "credentials", key),
                     "write secrets as ${ENV_VAR} references, never as literal values",
                 )
-        for key, value in (channel.get("options") or {}).items():
-            match = _URL_PASSWORD.match(value) if isinstance(value, str) else None
-            if match and not _WHOLE_REF.match(match.group(1)):
-                problems.add(
-                    ("channels", name, "options", key),
-                    "the URL holds a literal password; write it as ${ENV_VAR}",
-                )
+        for key, value in options.items() if isinstance(options, dict) else ():
+            _check_url(value, ("channels", name, "options", key), problems)
+
+
+def _check_url(value: Any, loc: Loc, problems: _Problems) -> None:
+    match = _URL_PASSWORD.match(value) if isinstance(value, str) else None
+    if match and not _WHOLE_REF.match(match.group(1)):
+        problems.add(loc, "the URL holds a literal password; write it as ${ENV_VAR}")
 
 
 @dataclass
@@ -265,7 +331,7 @@ def _validate_flows(
                 mappings[flow.name] = compile_mapping(flow.mapping, entity, rates)
             except MappingCompileError as exc:
                 for path, message in exc.problems:
-                    problems.add((*at, "mapping", *path.split(".")), message)
+                    problems.add(problems.mapping_loc((*at, "mapping"), path), message)
         cls = transports.get(flow.channel)
         if cls is not None:
             source = dict(flow.source)
@@ -277,7 +343,7 @@ def _validate_flows(
                 for err in exc.errors():
                     loc = tuple(err["loc"])
                     where: Loc = (*at, *loc) if loc[:1] == ("cursor",) else (*at, "source", *loc)
-                    problems.add(where, _clean_error(err, 1)[1])
+                    problems.add(where, _message(err))
     return mappings, streams
 
 

@@ -253,11 +253,15 @@ def _plain(fn: Transform) -> Callable[[Any, Mapping[str, Any]], Any]:
     return lambda value, record: fn(value)
 
 
+def _key_text(key: Any) -> str:
+    return str(key).lower() if isinstance(key, bool) else str(key)
+
+
 def _value_map(
-    table: Mapping[str, Any], fallback: Any, keep: bool
+    table: Mapping[Any, Any], fallback: Any, keep: bool
 ) -> Callable[[Any, Mapping[str, Any]], Any]:
     # YAML turns keys like 01 or true into numbers/booleans; compare as text as well.
-    lookup = {**{str(k): v for k, v in table.items()}, **table}
+    lookup = {**{_key_text(k): v for k, v in table.items()}, **table}
 
     def apply(value: Any, record: Mapping[str, Any]) -> Any:
         if value in lookup:
@@ -280,7 +284,7 @@ def _template(text: str) -> Rule:
 
     def render(record: Mapping[str, Any]) -> str:
         values = {name: get(record) for name, get in getters.items()}
-        if all(_empty(v) for v in values.values()):
+        if names and all(_empty(v) for v in values.values()):
             return ""
         return _PLACEHOLDER.sub(
             lambda m: "" if _empty(values[m.group(1)]) else str(values[m.group(1)]), text
@@ -320,23 +324,19 @@ class CompiledMapping:
         return self.entity.validate_payload(out)
 
 
-def _top(path: str) -> str:
-    return path.split(".", 1)[0]
-
-
 def _required_fields(spec: MappingSpec) -> frozenset[str]:
-    needed: set[str] = set()
+    # A dotted path may name a nested value or a key with literal dots (a CSV header
+    # "addr.city"); only the record can tell, so such paths demand no top-level field.
+    paths: list[str] = []
     for entry in spec.values():
         if isinstance(entry, str):
-            needed.add(_top(entry))
+            paths.append(entry)
         elif entry.default is None and entry.fields is None:
             if entry.from_ is not None:
-                needed.add(_top(entry.from_))
-            elif entry.each is not None:
-                needed.add(_top(entry.each))
+                paths.append(entry.from_)
             elif entry.template is not None:
-                needed.update(_top(n.strip()) for n in _PLACEHOLDER.findall(entry.template))
-    return frozenset(needed)
+                paths.extend(n.strip() for n in _PLACEHOLDER.findall(entry.template))
+    return frozenset(path for path in paths if "." not in path)
 
 
 def compile_mapping(

@@ -71,7 +71,8 @@ class FieldMapping(BaseModel):
     transforms: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Named transforms: 'trim' or {date: '%d.%m.%Y'}."
     )
-    map: dict[str, Any] | None = Field(default=None, description="Value or code map.")
+    # Keys are Any: YAML reads keys like 1 or true as numbers and booleans.
+    map: dict[Any, Any] | None = Field(default=None, description="Value or code map.")
     fallback: Any = Field(default=None, description="Result for values the map does not know.")
     keep_unmapped: bool = Field(default=False, description="Pass unknown values through the map.")
     unit: UnitConversion | None = None

@@ -101,17 +101,22 @@ def _format_and_zone(arg: Any, name: str) -> tuple[str, ZoneInfo | None]:
 
 
 def _parse_date(arg: Any) -> Transform:
-    fmt, _ = _format_and_zone(arg, "date")
+    """Parse with a format; an aware date-time gives its date in ``timezone`` when given."""
+    fmt, zone = _format_and_zone(arg, "date")
 
     def parse(value: Any) -> date:
         if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
+            moment = value
+        elif isinstance(value, date):
             return value
-        try:
-            return datetime.strptime(_text(value).strip(), fmt).date()
-        except ValueError:
-            raise ValueError(f"{value!r} does not match the date format {fmt!r}") from None
+        else:
+            try:
+                moment = datetime.strptime(_text(value).strip(), fmt)
+            except ValueError:
+                raise ValueError(f"{value!r} does not match the date format {fmt!r}") from None
+        if zone is not None and moment.tzinfo is not None:
+            moment = moment.astimezone(zone)
+        return moment.date()
 
     return parse
 
@@ -154,10 +159,15 @@ def _unix_time(value: Any) -> datetime:
 
 
 def _format_date(arg: Any) -> Transform:
-    fmt, _ = _format_and_zone(arg, "format_date")
+    """Format a date or date-time; with ``timezone``, date-times are shown in that zone."""
+    fmt, zone = _format_and_zone(arg, "format_date")
 
     def render(value: Any) -> str:
         moment = value if isinstance(value, date) else datetime.fromisoformat(_text(value))
+        if zone is not None and isinstance(moment, datetime):
+            # Naive date-times are UTC, as everywhere in the hub.
+            aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+            moment = aware.astimezone(zone)
         return moment.strftime(fmt)
 
     return render

@@ -51,7 +51,11 @@ class EntitySpec(BaseModel):
         """The record key: the key field's text, or the key fields joined by ``|``."""
         if len(self.key) == 1:
             return str(payload[self.key[0]])
-        parts = (str(payload.get(name, "")).replace(_KEY_SEPARATOR, "\\|") for name in self.key)
+        # Escape the escape character too, or ("a\\", "b|c") and ("a|b\\", "c") would collide.
+        parts = (
+            str(payload.get(name, "")).replace("\\", "\\\\").replace(_KEY_SEPARATOR, "\\|")
+            for name in self.key
+        )
         return _KEY_SEPARATOR.join(parts)
 
 

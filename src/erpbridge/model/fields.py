@@ -53,7 +53,10 @@ class FieldSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> FieldSpec:
         if self.pattern is not None:
-            re.compile(self.pattern)
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid pattern {self.pattern!r}: {exc}") from None
         if self.type == "list" and self.fields is None and self.items is None:
             raise ValueError("a list field needs 'fields' (list of objects) or 'items'")
         if self.fields is not None and self.type not in ("object", "list"):
@@ -74,16 +77,27 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-_CARD_CANDIDATE = re.compile(r"(?:\d[ -]?){13,19}")
+_DIGIT_GROUPS = re.compile(r"\d+(?:[ -]\d+)*")
 
 
 def looks_like_card_number(text: str) -> bool:
     """True when ``text`` contains 13–19 digits (spaces or dashes allowed) passing Luhn."""
-    for match in _CARD_CANDIDATE.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return True
+    for match in _DIGIT_GROUPS.finditer(text):
+        # Try every run of whole groups, so that a CVV or an expiry written after the number
+        # ("4111 1111 1111 1111 123") does not hide it.
+        groups = re.split(r"[ -]", match.group())
+        for start in range(len(groups)):
+            digits = ""
+            for group in groups[start:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_ok(digits):
+                    return True
     return False
+
+
+_MAX_EXPONENT = 100
 
 
 def _to_decimal(value: Any, path: str) -> Decimal:
@@ -104,15 +118,19 @@ def _to_decimal(value: Any, path: str) -> Decimal:
         raise DataError(path, f"expected a number, got {type(value).__name__}")
     if not result.is_finite():
         raise DataError(path, f"not a finite number: {value!r}")
+    # No business number is this large or small, and its plain text (or int) would take
+    # unbounded memory.
+    if not result.is_zero() and abs(result.adjusted()) > _MAX_EXPONENT:
+        raise DataError(path, f"number out of range: {value!r}")
     return result
 
 
 def _decimal_text(value: Decimal) -> str:
-    # normalize() turns 100 into 1E+2; quantize to an integer exponent keeps plain notation.
-    normal = value.normalize()
-    if normal == normal.to_integral_value():
-        return str(normal.quantize(Decimal(1)))
-    return format(normal, "f")
+    # Plain notation, exact: normalize() would round to the context's 28 digits. No "-0".
+    if value.is_zero():
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _to_date(value: Any, path: str) -> str:
@@ -147,7 +165,10 @@ def _to_datetime(value: Any, path: str) -> str:
     else:
         raise DataError(path, f"expected a date-time, got {type(value).__name__}")
     # Naive values are taken as UTC: sources that mean local time say so with a transform.
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        raise DataError(path, f"date-time out of range: {value!r}") from None
     return moment.isoformat().replace("+00:00", "Z")
 
 
@@ -167,7 +188,7 @@ def _to_string(value: Any, path: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | Decimal):
-        return _decimal_text(Decimal(value)) if isinstance(value, Decimal) else str(value)
+        return _decimal_text(_to_decimal(value, path)) if isinstance(value, Decimal) else str(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, datetime):

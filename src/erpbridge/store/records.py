@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 
+from erpbridge.store.bulk import allocate_ids, copy_rows, timestamp
 from erpbridge.store.tables import audit, bindings, records
 
 __all__ = [
@@ -139,26 +140,29 @@ def _upsert_round(
         else:
             counts.unchanged += 1
             ids[item.key] = row.id
-    at = lineage.at
-    history: list[dict[str, Any]] = []
+    at = timestamp(conn, lineage.at)
+    history: list[tuple[Any, ...]] = []
     if new:
-        rows = [
-            {
-                "entity": lineage.entity,
-                "key": i.key,
-                "version": 1,
-                "content_hash": i.hash,
-                "payload": i.blob.decode(),
-                "origin_channel": lineage.channel,
-                "created_at": at,
-                "updated_at": at,
-            }
-            for i in new
-        ]
-        statement = insert(records).returning(records.c.id, sort_by_parameter_order=True)
-        for item, record_id in zip(new, conn.execute(statement, rows).scalars(), strict=True):
+        fresh_ids = allocate_ids(conn, records, len(new))
+        rows = []
+        for item, record_id in zip(new, fresh_ids, strict=True):
             ids[item.key] = record_id
-        history.extend(_audit_row(lineage, ids[i.key], i, 1, "created", None) for i in new)
+            payload = item.blob.decode()
+            rows.append(
+                (
+                    record_id,
+                    lineage.entity,
+                    item.key,
+                    1,
+                    item.hash,
+                    payload,
+                    lineage.channel,
+                    at,
+                    at,
+                )
+            )
+            history.append(_audit_row(lineage, at, record_id, item, payload, 1, "created", None))
+        copy_rows(conn, records, _RECORD_COLUMNS, rows)
         counts.created += len(new)
     if changed:
         conn.execute(
@@ -169,7 +173,7 @@ def _upsert_round(
                 content_hash=bindparam("b_hash"),
                 payload=bindparam("b_payload"),
                 origin_channel=lineage.channel,
-                updated_at=at,
+                updated_at=lineage.at,
             ),
             [
                 {
@@ -184,8 +188,10 @@ def _upsert_round(
         history.extend(
             _audit_row(
                 lineage,
+                at,
                 row.id,
                 item,
+                item.blob.decode(),
                 row.version + 1,
                 "updated",
                 _changed_fields(row.payload, item.payload),
@@ -193,38 +199,71 @@ def _upsert_round(
             for item, row in changed
         )
         counts.updated += len(changed)
-    if history:
-        conn.execute(insert(audit), history)
-    _bind(conn, lineage, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None])
+    copy_rows(conn, audit, _AUDIT_COLUMNS, history)
+    _bind(
+        conn, lineage, at, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None]
+    )
+
+
+_RECORD_COLUMNS = (
+    "id",
+    "entity",
+    "key",
+    "version",
+    "content_hash",
+    "payload",
+    "origin_channel",
+    "created_at",
+    "updated_at",
+)
+_AUDIT_COLUMNS = (
+    "record_id",
+    "entity",
+    "key",
+    "version",
+    "action",
+    "content_hash",
+    "payload",
+    "changed_fields",
+    "run_id",
+    "flow",
+    "channel",
+    "external_id",
+    "source_position",
+    "at",
+)
+_BINDING_COLUMNS = ("channel", "entity", "external_id", "record_id", "created_at", "updated_at")
 
 
 def _audit_row(
     lineage: Lineage,
+    at: Any,
     record_id: int,
     item: Incoming,
+    payload: str,
     version: int,
     action: str,
     changed: list[str] | None,
-) -> dict[str, Any]:
-    return {
-        "record_id": record_id,
-        "entity": lineage.entity,
-        "key": item.key,
-        "version": version,
-        "action": action,
-        "content_hash": item.hash,
-        "payload": item.blob.decode(),
-        "changed_fields": orjson.dumps(changed).decode() if changed is not None else None,
-        "run_id": lineage.run_id,
-        "flow": lineage.flow,
-        "channel": lineage.channel,
-        "external_id": item.external_id,
-        "source_position": item.position,
-        "at": lineage.at,
-    }
+) -> tuple[Any, ...]:
+    return (
+        record_id,
+        lineage.entity,
+        item.key,
+        version,
+        action,
+        item.hash,
+        payload,
+        orjson.dumps(changed).decode() if changed is not None else None,
+        lineage.run_id,
+        lineage.flow,
+        lineage.channel,
+        item.external_id,
+        item.position[:512],
+        at,
+    )
 
 
-def _bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> None:
+def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, int]]) -> None:
     """Create or move bindings (channel, entity, external id) → record id."""
     if not pairs:
         return
@@ -239,14 +278,7 @@ def _bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> N
         for row in conn.execute(query):
             current[row.external_id] = (row.id, row.record_id)
     fresh = [
-        {
-            "channel": lineage.channel,
-            "entity": lineage.entity,
-            "external_id": ext,
-            "record_id": rid,
-            "created_at": lineage.at,
-            "updated_at": lineage.at,
-        }
+        (lineage.channel, lineage.entity, ext, rid, at, at)
         for ext, rid in wanted.items()
         if ext not in current
     ]
@@ -256,8 +288,7 @@ def _bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> N
         for ext, rid in wanted.items()
         if ext in current and current[ext][1] != rid
     ]
-    if fresh:
-        conn.execute(insert(bindings), fresh)
+    copy_rows(conn, bindings, _BINDING_COLUMNS, fresh)
     if moved:
         conn.execute(
             update(bindings)
