@@ -759,3 +759,30 @@ def test_several_problems_are_reported_at_once(tmp_path: Path) -> None:
         "erpbridge.yaml:19 flows[1].entity: unknown entity 'vehicle' (entities: customer, "
         "product, price, inventory, order, invoice, rma, payment_token, production_order, booking)",
     ]
+
+
+class TestLaterChecks:
+    def test_shorthand_field_types_in_declared_entities(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            "entities:\n  vehicle:\n    key: [vin]\n    fields: {vin: string, km: integer}\n",
+        )
+        fields = load_config(path, env={}).entities["vehicle"].fields
+        assert (fields["vin"].type, fields["km"].type) == ("string", "integer")
+
+    def test_a_default_that_does_not_fit_its_field(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            "entities:\n  vehicle:\n    key: [vin]\n    fields:\n"
+            "      vin: string\n      km: {type: integer, default: many}\n",
+        )
+        found = problems(path)
+        assert len(found) == 1
+        assert found[0].startswith("erpbridge.yaml:6 entities.vehicle.fields.km")
+        assert "the default does not fit the field" in found[0]
+
+    def test_exchange_rates_must_be_positive(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "currency_rates:\n  base: EUR\n  rates: {USD: 0}\n")
+        assert problems(path) == [
+            "erpbridge.yaml:3 currency_rates.rates.USD: Input should be greater than 0"
+        ]

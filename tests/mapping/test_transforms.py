@@ -318,3 +318,10 @@ def test_every_transform_is_covered() -> None:
         "format_date",
         "format_decimal",
     }
+
+
+def test_integer_rounds_half_up_like_round() -> None:
+    from erpbridge.mapping.transforms import build_transform
+
+    integer = build_transform("integer")[1]
+    assert (integer("12.5"), integer("-12.5"), integer("12.4")) == (13, -13, 12)

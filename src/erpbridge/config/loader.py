@@ -287,6 +287,12 @@ def _validate_channels(
                 f"unknown transport {transport_name!r} (known: {known})",
             )
             continue
+        except Exception as exc:  # noqa: BLE001 - a third-party plugin may fail in any way
+            problems.add(
+                ("channels", name, "transport"),
+                f"transport {transport_name!r} failed to load: {type(exc).__name__}: {exc}",
+            )
+            continue
         try:
             options[name] = cls.channel_options.model_validate(channel.options)
         except ValidationError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -42,7 +42,7 @@ class CurrencyRatesConfig(_Strict):
     """Exchange rates for the mapping's ``currency`` conversion: ``1 base = rate × currency``."""
 
     base: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    rates: dict[str, Decimal] = Field(default_factory=dict)
+    rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class ChannelConfig(_Strict):

@@ -247,7 +247,10 @@ TRANSFORMS: dict[str, Factory] = {
     "regex": _regex,
     "split": _string_arg("split", lambda sep: lambda v: [p.strip() for p in _text(v).split(sep)]),
     "decimal": _parse_decimal,
-    "integer": _no_arg(lambda v: int(_parse_decimal(None)(v).to_integral_value())),
+    # Half-up like ``round``: 12.5 → 13 (Decimal's default would give 12).
+    "integer": _no_arg(
+        lambda v: int(_parse_decimal(None)(v).to_integral_value(rounding=ROUND_HALF_UP))
+    ),
     "round": _round,
     "multiply": _arithmetic("multiply"),
     "divide": _arithmetic("divide"),

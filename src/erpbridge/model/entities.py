@@ -7,13 +7,14 @@ built-in catalogue covers the seeds' business data; a configuration adds more (`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from erpbridge.errors import DataError
-from erpbridge.model.fields import FieldSpec, coerce_object
+from erpbridge.model.fields import FieldSpec, compile_object
 
 __all__ = ["BUILTIN_ENTITIES", "EntityCatalog", "EntitySpec"]
 
@@ -38,9 +39,13 @@ class EntitySpec(BaseModel):
                 raise ValueError(f"key field {name!r} must be a scalar")
         return self
 
+    @cached_property
+    def _validator(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        return compile_object(self.fields)
+
     def validate_payload(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Coerce mapped data into the canonical payload; :class:`DataError` on a bad field."""
-        payload = coerce_object(self.fields, data, "")
+        payload = self._validator(data)
         for name in self.key:
             # An empty string is a legitimate key part (a list price has no customer).
             if payload.get(name) is None:
