@@ -8,7 +8,6 @@ bind the channel's external ids, and append one audit row per created or updated
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, bindparam, select, update
 
-from erpbridge.store.bulk import allocate_ids, copy_rows, timestamp
+from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.tables import audit, bindings, records
 
 __all__ = [
@@ -30,8 +29,6 @@ __all__ = [
     "history_of",
     "upsert_records",
 ]
-
-_CHUNK = 500
 
 
 def dump_payload(payload: Any) -> bytes:
@@ -76,11 +73,6 @@ class Lineage:
     at: datetime
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
     """Split a batch so that each key appears once per round, keeping source order."""
     rounds: list[list[Incoming]] = []
@@ -103,8 +95,8 @@ def _existing(conn: Connection, entity: str, keys: list[str]) -> dict[str, Any]:
         records.c.content_hash,
         records.c.payload,
     )
-    for chunk in _chunks(keys):
-        query = select(*cols).where(records.c.entity == entity, records.c.key.in_(chunk))
+    for chunk in key_chunks(conn, keys):
+        query = select(*cols).where(records.c.entity == entity, one_of(conn, records.c.key, chunk))
         for row in conn.execute(query):
             found[row.key] = row
     return found
@@ -269,11 +261,11 @@ def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, in
         return
     wanted = dict(pairs)
     current: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(list(wanted)):
+    for chunk in key_chunks(conn, list(wanted)):
         query = select(bindings.c.id, bindings.c.external_id, bindings.c.record_id).where(
             bindings.c.channel == lineage.channel,
             bindings.c.entity == lineage.entity,
-            bindings.c.external_id.in_(chunk),
+            one_of(conn, bindings.c.external_id, chunk),
         )
         for row in conn.execute(query):
             current[row.external_id] = (row.id, row.record_id)
