@@ -318,7 +318,21 @@ def _compile_value(spec: FieldSpec, path: str) -> Callable[[Any], Any]:
         or spec.maximum is not None
     )
     if not constrained:
+        if spec.type == "string":  # most fields: text that needs no work
+            return lambda value: value if value.__class__ is str else scalar(value, path)
         return lambda value: scalar(value, path)
+    if spec.pattern is not None and not (
+        spec.choices or spec.max_length or spec.no_card_numbers or spec.type != "string"
+    ):
+        matcher = re.compile(spec.pattern).fullmatch
+
+        def matching(value: Any) -> Any:
+            result = scalar(value, path)
+            if matcher(result) is None:
+                raise DataError(path, f"{result!r} does not match {spec.pattern!r}")
+            return result
+
+        return matching
 
     def coerce(value: Any) -> Any:
         result = scalar(value, path)
