@@ -269,3 +269,39 @@ def test_missing_inbox_fails_the_run_with_the_place(hub: tuple[Path, Engine]) ->
     with engine.connect() as conn:
         stored = conn.execute(select(runs.c.status, runs.c.error)).one()
     assert stored.status == "failed" and "inbox" in stored.error
+
+
+def test_a_replay_that_fails_again_keeps_one_open_row_with_the_new_reason(
+    hub: tuple[Path, Engine], hub_url: str
+) -> None:
+    config_path, engine = hub
+    drop(config_path.parent, "customers1.csv", CSV)
+    FlowRunner(load_config(config_path), engine).run("customers-in")
+    # A "fix" that still fails, differently: the reason must follow.
+    write_config(config_path.parent, hub_url, limit_transform='{prefix: "x"}, {decimal: ","}')
+
+    results = FlowRunner(load_config(config_path), engine).replay_rejected()
+
+    assert [(r.created, r.rejected) for r in results] == [(0, 1)]
+    with engine.connect() as conn:
+        rows = conn.execute(select(rejected)).all()
+    assert len(rows) == 1 and rows[0].status == "open"
+    assert rows[0].reason.startswith("not a number: 'xabc'")
+    assert rows[0].position == "customers1.csv:3"
+
+
+def test_replayed_records_name_their_rejection_in_the_audit_trail(
+    hub: tuple[Path, Engine], hub_url: str
+) -> None:
+    config_path, engine = hub
+    drop(config_path.parent, "customers1.csv", CSV)
+    FlowRunner(load_config(config_path), engine).run("customers-in")
+    write_config(
+        config_path.parent, hub_url, limit_transform='{regex: "^[0-9.,]+$"}, {decimal: ","}'
+    )
+    FlowRunner(load_config(config_path), engine).replay_rejected()
+    with engine.connect() as conn:
+        position = conn.execute(
+            select(audit.c.source_position).where(audit.c.key == "2")
+        ).scalar_one()
+    assert position == "customers1.csv:3 (rejection 1)"

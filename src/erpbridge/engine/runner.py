@@ -32,6 +32,7 @@ from erpbridge.store.runs import (
     now,
     open_rejections,
     resolve_rejections,
+    restate_rejections,
     save_cursor,
     start_run,
 )
@@ -103,8 +104,8 @@ class FlowRunner:
     ) -> RunResult:
         """Run flow ``name`` once. ``full`` reads from the beginning (resuming an unfinished
         full pass); a flow whose trigger is ``initial`` runs full until one full pass has
-        completed. ``dry_run`` maps and
-        compares but commits nothing and leaves the source untouched."""
+        completed. ``dry_run`` maps and compares but commits nothing and leaves the source as
+        it is."""
         flow = self.config.flow(name)
         with self.engine.connect() as conn:
             state = load_cursor(conn, flow.name)
@@ -147,12 +148,12 @@ class FlowRunner:
                 job.close_full_pass(result.cursor_after)
         except ErpbridgeError as exc:
             error = f"flow {flow.name!r}, channel {flow.channel!r}: {exc}"
-        except Exception as exc:
+        except BaseException as exc:  # a bug or Ctrl-C: the run must not stay 'running'
             finish_run(
                 self.engine,
                 run_id,
                 status="failed",
-                error=f"{type(exc).__name__}: {exc}",
+                error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                 warnings=result.warnings[:_MAX_WARNINGS],
             )
             raise
@@ -205,7 +206,10 @@ class FlowRunner:
         job = _Job(self, flow, run_id, False, False, {})
         for start in range(0, len(rows), flow.batch_size):
             chunk = rows[start : start + flow.batch_size]
-            records = [SourceRecord(decode(r.payload), r.position) for r in chunk]
+            # The position names the rejection: lineage in the audit trail, and unique per batch.
+            records = [
+                SourceRecord(decode(r.payload), f"{r.position} (rejection {r.id})") for r in chunk
+            ]
             counts = job.commit(Batch(records), replayed=[r.id for r in chunk])
             _add(result, counts)
         result.status = "succeeded"
@@ -346,19 +350,13 @@ class _Job:
     ) -> None:
         flow = self.flow
         if replayed:
-            failed_positions = {r.position for r in rejections}
-            resolve_rejections(
-                conn,
-                [
-                    i
-                    for i, item in zip(replayed, batch.records, strict=True)
-                    if item.position not in failed_positions
-                ],
-                self.run_id,
-                "replayed",
-            )
-            # Those that fail again stay open; a fresh row would only duplicate them.
-            counts.rejected = 0
+            # Those that fail again stay open with their new reason; a fresh row would only
+            # duplicate them. Replay positions name their rejection, so they are unique.
+            ids = {item.position: i for i, item in zip(replayed, batch.records, strict=True)}
+            failed = {r.position: r for r in rejections}
+            landed = [i for position, i in ids.items() if position not in failed]
+            resolve_rejections(conn, landed, self.run_id, "replayed")
+            restate_rejections(conn, [(ids[p], r.field_path, r.reason) for p, r in failed.items()])
         else:
             add_rejections(
                 conn,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from erpbridge.store.tables import cursors, rejected, runs
 
@@ -22,6 +22,7 @@ __all__ = [
     "load_cursor",
     "open_rejections",
     "resolve_rejections",
+    "restate_rejections",
     "save_cursor",
     "start_run",
 ]
@@ -225,6 +226,17 @@ def resolve_rejections(conn: Connection, ids: Sequence[int], run_id: int, status
             update(rejected)
             .where(rejected.c.id.in_(list(ids)))
             .values(status=status, resolved_at=now(), resolved_run_id=run_id)
+        )
+
+
+def restate_rejections(conn: Connection, items: Sequence[tuple[int, str, str]]) -> None:
+    """Give open rejections the reason of their latest attempt: ``(id, field_path, reason)``."""
+    if items:
+        conn.execute(
+            update(rejected)
+            .where(rejected.c.id == bindparam("b_id"))
+            .values(field_path=bindparam("b_path"), reason=bindparam("b_reason")),
+            [{"b_id": i, "b_path": path, "b_reason": reason} for i, path, reason in items],
         )
 
 
