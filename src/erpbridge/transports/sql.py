@@ -270,10 +270,11 @@ class SqlTransport:
         for number, page in enumerate(self._pages(statement, spec, cursor, batch_size)):
             if number == 0:
                 self._require(page.columns, required, label)
-            records = [
-                SourceRecord(row, f"{label}#{spec.tiebreaker}={self._get(row, spec.tiebreaker)}")
-                for row in page.rows
-            ]
+            if page.rows:
+                self._get(page.rows[0], spec.tiebreaker)  # a clear error if the column is absent
+            prefix = f"{label}#{spec.tiebreaker}="
+            tiebreaker = spec.tiebreaker
+            records = [SourceRecord(row, f"{prefix}{row[tiebreaker]}") for row in page.rows]
             if records:
                 yield Batch(records, cursor=page.cursor)
 
@@ -377,8 +378,10 @@ class SqlTransport:
     def _fetch(self, statement: sa.Select[Any]) -> _Page:
         # One short read-only transaction per page: no snapshot is held while the hub commits.
         with self._read_only() as conn:
-            result = conn.execute(statement).mappings()
-            return _Page(list(result.keys()), [dict(row) for row in result], None)
+            result = conn.execute(statement)
+            keys = list(result.keys())
+            # zip over plain tuples: about twice as fast as RowMapping -> dict on the hot path
+            return _Page(keys, [dict(zip(keys, row, strict=True)) for row in result], None)
 
     def _source(self, stream: SqlStreamOptions) -> tuple[sa.FromClause, str]:
         if stream.table is not None:
