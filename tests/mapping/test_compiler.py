@@ -730,3 +730,47 @@ def test_the_payload_does_not_depend_on_the_order_of_the_mapping(names: list[str
     payload = compile_mapping(reordered, CUSTOMER)(SOURCE)
     assert payload == compile_mapping(MAPPING, CUSTOMER)(SOURCE)
     assert list(payload) == list(compile_mapping(MAPPING, CUSTOMER)(SOURCE))
+
+
+class TestItemsFromFlatColumns:
+    """``items`` builds a list (billing and shipping address) from flat CSV columns."""
+
+    SPEC = {
+        "code": "K",
+        "name": "N",
+        "addresses": {
+            "items": [
+                {
+                    "type": {"value": "billing"},
+                    "city": "Ort",
+                    "country": {"from": "Land", "transforms": ["upper"]},
+                },
+                {"type": {"value": "shipping"}, "city": "LOrt"},
+            ]
+        },
+    }
+
+    def compiled(self) -> Any:
+        from pydantic import TypeAdapter
+
+        from erpbridge.mapping.spec import MappingSpec
+        from erpbridge.model import BUILTIN_ENTITIES
+
+        return compile_mapping(
+            TypeAdapter(MappingSpec).validate_python(self.SPEC), BUILTIN_ENTITIES["customer"]
+        )
+
+    def test_each_block_makes_one_item(self) -> None:
+        payload = self.compiled()({"K": "1", "N": "x", "Ort": "Köln", "Land": "de", "LOrt": "Bonn"})
+        assert payload["addresses"] == [
+            {"type": "billing", "city": "Köln", "country": "DE"},
+            {"type": "shipping", "city": "Bonn"},
+        ]
+
+    def test_an_item_with_nothing_but_constants_is_left_out(self) -> None:
+        payload = self.compiled()({"K": "1", "N": "x", "Ort": "Köln", "LOrt": " "})
+        assert payload["addresses"] == [{"type": "billing", "city": "Köln"}]
+        assert "addresses" not in self.compiled()({"K": "1", "N": "x"})
+
+    def test_the_columns_are_optional_in_a_file_header(self) -> None:
+        assert self.compiled().required_fields == {"K", "N"}

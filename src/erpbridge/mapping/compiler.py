@@ -134,6 +134,8 @@ class _Compiler:
     def raw_rule(self, entry: FieldMapping, target: FieldSpec, where: str) -> Rule | None:
         if entry.each is not None:
             return self.list_rule(entry, target, where)
+        if entry.items is not None:
+            return self.items_rule(entry.items, target, where)
         if entry.fields is not None:
             if target.type != "object" or target.fields is None:
                 self.fail(where, "'fields' maps an object, but this field is a " + target.type)
@@ -147,6 +149,37 @@ class _Compiler:
             return _template(entry.template)
         constant = entry.value
         return lambda record: constant
+
+    def items_rule(
+        self, items: list[dict[str, str | FieldMapping]], target: FieldSpec, where: str
+    ) -> Rule | None:
+        """A list from flat columns: each block maps one item; empty items are left out."""
+        if target.type != "list" or target.fields is None:
+            self.fail(where, "'items' builds a list of objects, but this field is not one")
+            return None
+        blocks = [
+            self.object_rules(block, target.fields, f"{where}[{i}]")
+            for i, block in enumerate(items)
+        ]
+        # An item that only holds constants (a 'type: billing' label) carries no data.
+        constants = [
+            {
+                name
+                for name, entry in block.items()
+                if isinstance(entry, FieldMapping) and entry.value is not None
+            }
+            for block in items
+        ]
+
+        def build(record: Mapping[str, Any]) -> Any:
+            out = []
+            for rules, fixed in zip(blocks, constants, strict=True):
+                item = _apply_rules(rules, record)
+                if item and not set(item) <= fixed:
+                    out.append(item)
+            return out or None
+
+        return build
 
     def list_rule(self, entry: FieldMapping, target: FieldSpec, where: str) -> Rule | None:
         if target.type != "list" or target.fields is None:

@@ -68,6 +68,11 @@ class FieldMapping(BaseModel):
     fields: dict[str, str | FieldMapping] | None = Field(
         default=None, description="Nested mapping for an object field (or each list item)."
     )
+    items: list[dict[str, str | FieldMapping]] | None = Field(
+        default=None,
+        description="A list built from flat columns: one nested mapping per item (billing, "
+        "shipping, …); items that come out empty are left out.",
+    )
     transforms: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Named transforms: 'trim' or {date: '%d.%m.%Y'}."
     )
@@ -97,6 +102,7 @@ class FieldMapping(BaseModel):
                 ("template", self.template is not None),
                 ("value", self.value is not None),
                 ("each", self.each is not None),
+                ("items", self.items is not None),
             )
             if present
         ]
@@ -104,9 +110,11 @@ class FieldMapping(BaseModel):
             raise ValueError(f"give only one of {', '.join(given)}")
         if self.each is not None and self.fields is None:
             raise ValueError("'each' needs 'fields' to map every item")
+        if self.items is not None and self.fields is not None:
+            raise ValueError("give 'items' (a list of item mappings) or 'fields', not both")
         if not given and self.fields is None and self.default is None:
             raise ValueError(
-                "give one of 'from', 'template', 'value', 'each', 'fields' or 'default'"
+                "give one of 'from', 'template', 'value', 'each', 'items', 'fields' or 'default'"
             )
         return self
 
