@@ -37,7 +37,9 @@ def test_only_one_source(data: dict[str, Any]) -> None:
 
 def test_some_source_is_needed() -> None:
     message = invalid(FieldMapping, {"transforms": ["trim"]})
-    assert "give one of 'from', 'template', 'value', 'each', 'items', 'fields' or 'default'" in message
+    assert (
+        "give one of 'from', 'template', 'value', 'each', 'items', 'fields' or 'default'" in message
+    )
 
 
 def test_each_needs_fields() -> None:
