@@ -48,7 +48,9 @@ def test_mapping_key_is_documented(field: str) -> None:
 @pytest.mark.parametrize("transport", sorted(available_transports()))
 def test_transport_options_are_documented(transport: str) -> None:
     cls = load_transport(transport)
-    for model in (cls.channel_options, cls.stream_options):
+    for model in (cls.channel_options, cls.stream_options, getattr(cls, "target_options", None)):
+        if model is None:
+            continue
         for name, info in model.model_fields.items():
             key = info.alias or name
             assert f"`{key}`" in README, f"{transport} option {key!r} is not in the README"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,10 +20,14 @@ from sqlalchemy import Engine, func, select
 from erpbridge.config.loader import LoadedConfig, load_config
 from erpbridge.config.models import ConfigFile
 from erpbridge.engine.runner import FlowRunner, RunResult
+from erpbridge.engine.worker import Worker
 from erpbridge.errors import ConfigError, ErpbridgeError
 from erpbridge.store import open_store
+from erpbridge.store.deliveries import cancel as cancel_deliveries
+from erpbridge.store.deliveries import requeue
 from erpbridge.store.records import bindings_of, find_record, history_of
-from erpbridge.store.tables import records, rejected, runs
+from erpbridge.store.runs import now
+from erpbridge.store.tables import deliveries, records, rejected, runs
 
 app = typer.Typer(
     help="erpbridge — an ERP integration hub.",
@@ -142,12 +147,17 @@ def sync(
 ) -> None:
     """Run IN flows now and print what moved."""
     config = _load(config_path)
-    names = [f.name for f in config.model.flows if f.enabled] if all_flows else list(flows or [])
+    names = (
+        [f.name for f in config.model.flows if f.enabled and f.direction == "in"]
+        if all_flows
+        else list(flows or [])
+    )
     if not names:
         raise _fail("name one or more flows, or use --all")
     for name in names:
         try:
-            config.flow(name)
+            if config.flow(name).direction != "in":
+                raise _fail(f"flow {name!r} is an OUT flow: `erpbridge worker` delivers it")
         except KeyError as exc:
             raise _fail(str(exc.args[0])) from None
     runner = FlowRunner(config, _store(config))
@@ -327,6 +337,107 @@ def show_rejected(
         for r in conn.execute(query):
             table.add_row(str(r.id), r.flow, str(r.run_id), r.position, r.field_path, r.reason)
     console.print(table)
+
+
+@app.command()
+def worker(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then stop.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 1.0,
+) -> None:
+    """Deliver record changes to the OUT flows (until Ctrl-C, or once with --once)."""
+    config = _load(config_path)
+    engine = _store(config)
+    delivery = Worker(config, engine)
+    console.print(f"worker {delivery.name}: {len(delivery.flows)} OUT flow(s)")
+    try:
+        while True:
+            stats = delivery.run_once()
+            if stats.claimed:
+                console.print(
+                    f"claimed {stats.claimed}: {stats.delivered} delivered, {stats.retried} to "
+                    f"retry, {stats.dead} dead, {stats.lost} lost to another worker"
+                )
+            if once:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        delivery.close()
+
+
+@app.command(name="deliveries")
+def list_deliveries(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    state: Annotated[
+        str | None, typer.Option(help="pending, in_flight, failed, delivered, dead or cancelled.")
+    ] = None,
+    flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """Show the delivery ledger with states, attempts and errors."""
+    engine = _store(_load(config_path))
+    query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
+    if state:
+        query = query.where(deliveries.c.state == state)
+    if flow:
+        query = query.where(deliveries.c.flow == flow)
+    table = Table(title="deliveries")
+    for column in (
+        "id",
+        "flow",
+        "record",
+        "version",
+        "state",
+        "attempts",
+        "next attempt",
+        "external id",
+        "error",
+    ):
+        table.add_column(column)
+    with engine.connect() as conn:
+        for d in conn.execute(query):
+            table.add_row(
+                str(d.id),
+                d.flow,
+                f"{d.entity} {d.key}",
+                str(d.version),
+                d.state,
+                f"{d.attempts}/{d.max_attempts}",
+                f"{d.next_attempt_at:%H:%M:%S}",
+                d.external_id or "",
+                (d.last_error or "")[:80],
+            )
+    console.print(table)
+
+
+@app.command()
+def retry(
+    ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids.")] = None,
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
+    flow: Annotated[str | None, typer.Option(help="With --dead: only this flow.")] = None,
+) -> None:
+    """Make dead, failed or cancelled deliveries due again (after fixing the cause)."""
+    if not ids and not dead:
+        raise _fail("name delivery ids, or use --dead")
+    engine = _store(_load(config_path))
+    with engine.begin() as conn:
+        count = requeue(conn, ids, now(), dead_of_flow=flow, all_dead=dead)
+    console.print(f"{count} deliver(y/ies) due again")
+
+
+@app.command()
+def cancel(
+    ids: Annotated[list[int], typer.Argument(help="Delivery ids.")],
+    config_path: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Cancel deliveries that have not gone out; they stay in the ledger."""
+    engine = _store(_load(config_path))
+    with engine.begin() as conn:
+        count = cancel_deliveries(conn, ids, now())
+    console.print(f"{count} deliver(y/ies) cancelled")
 
 
 def main() -> None:

@@ -135,7 +135,7 @@ def test_the_example_configuration_fits_the_schema() -> None:
     [
         {"chanels": {}},
         {"flows": [{"name": "f", "channel": "c", "entity": "customer"}]},
-        {"flows": [{"name": "f", "channel": "c", "entity": "e", "direction": "out"}]},
+        {"flows": [{"name": "f", "channel": "c", "entity": "e", "direction": "sideways"}]},
         {"version": 2},
         {"channels": {"c": {"system": "folder", "secret": "x"}}},
     ],

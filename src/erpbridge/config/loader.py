@@ -24,10 +24,12 @@ from erpbridge.mapping.compiler import (
     CurrencyRates,
     MappingCompileError,
     compile_mapping,
+    compile_outbound,
 )
 from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
 from erpbridge.systems import system_types
 from erpbridge.transports import StreamOptions, TransportClass, available_transports, load_transport
+from erpbridge.transports.base import TargetOptions
 
 __all__ = ["LoadedConfig", "load_config", "parse_config"]
 
@@ -230,6 +232,7 @@ class LoadedConfig:
     entities: EntityCatalog
     mappings: dict[str, CompiledMapping]
     streams: dict[str, StreamOptions]
+    targets: dict[str, TargetOptions]
     transports: dict[str, TransportClass]
     channel_options: dict[str, BaseModel]
 
@@ -307,9 +310,10 @@ def _validate_flows(
     catalog: EntityCatalog,
     transports: Mapping[str, TransportClass],
     problems: _Problems,
-) -> tuple[dict[str, CompiledMapping], dict[str, StreamOptions]]:
+) -> tuple[dict[str, CompiledMapping], dict[str, StreamOptions], dict[str, TargetOptions]]:
     mappings: dict[str, CompiledMapping] = {}
     streams: dict[str, StreamOptions] = {}
+    targets: dict[str, TargetOptions] = {}
     rates = CurrencyRates(model.currency_rates.base, model.currency_rates.rates)
     names: set[str] = set()
     for i, flow in enumerate(model.flows):
@@ -334,23 +338,53 @@ def _validate_flows(
             )
         else:
             try:
-                mappings[flow.name] = compile_mapping(flow.mapping, entity, rates)
+                if flow.direction == "out":
+                    mappings[flow.name] = compile_outbound(flow.mapping, rates)
+                else:
+                    mappings[flow.name] = compile_mapping(flow.mapping, entity, rates)
             except MappingCompileError as exc:
                 for path, message in exc.problems:
                     problems.add(problems.mapping_loc((*at, "mapping"), path), message)
         cls = transports.get(flow.channel)
-        if cls is not None:
-            source = dict(flow.source)
-            if flow.cursor is not None:
-                source["cursor"] = flow.cursor.model_dump()
-            try:
-                streams[flow.name] = cls.stream_options.model_validate(source)
-            except ValidationError as exc:
-                for err in exc.errors():
-                    loc = tuple(err["loc"])
-                    where: Loc = (*at, *loc) if loc[:1] == ("cursor",) else (*at, "source", *loc)
-                    problems.add(where, _message(err))
-    return mappings, streams
+        if cls is None:
+            continue
+        if flow.direction == "out":
+            _validate_target(flow, at, cls, targets, problems)
+            continue
+        if flow.target:
+            problems.add((*at, "target"), "an IN flow reads from a 'source', it has no 'target'")
+        source = dict(flow.source)
+        if flow.cursor is not None:
+            source["cursor"] = flow.cursor.model_dump()
+        try:
+            streams[flow.name] = cls.stream_options.model_validate(source)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                where: Loc = (*at, *loc) if loc[:1] == ("cursor",) else (*at, "source", *loc)
+                problems.add(where, _message(err))
+    return mappings, streams, targets
+
+
+def _validate_target(
+    flow: FlowConfig,
+    at: Loc,
+    cls: TransportClass,
+    targets: dict[str, TargetOptions],
+    problems: _Problems,
+) -> None:
+    for name in ("source", "cursor"):
+        if getattr(flow, name):
+            problems.add((*at, name), f"an OUT flow writes to a 'target', it has no {name!r}")
+    options = getattr(cls, "target_options", None)
+    if options is None or not hasattr(cls, "write"):
+        problems.add((*at, "channel"), f"channel {flow.channel!r} cannot be written to")
+        return
+    try:
+        targets[flow.name] = options.model_validate(flow.target)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.add((*at, "target", *tuple(err["loc"])), _message(err))
 
 
 def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -387,7 +421,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
             problems.add(("entities", name), f"{name!r} is a built-in entity; choose another name")
     catalog = EntityCatalog(model.entities)
     transports, options = _validate_channels(model, problems)
-    mappings, streams = _validate_flows(model, catalog, transports, problems)
+    mappings, streams, targets = _validate_flows(model, catalog, transports, problems)
     if problems.found:
         raise ConfigError(problems.found)
     return LoadedConfig(
@@ -396,6 +430,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         entities=catalog,
         mappings=mappings,
         streams=streams,
+        targets=targets,
         transports=transports,
         channel_options=options,
     )

@@ -18,6 +18,7 @@ __all__ = [
     "FlowConfig",
     "HubSettings",
     "IntervalTrigger",
+    "RetryPolicy",
     "ScheduleTrigger",
 ]
 
@@ -80,6 +81,17 @@ class CursorConfig(_Strict):
     )
 
 
+class RetryPolicy(_Strict):
+    """How an OUT flow retries passing failures: exponential backoff with jitter, then dead."""
+
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    backoff_s: float = Field(default=5, gt=0, description="Delay before the first retry.")
+    max_backoff_s: float = Field(default=3600, gt=0, description="The longest delay.")
+    min_delay_s: float = Field(
+        default=1, ge=0, description="Floor for a target's Retry-After (0 would be a storm)."
+    )
+
+
 class FlowConfig(_Strict):
     """One entity, one direction, one channel, one trigger, one mapping."""
 
@@ -87,15 +99,31 @@ class FlowConfig(_Strict):
     description: str = ""
     channel: str
     entity: str
-    direction: Literal["in"] = Field(
-        description="'in' moves data from the channel into the hub (OUT comes with the "
-        "delivery engine)."
+    direction: Literal["in", "out"] = Field(
+        description="'in' moves data from the channel into the hub; 'out' delivers the hub's "
+        "record changes to the channel."
     )
     trigger: Literal["manual", "initial", "immediate"] | ScheduleTrigger | IntervalTrigger = (
         "manual"
     )
     enabled: bool = True
-    source: dict[str, Any] = Field(default_factory=dict, description="Transport stream options.")
+    source: dict[str, Any] = Field(
+        default_factory=dict, description="IN: the transport's stream options."
+    )
+    target: dict[str, Any] = Field(
+        default_factory=dict, description="OUT: the transport's target options."
+    )
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description="OUT: higher goes first, so an urgent flow is not stuck behind a bulk one.",
+    )
+    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy())
+    echo: bool = Field(
+        default=False,
+        description="OUT: also deliver record versions that arrived from this same channel.",
+    )
     key: str | list[str] | None = Field(
         default=None,
         description="Source path(s) of the channel's own id (the binding's external id); "

@@ -20,6 +20,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.errors import DataError, ErpbridgeError, FatalError
 from erpbridge.mapping.compiler import CompiledMapping, getter
+from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
 from erpbridge.store.runs import (
     BatchCounts,
@@ -107,6 +108,8 @@ class FlowRunner:
         completed. ``dry_run`` maps and compares but commits nothing and leaves the source as
         it is."""
         flow = self.config.flow(name)
+        if flow.direction != "in":
+            raise FatalError(f"flow {name!r} is an OUT flow: the worker delivers it")
         with self.engine.connect() as conn:
             state = load_cursor(conn, flow.name)
             superseding: dict[str, list[int]] = {}
@@ -218,6 +221,15 @@ class FlowRunner:
         return result
 
 
+def subscribers_of(config: LoadedConfig, entity: str) -> tuple[Subscriber, ...]:
+    """The enabled OUT flows of ``entity``: each new version is queued for them."""
+    return tuple(
+        Subscriber(f.name, f.channel, f.priority, f.retry.max_attempts, f.echo)
+        for f in config.model.flows
+        if f.direction == "out" and f.entity == entity and f.enabled
+    )
+
+
 def _add(result: RunResult, counts: BatchCounts) -> None:
     result.read += counts.read
     result.created += counts.created
@@ -246,6 +258,7 @@ class _Job:
         self.superseding = superseding
         self.mapping: CompiledMapping = runner.config.mappings[flow.name]
         self.entity = runner.config.entities[flow.entity]
+        self.subscribers = subscribers_of(runner.config, flow.entity)
         keys = [flow.key] if isinstance(flow.key, str) else flow.key
         self.external_id = [getter(k) for k in keys] if keys else None
 
@@ -320,7 +333,9 @@ class _Job:
         replayed: list[int],
     ) -> BatchCounts:
         flow = self.flow
-        lineage = Lineage(flow.entity, flow.channel, flow.name, self.run_id, now())
+        lineage = Lineage(
+            flow.entity, flow.channel, flow.name, self.run_id, now(), self.subscribers
+        )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
             try:

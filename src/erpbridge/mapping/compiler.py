@@ -9,7 +9,7 @@ raises :class:`~erpbridge.errors.DataError` naming the canonical field path and 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,7 +21,13 @@ from erpbridge.mapping.units import convert_currency, unit_factor
 from erpbridge.model.entities import EntitySpec
 from erpbridge.model.fields import FieldSpec
 
-__all__ = ["CompiledMapping", "CurrencyRates", "MappingCompileError", "compile_mapping"]
+__all__ = [
+    "CompiledMapping",
+    "CurrencyRates",
+    "MappingCompileError",
+    "compile_mapping",
+    "compile_outbound",
+]
 
 _MISSING: Any = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -137,7 +143,7 @@ class _Compiler:
         if entry.items is not None:
             return self.items_rule(entry.items, target, where)
         if entry.fields is not None:
-            if target.type != "object" or target.fields is None:
+            if target.type not in ("object", "json") or target.fields is None:
                 self.fail(where, "'fields' maps an object, but this field is a " + target.type)
                 return None
             rules = self.object_rules(entry.fields, target.fields, where)
@@ -154,7 +160,7 @@ class _Compiler:
         self, items: list[dict[str, str | FieldMapping]], target: FieldSpec, where: str
     ) -> Rule | None:
         """A list from flat columns: each block maps one item; empty items are left out."""
-        if target.type != "list" or target.fields is None:
+        if target.type not in ("list", "json") or target.fields is None:
             self.fail(where, "'items' builds a list of objects, but this field is not one")
             return None
         blocks = [
@@ -182,7 +188,7 @@ class _Compiler:
         return build
 
     def list_rule(self, entry: FieldMapping, target: FieldSpec, where: str) -> Rule | None:
-        if target.type != "list" or target.fields is None:
+        if target.type not in ("list", "json") or target.fields is None:
             self.fail(where, "'each' maps a list of objects, but this field is not one")
             return None
         assert entry.each is not None and entry.fields is not None
@@ -357,18 +363,23 @@ def _apply_rules(rules: list[tuple[str, Rule]], record: Any) -> dict[str, Any] |
 class CompiledMapping:
     """A mapping compiled for one entity: call it on a source record to get a canonical payload."""
 
-    entity: EntitySpec
+    #: ``None`` for a channel's free shape (OUT flows): no canonical validation.
+    entity: EntitySpec | None
     rules: tuple[tuple[str, Rule], ...]
     #: Top-level source fields the mapping cannot do without (a file header must have them).
     required_fields: frozenset[str]
+    #: Pass the record through as it is (an OUT flow without a mapping).
+    whole: bool = False
 
     def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        if self.whole:
+            return dict(record)
         out: dict[str, Any] = {}
         for name, rule in self.rules:
             value = rule(record)
             if value is not _MISSING:
                 out[name] = value
-        return self.entity.validate_payload(out)
+        return out if self.entity is None else self.entity.validate_payload(out)
 
 
 def _required_fields(spec: MappingSpec) -> frozenset[str]:
@@ -384,6 +395,43 @@ def _required_fields(spec: MappingSpec) -> frozenset[str]:
             elif entry.template is not None:
                 paths.extend(n.strip() for n in _PLACEHOLDER.findall(entry.template))
     return frozenset(path for path in paths if "." not in path)
+
+
+class _AnyFields(Mapping[str, FieldSpec]):
+    """The fields of a channel's own shape: any name, any value, nested as deep as needed."""
+
+    def __getitem__(self, name: str) -> FieldSpec:
+        return _ANY_FIELD
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+# model_construct skips validation: a dict is declared, a Mapping that knows every name is given.
+_ANY_FIELD = FieldSpec.model_construct(type="json", fields=_AnyFields())  # type: ignore[arg-type]
+
+
+def compile_outbound(
+    spec: MappingSpec | None, rates: CurrencyRates | None = None
+) -> CompiledMapping:
+    """Compile an OUT flow's mapping: canonical payload → the channel's own shape.
+
+    The target is free (any field names, nested with ``fields``, ``each`` and ``items``);
+    ``None`` sends the canonical payload as it is.
+    """
+    if spec is None:
+        return CompiledMapping(entity=None, rules=(), required_fields=frozenset(), whole=True)
+    compiler = _Compiler(rates or CurrencyRates())
+    rules = compiler.object_rules(spec, _AnyFields(), "")
+    if compiler.problems:
+        raise MappingCompileError(compiler.problems)
+    return CompiledMapping(entity=None, rules=tuple(rules), required_fields=frozenset())
 
 
 def compile_mapping(

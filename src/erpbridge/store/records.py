@@ -16,12 +16,14 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, select, update
 
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
+from erpbridge.store.deliveries import NewVersion, Subscriber, enqueue
 from erpbridge.store.tables import audit, bindings, records
 
 __all__ = [
     "Incoming",
     "Lineage",
     "UpsertCounts",
+    "bind",
     "bindings_of",
     "content_hash",
     "dump_payload",
@@ -71,6 +73,8 @@ class Lineage:
     flow: str
     run_id: int | None
     at: datetime
+    #: OUT flows of the entity: each new version gets a delivery in the same transaction.
+    subscribers: tuple[Subscriber, ...] = ()
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -192,6 +196,9 @@ def _upsert_round(
         )
         counts.updated += len(changed)
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
+    if lineage.subscribers and history:
+        versions = [NewVersion(row[0], lineage.entity, row[2], row[3]) for row in history]
+        enqueue(conn, lineage.subscribers, lineage.channel, versions, lineage.at)
     _bind(
         conn, lineage, at, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None]
     )
@@ -253,6 +260,11 @@ def _audit_row(
         item.position[:512],
         at,
     )
+
+
+def bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> None:
+    """Bind external ids of ``lineage.channel`` to records: ``(external id, record id)``."""
+    _bind(conn, lineage, timestamp(conn, lineage.at), pairs)
 
 
 def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, int]]) -> None:

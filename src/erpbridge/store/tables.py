@@ -22,7 +22,17 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["audit", "bindings", "cursors", "metadata", "records", "rejected", "runs"]
+__all__ = [
+    "audit",
+    "bindings",
+    "cursors",
+    "deliveries",
+    "delivery_attempts",
+    "metadata",
+    "records",
+    "rejected",
+    "runs",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -140,4 +150,56 @@ rejected = Table(
     Column("resolved_at", DateTime(timezone=True), nullable=True),
     Column("resolved_run_id", _Id, nullable=True),
     Index(None, "status", "flow"),
+)
+
+# -- the delivery ledger (OUT flows) ------------------------------------------------------------
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("flow", String(128), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("record_id", _Id, ForeignKey("records.id"), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("version", Integer, nullable=False),
+    # flow + entity + key: deliveries of one ordering key go out one at a time, in id order.
+    Column("ordering_key", String(800), nullable=False),
+    # flow + record + version: the same version is never queued twice for one flow.
+    Column("idempotency_key", String(300), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    # pending | in_flight | failed (waiting for a retry) | delivered | dead | cancelled
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    # Raised on every claim; a worker may only finish a delivery with the fence it claimed.
+    Column("fence", Integer, nullable=False, default=0),
+    Column("external_id", String(512), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("idempotency_key"),
+    Index(None, "state", "priority", "next_attempt_at", "id"),
+    Index(None, "ordering_key", "id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", _Id, ForeignKey("deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(128), nullable=False),
+    Column("fence", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    # delivered | retry | dead | lost_lease
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Index(None, "delivery_id", "attempt"),
 )

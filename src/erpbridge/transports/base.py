@@ -20,11 +20,14 @@ __all__ = [
     "Batch",
     "CursorValue",
     "Health",
+    "OutgoingRecord",
     "SourceProblem",
     "SourceRecord",
     "StreamOptions",
+    "TargetOptions",
     "Transport",
     "TransportClass",
+    "Writer",
 ]
 
 #: A cursor as the transport understands it; must survive a JSON round trip (orjson).
@@ -79,6 +82,43 @@ class Batch:
         """Run the transport's post-commit steps (archive files, …)."""
         for step in self.on_commit:
             step()
+
+
+class TargetOptions(BaseModel):
+    """Base of a transport's per-flow ``target:`` options (OUT flows); unknown keys: errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """One record version to write to a channel (already mapped to the channel's shape)."""
+
+    delivery_id: int
+    entity: str
+    #: The hub's business key.
+    key: str
+    version: int
+    #: Stable per (flow, record, version): a target may see the same one twice and must not
+    #: create a second effect.
+    idempotency_key: str
+    data: Mapping[str, Any]
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """What a transport that OUT flows can write to offers, besides :class:`Transport`."""
+
+    #: The pydantic model validating a flow's ``target:`` block for this transport.
+    target_options: type[TargetOptions]
+
+    def write(self, target: TargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """Write ``records`` as one unit; return each one's id in the channel (or ``None``).
+
+        Raise :class:`~erpbridge.errors.RetriableError` for passing failures and
+        :class:`~erpbridge.errors.FatalError` for permanent ones.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
-"""The folder transport: read CSV, JSON, JSONL and XML files dropped into a local inbox folder.
+"""The folder transport: CSV, JSON, JSONL and XML files in a local folder, read and written.
 
-Files are read in name order and streamed in batches; a file moves to ``archive/`` once the
-engine has committed its last batch, or to ``error/`` (with a ``.reason.txt``) when it cannot
-be read. A crash before that leaves the file in the inbox, so it is read again (at-least-once;
-the hub de-duplicates by content hash). Parsing each format into records is
+IN flows: files are read in name order and streamed in batches; a file moves to ``archive/``
+once the engine has committed its last batch, or to ``error/`` (with a ``.reason.txt``) when it
+cannot be read. A crash before that leaves the file in the inbox, so it is read again
+(at-least-once; the hub de-duplicates by content hash). Parsing each format into records is
 :mod:`erpbridge.transports.fileformats`.
+
+OUT flows: records are written one file per record version (named after it, so writing it twice
+makes the same file) or one file per call, each atomically (:mod:`~.filewriters`).
 """
 
 from __future__ import annotations
@@ -18,21 +21,38 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path, PurePath
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from erpbridge.errors import SourceUnavailable
+from erpbridge.errors import FatalError, SourceUnavailable
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
     Health,
+    OutgoingRecord,
     SourceProblem,
     SourceRecord,
     StreamOptions,
+    TargetOptions,
 )
 from erpbridge.transports.fileformats import BrokenFile, Format, Item, read_items
+from erpbridge.transports.filewriters import (
+    Unwritable,
+    fill_name,
+    render_batch,
+    render_record,
+    sync_folder,
+    template_placeholders,
+    write_atomically,
+)
 
-__all__ = ["FolderChannelOptions", "FolderStreamOptions", "FolderTransport"]
+__all__ = [
+    "FolderChannelOptions",
+    "FolderStreamOptions",
+    "FolderTargetOptions",
+    "FolderTransport",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +80,12 @@ class FolderChannelOptions(BaseModel):
     @field_validator("archive", "error")
     @classmethod
     def _plain_subfolder(cls, value: str) -> str:
-        parts = PurePath(value).parts
-        if not parts or PurePath(value).is_absolute() or ".." in parts:
-            raise ValueError("must be a subfolder of path (relative, without '..')")
-        return value
+        return _subfolder(value)
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r}") from None
-        return value
+        return _encoding(value)
 
 
 class FolderStreamOptions(StreamOptions):
@@ -99,11 +112,82 @@ class FolderStreamOptions(StreamOptions):
         return value
 
 
+_DEFAULT_NAMES = {
+    "record": "{entity}-{key}-v{version}.{ext}",
+    "batch": "{entity}-{timestamp}-{delivery_id}.{ext}",
+}
+
+
+class FolderTargetOptions(TargetOptions):
+    """A flow's ``target:`` block for a folder channel."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    format: Format = "json"
+    """File format written."""
+    file_per: Literal["record", "batch"] = "record"
+    """One file per record version (idempotent), or one file per write call (a batch)."""
+    name: str = _DEFAULT_NAMES["record"]
+    """File name template: ``{entity}``, ``{key}``, ``{version}``, ``{delivery_id}``,
+    ``{timestamp}`` (UTC, ``%Y%m%dT%H%M%S%fZ``) and ``{ext}`` (the format). Default:
+    ``{entity}-{key}-v{version}.{ext}`` per record, ``{entity}-{timestamp}-{delivery_id}.{ext}``
+    per batch, whose ``{entity}`` and ``{delivery_id}`` are its first record's. A per-record name
+    with ``{timestamp}`` makes a new file each time the same version is written."""
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    """CSV field delimiter."""
+    root_tag: str = Field(default="records", pattern=r"^[^\W\d][\w.-]*$")
+    """XML: the document element."""
+    record_tag: str = Field(default="record", pattern=r"^[^\W\d][\w.-]*$")
+    """XML: the element of one record."""
+    encoding: str = "utf-8"
+    """Text encoding of the files written."""
+    subfolder: str | None = None
+    """Subfolder of the channel's ``path`` to write into (created when missing)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") is None:
+            file_per = data.get("file_per", "record")
+            return {**data, "name": _DEFAULT_NAMES.get(file_per, _DEFAULT_NAMES["record"])}
+        return data
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return _encoding(value)
+
+    @field_validator("subfolder")
+    @classmethod
+    def _plain_subfolder(cls, value: str | None) -> str | None:
+        return None if value is None else _subfolder(value)
+
+    @model_validator(mode="after")
+    def _name_fits_file_per(self) -> FolderTargetOptions:
+        try:
+            used = template_placeholders(self.name)
+        except ValueError as exc:
+            raise ValueError(f"name {self.name!r}: {exc}") from None
+        if self.file_per == "batch" and used & {"key", "version"}:
+            raise ValueError(
+                f"name {self.name!r}: a batch file holds many records, so it cannot be named "
+                "after one {key} or {version}"
+            )
+        if self.file_per == "record" and not used & {"key", "delivery_id"}:
+            # Otherwise every record of a call would overwrite the one before.
+            raise ValueError(
+                f"name {self.name!r}: a file per record needs {{key}} or {{delivery_id}}"
+            )
+        return self
+
+
 class FolderTransport:
-    """Reads files from a local inbox folder and archives them after the hub committed them."""
+    """Reads files from a local inbox folder and archives them after the hub committed them;
+    writes records of OUT flows as files into it (or a subfolder)."""
 
     channel_options = FolderChannelOptions
     stream_options: type[StreamOptions] = FolderStreamOptions
+    target_options: type[TargetOptions] = FolderTargetOptions
 
     def __init__(self, channel: str, options: FolderChannelOptions, base_dir: Path) -> None:
         self._channel = channel
@@ -145,8 +229,52 @@ class FolderTransport:
             return Health(False, str(exc))
         return Health(True, f"{root}: {waiting} file(s) waiting")
 
+    def write(self, target: TargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """Write the records as files; return each one's path relative to the channel's folder.
+
+        Everything is rendered before the first file is written, so a record that cannot be
+        written (:class:`FatalError`) leaves no file. A disk problem is :class:`SourceUnavailable`;
+        files already written by then are written again, identically, on the retry.
+        """
+        if not isinstance(target, FolderTargetOptions):
+            raise TypeError(f"expected FolderTargetOptions, got {type(target).__name__}")
+        if not records:
+            return []
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        if target.file_per == "batch":
+            files = {self._batch_name(target, records, stamp): self._render(target, records)}
+            names = [next(iter(files))] * len(records)
+        else:
+            files, names = {}, []
+            owners: dict[str, tuple[str, str]] = {}
+            for record in records:
+                name = fill_name(target.name, record, stamp, target.format)
+                owner = owners.setdefault(name, (record.entity, record.key))
+                if owner != (record.entity, record.key):
+                    raise FatalError(
+                        f"channel {self._channel!r}: {record.entity} {record.key!r} and "
+                        f"{owner[0]} {owner[1]!r} would both be written as {name!r} "
+                        "(keys that differ only in characters unsafe in file names, or a name "
+                        "template without {entity})"
+                    )
+                # Later versions of one record under one name: the last one written wins.
+                files[name] = self._render(target, [record])
+                names.append(name)
+        folder = self._target_folder(target)
+        try:
+            for name, content in files.items():
+                write_atomically(folder, name, content)
+            sync_folder(folder)
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"channel {self._channel!r}: cannot write into {folder}: {exc}"
+            ) from exc
+        prefix = f"{PurePath(target.subfolder).as_posix()}/" if target.subfolder else ""
+        return [prefix + name for name in names]
+
     def close(self) -> None:
-        """Nothing to release: every file is opened and closed within :meth:`read`."""
+        """Nothing to release: every file is opened and closed within :meth:`read` or
+        :meth:`write`."""
 
     # -- listing and moving ------------------------------------------------------------------
 
@@ -202,6 +330,57 @@ class FolderTransport:
             raise SourceUnavailable(
                 f"channel {self._channel!r}: cannot move {file} to {target_dir}: {exc}"
             ) from exc
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _target_folder(self, target: FolderTargetOptions) -> Path:
+        """The folder to write into, created below the channel's folder if need be."""
+        # The channel's folder itself is never created: missing, it is a mount that is gone.
+        if not self._root.is_dir():
+            raise SourceUnavailable(
+                f"channel {self._channel!r}: folder {self._root} does not exist or is not a folder"
+            )
+        if target.subfolder is None:
+            return self._root
+        folder = self._root / target.subfolder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"channel {self._channel!r}: cannot create folder {folder}: {exc}"
+            ) from exc
+        return folder
+
+    def _batch_name(
+        self, target: FolderTargetOptions, records: list[OutgoingRecord], stamp: str
+    ) -> str:
+        first = records[0]
+        others = sorted({r.entity for r in records} - {first.entity})
+        if others:
+            raise FatalError(
+                f"channel {self._channel!r}: a batch file holds one entity, got "
+                f"{', '.join([first.entity, *others])}"
+            )
+        return fill_name(target.name, first, stamp, target.format)
+
+    def _render(self, target: FolderTargetOptions, records: list[OutgoingRecord]) -> bytes:
+        """One file's bytes; :class:`FatalError` naming the record and field it cannot hold."""
+        options = {
+            "encoding": target.encoding,
+            "delimiter": target.delimiter,
+            "root_tag": target.root_tag,
+            "record_tag": target.record_tag,
+        }
+        try:
+            if target.file_per == "record":
+                return render_record(target.format, records[0].data, **options)
+            return render_batch(target.format, [r.data for r in records], **options)
+        except Unwritable as exc:
+            where = f"channel {self._channel!r}"
+            if exc.index is not None:
+                r = records[exc.index]
+                where += f": {r.entity} {r.key!r} version {r.version} (delivery {r.delivery_id})"
+            raise FatalError(f"{where}: cannot write as {target.format}: {exc}") from exc
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -277,6 +456,21 @@ class FolderTransport:
             records_path=stream.records_path,
             required=required,
         )
+
+
+def _subfolder(value: str) -> str:
+    parts = PurePath(value).parts
+    if not parts or PurePath(value).is_absolute() or ".." in parts:
+        raise ValueError("must be a subfolder of path (relative, without '..')")
+    return value
+
+
+def _encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}") from None
+    return value
 
 
 def _free_name(folder: Path, name: str) -> Path:

@@ -1,0 +1,201 @@
+"""Deliver record versions to OUT flows: claim from the ledger, map, write, finish under fence.
+
+``attempt`` is the same whatever hands the work out (the embedded claim loop here; a
+distributed dispatcher later): claim, load the exact version from the audit trail, map it with
+the flow's mapping, write it through the target transport, then record the outcome and the
+binding in one transaction — only if the lease and its fencing token are still ours.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, or_, select
+
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.errors import DataError, ErpbridgeError, RetriableError
+from erpbridge.store.deliveries import Claim, backoff, claim, finish
+from erpbridge.store.records import Lineage, bind
+from erpbridge.store.runs import now
+from erpbridge.store.tables import audit
+from erpbridge.transports.base import OutgoingRecord, Transport, Writer
+
+__all__ = ["Worker", "WorkerStats"]
+
+
+@dataclass
+class WorkerStats:
+    """What one pass of a worker did."""
+
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost: int = 0
+
+
+def worker_name() -> str:
+    """host:pid:random — unique per worker, readable in the ledger."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Delivers due ledger entries of the configuration's OUT flows."""
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        engine: Engine,
+        *,
+        name: str | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        batch_size: int = 100,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.name = name or worker_name()
+        self.lease = lease
+        self.batch_size = batch_size
+        # Only flows this configuration knows: deliveries of a removed flow stay in the ledger,
+        # visible, instead of being claimed by a worker that cannot map them.
+        self.flows = [f.name for f in config.model.flows if f.direction == "out" and f.enabled]
+        self._transports: dict[str, Transport] = {}
+
+    def close(self) -> None:
+        """Close the channels' transports."""
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
+
+    def run_once(self) -> WorkerStats:
+        """Deliver until nothing is due; return what happened."""
+        stats = WorkerStats()
+        while self.flows:
+            with self.engine.begin() as conn:
+                claims = claim(conn, self.name, self.batch_size, self.lease, now(), self.flows)
+            if not claims:
+                break
+            stats.claimed += len(claims)
+            by_flow: dict[str, list[Claim]] = {}
+            for item in claims:
+                by_flow.setdefault(item.flow, []).append(item)
+            for flow, items in by_flow.items():
+                self.attempt(flow, items, stats)
+        return stats
+
+    def _transport(self, channel: str) -> Transport:
+        if channel not in self._transports:
+            cls = self.config.transports[channel]
+            options = self.config.channel_options[channel]
+            self._transports[channel] = cls(channel, options, self.config.base_dir)
+        return self._transports[channel]
+
+    def _payloads(self, items: list[Claim]) -> dict[tuple[int, int], dict[str, Any]]:
+        pairs = [(i.record_id, i.version) for i in items]
+        query = select(audit.c.record_id, audit.c.version, audit.c.payload).where(
+            or_(*(and_(audit.c.record_id == r, audit.c.version == v) for r, v in pairs))
+        )
+        with self.engine.connect() as conn:
+            return {(r.record_id, r.version): orjson.loads(r.payload) for r in conn.execute(query)}
+
+    def attempt(self, flow_name: str, items: list[Claim], stats: WorkerStats) -> None:
+        """Deliver ``items`` of one flow as one write; record each outcome under its fence."""
+        flow = self.config.flow(flow_name)
+        mapping = self.config.mappings[flow.name]
+        payloads = self._payloads(items)
+        outgoing: list[tuple[Claim, OutgoingRecord]] = []
+        failures: list[tuple[Claim, str, str]] = []  # (claim, outcome, error)
+        for item in items:
+            payload = payloads.get((item.record_id, item.version))
+            if payload is None:
+                failures.append(
+                    (
+                        item,
+                        "dead",
+                        f"version {item.version} of record "
+                        f"{item.record_id} is not in the audit trail",
+                    )
+                )
+                continue
+            try:
+                data = mapping(payload)
+            except DataError as exc:
+                failures.append((item, "dead", f"mapping: {exc}"))
+                continue
+            outgoing.append(
+                (
+                    item,
+                    OutgoingRecord(
+                        item.id, item.entity, item.key, item.version, item.idempotency_key, data
+                    ),
+                )
+            )
+        external: list[str | None] = []
+        if outgoing:
+            transport = self._transport(flow.channel)
+            assert isinstance(transport, Writer)
+            try:
+                external = transport.write(
+                    self.config.targets[flow.name], [record for _, record in outgoing]
+                )
+            except RetriableError as exc:
+                failures.extend((item, "retry", str(exc)) for item, _ in outgoing)
+                outgoing = []
+            except ErpbridgeError as exc:
+                failures.extend((item, "dead", str(exc)) for item, _ in outgoing)
+                outgoing = []
+        self._record(flow_name, outgoing, external, failures, stats)
+
+    def _record(
+        self,
+        flow_name: str,
+        written: list[tuple[Claim, OutgoingRecord]],
+        external: list[str | None],
+        failures: Iterable[tuple[Claim, str, str]],
+        stats: WorkerStats,
+    ) -> None:
+        flow = self.config.flow(flow_name)
+        at = now()
+        with self.engine.begin() as conn:
+            bound: list[tuple[str, int]] = []
+            for (item, _), external_id in zip(written, external, strict=True):
+                if finish(conn, item, self.name, at, outcome="delivered", external_id=external_id):
+                    stats.delivered += 1
+                    if external_id is not None:
+                        bound.append((external_id, item.record_id))
+                else:
+                    stats.lost += 1
+            for item, outcome, error in failures:
+                retry_at = None
+                if outcome == "retry":
+                    delay = backoff(
+                        item.attempts + 1,
+                        flow.retry.backoff_s,
+                        flow.retry.max_backoff_s,
+                        flow.retry.min_delay_s,
+                    )
+                    retry_at = at + timedelta(seconds=delay)
+                held = finish(
+                    conn, item, self.name, at, outcome=outcome, error=error, retry_at=retry_at
+                )
+                if not held:
+                    stats.lost += 1
+                elif outcome == "retry" and item.attempts + 1 < item.max_attempts:
+                    stats.retried += 1
+                else:
+                    stats.dead += 1
+            # A file holding a whole batch is no record's own id: bind only ids unique here.
+            counts: dict[str, int] = {}
+            for external_id, _ in bound:
+                counts[external_id] = counts.get(external_id, 0) + 1
+            bound = [(e, r) for e, r in bound if counts[e] == 1]
+            if bound and written:
+                entity = written[0][0].entity
+                bind(conn, Lineage(entity, flow.channel, flow.name, None, at), bound)

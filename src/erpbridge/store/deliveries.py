@@ -1,0 +1,262 @@
+"""The delivery ledger: the outbox written with every record change, and the claims on it.
+
+A delivery is one record version for one OUT flow. It is written in the transaction of the
+record change (transactional outbox), claimed by a worker with a lease and a fencing token,
+and finished only by the holder of the current fence: a worker whose lease expired and was
+taken over cannot commit its result. Deliveries of one ordering key (flow + entity + key) are
+handed out one at a time, in id order, which is version order.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, insert, or_, select, update
+from sqlalchemy.orm import aliased
+
+from erpbridge.store.bulk import copy_rows, timestamp
+from erpbridge.store.tables import deliveries, delivery_attempts
+
+__all__ = [
+    "OPEN_STATES",
+    "Claim",
+    "NewVersion",
+    "Subscriber",
+    "backoff",
+    "cancel",
+    "claim",
+    "enqueue",
+    "finish",
+    "requeue",
+]
+
+#: States a delivery is still on its way in; the head of an ordering key is one of these.
+OPEN_STATES = ("pending", "failed", "in_flight")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """An OUT flow that wants every new version of an entity."""
+
+    flow: str
+    channel: str
+    priority: int
+    max_attempts: int
+    echo: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A record version just written, to be fanned out to the subscribers."""
+
+    record_id: int
+    entity: str
+    key: str
+    version: int
+
+
+_COLUMNS = (
+    "flow", "channel", "entity", "record_id", "key", "version", "ordering_key",
+    "idempotency_key", "priority", "state", "attempts", "max_attempts", "next_attempt_at",
+    "fence", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def enqueue(
+    conn: Connection,
+    subscribers: Sequence[Subscriber],
+    origin_channel: str,
+    versions: Sequence[NewVersion],
+    at: datetime,
+) -> int:
+    """Write one delivery per subscriber and version, in the caller's transaction.
+
+    A version that came in from a subscriber's own channel is not sent back to it (no echo)
+    unless the flow sets ``echo``. Returns how many deliveries were written.
+    """
+    stamp = timestamp(conn, at)
+    rows = [
+        (s.flow, s.channel, v.entity, v.record_id, v.key, v.version,
+         f"{s.flow}|{v.entity}|{v.key}"[:800], f"{s.flow}|{v.record_id}|{v.version}",
+         s.priority, "pending", 0, s.max_attempts, stamp, 0, stamp, stamp)
+        for s in subscribers if s.echo or s.channel != origin_channel
+        for v in versions
+    ]  # fmt: skip
+    copy_rows(conn, deliveries, _COLUMNS, rows)
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery handed to one worker, valid while its lease and fence hold."""
+
+    id: int
+    flow: str
+    channel: str
+    entity: str
+    record_id: int
+    key: str
+    version: int
+    idempotency_key: str
+    attempts: int
+    max_attempts: int
+    fence: int
+    started_at: datetime
+
+
+def claim(
+    conn: Connection,
+    worker: str,
+    limit: int,
+    lease: timedelta,
+    now: datetime,
+    flows: Sequence[str] | None = None,
+) -> list[Claim]:
+    """Take up to ``limit`` due deliveries (or ones whose lease expired) for ``worker``.
+
+    Only the head of each ordering key is eligible, so one key never has two deliveries in
+    flight and versions go out in order. Higher priority first, then the oldest.
+    """
+    earlier = aliased(deliveries)
+    due = or_(
+        and_(deliveries.c.state.in_(("pending", "failed")), deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == "in_flight", deliveries.c.lease_expires_at < now),
+    )
+    blocked = exists().where(
+        earlier.c.ordering_key == deliveries.c.ordering_key,
+        earlier.c.id < deliveries.c.id,
+        earlier.c.state.in_(OPEN_STATES),
+    )
+    query = (
+        select(deliveries.c.id)
+        .where(due, ~blocked)
+        .order_by(deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+    )
+    if flows is not None:
+        query = query.where(deliveries.c.flow.in_(list(flows)))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=deliveries)
+    ids = list(conn.execute(query).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(
+            state="in_flight",
+            lease_owner=worker,
+            lease_expires_at=now + lease,
+            fence=deliveries.c.fence + 1,
+            updated_at=now,
+        )
+    )
+    rows = conn.execute(
+        select(deliveries).where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id)
+    )
+    return [
+        Claim(r.id, r.flow, r.channel, r.entity, r.record_id, r.key, r.version,
+              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now)
+        for r in rows
+    ]  # fmt: skip
+
+
+def backoff(attempt: int, first_s: float, max_s: float, floor_s: float) -> float:
+    """Seconds before retry ``attempt`` (1-based): exponential with jitter, never below a floor."""
+    ceiling = min(max_s, first_s * 2 ** (attempt - 1))
+    return max(floor_s, random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter, not crypto
+
+
+def finish(
+    conn: Connection,
+    item: Claim,
+    worker: str,
+    now: datetime,
+    *,
+    outcome: str,
+    error: str | None = None,
+    external_id: str | None = None,
+    retry_at: datetime | None = None,
+) -> bool:
+    """Record the attempt and move the delivery on, if ``worker`` still holds its fence.
+
+    ``outcome`` is ``delivered``, ``retry`` or ``dead``. Returns False (and changes nothing but
+    the attempt log) when the lease was taken over: the result must then be thrown away.
+    """
+    values: dict[str, Any] = {
+        "attempts": item.attempts + 1,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if outcome == "delivered":
+        values.update(state="delivered", delivered_at=now, external_id=external_id, last_error=None)
+    elif outcome == "retry" and item.attempts + 1 < item.max_attempts and retry_at is not None:
+        values.update(state="failed", next_attempt_at=retry_at, last_error=error)
+    else:
+        outcome = "dead"
+        values.update(state="dead", last_error=error)
+    result = conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.id == item.id,
+            deliveries.c.fence == item.fence,
+            deliveries.c.lease_owner == worker,
+            deliveries.c.state == "in_flight",
+        )
+        .values(**values)
+    )
+    held = result.rowcount == 1
+    conn.execute(
+        insert(delivery_attempts).values(
+            delivery_id=item.id,
+            attempt=item.attempts + 1,
+            worker=worker,
+            fence=item.fence,
+            started_at=item.started_at,
+            finished_at=now,
+            outcome=outcome if held else "lost_lease",
+            error=error,
+        )
+    )
+    return held
+
+
+def requeue(
+    conn: Connection,
+    ids: Sequence[int] | None,
+    now: datetime,
+    *,
+    dead_of_flow: str | None = None,
+    all_dead: bool = False,
+) -> int:
+    """Make deliveries due again (``retry``): the given ids, or every dead one (of a flow)."""
+    query = update(deliveries).values(
+        state="pending", next_attempt_at=now, updated_at=now, attempts=0
+    )
+    if all_dead:
+        query = query.where(deliveries.c.state == "dead")
+        if dead_of_flow is not None:
+            query = query.where(deliveries.c.flow == dead_of_flow)
+    else:
+        query = query.where(
+            deliveries.c.id.in_(list(ids or [])),
+            deliveries.c.state.in_(("dead", "failed", "cancelled")),
+        )
+    return int(conn.execute(query).rowcount)
+
+
+def cancel(conn: Connection, ids: Sequence[int], now: datetime) -> int:
+    """Cancel deliveries that have not gone out (pending, failed or dead); kept for the audit."""
+    query = (
+        update(deliveries)
+        .where(
+            deliveries.c.id.in_(list(ids)), deliveries.c.state.in_(("pending", "failed", "dead"))
+        )
+        .values(state="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
+    )
+    return int(conn.execute(query).rowcount)

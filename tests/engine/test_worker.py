@@ -1,0 +1,238 @@
+"""OUT flows end to end: a change lands IN, the outbox queues it, a worker writes it to a real
+folder target; retries, dead letters, fencing and per-key order, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, func, select, update
+
+from erpbridge import FlowRunner, load_config, open_store
+from erpbridge.engine.worker import Worker
+from erpbridge.store.deliveries import claim, finish, requeue
+from erpbridge.store.runs import now
+from erpbridge.store.tables import bindings, deliveries, delivery_attempts
+
+CONFIG = """
+hub: {{database_url: "{url}"}}
+channels:
+  shop:
+    system: folder
+    options: {{path: inbox}}
+  erp:
+    system: folder
+    options: {{path: "{erp_path}"}}
+flows:
+  - name: customers-in
+    channel: shop
+    entity: customer
+    direction: in
+    source: {{pattern: "*.csv"}}
+    key: id
+    mapping: {{code: id, name: name, credit_limit: limit}}
+  - name: customers-to-erp
+    channel: erp
+    entity: customer
+    direction: out
+    target: {{format: json, subfolder: customers}}
+    retry: {{max_attempts: 3, backoff_s: 0.001, min_delay_s: 0}}
+    mapping:
+      KUNNR: code
+      NAME1: name
+      KLIMK: {{from: credit_limit, transforms: [{{format_decimal: 2}}], default: "0.00"}}
+  - name: customers-echo
+    channel: shop
+    entity: customer
+    direction: out
+    target: {{format: json, subfolder: echo}}
+"""
+
+
+@pytest.fixture
+def hub(tmp_path: Path, hub_url: str) -> Iterator[tuple[Path, Engine]]:
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "erp").mkdir()
+    path = tmp_path / "erpbridge.yaml"
+    path.write_text(CONFIG.format(url=hub_url, erp_path=tmp_path / "erp"), encoding="utf-8")
+    engine = open_store(hub_url)
+    yield path, engine
+    engine.dispose()
+
+
+def sync(config_path: Path, engine: Engine, csv: str) -> None:
+    (config_path.parent / "inbox" / "c.csv").write_text(csv, encoding="utf-8")
+    result = FlowRunner(load_config(config_path), engine).run("customers-in")
+    assert result.status == "succeeded"
+
+
+def deliver(config_path: Path, engine: Engine) -> Any:
+    worker = Worker(load_config(config_path), engine)
+    try:
+        return worker.run_once()
+    finally:
+        worker.close()
+
+
+def states(engine: Engine, flow: str = "customers-to-erp") -> list[tuple[str, int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries.c.key, deliveries.c.version, deliveries.c.state)
+            .where(deliveries.c.flow == flow)
+            .order_by(deliveries.c.id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def written(config_path: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(
+        (config_path.parent / "erp" / "customers" / name).read_bytes()
+    )
+    return data
+
+
+def test_a_change_is_queued_with_it_and_delivered_mapped(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1000.5\nC2,Bob,\n")
+    assert states(engine) == [("C1", 1, "pending"), ("C2", 1, "pending")]
+
+    stats = deliver(config_path, engine)
+
+    assert (stats.delivered, stats.dead) == (2, 0)
+    assert states(engine) == [("C1", 1, "delivered"), ("C2", 1, "delivered")]
+    assert written(config_path, "customer-C1-v1.json") == {
+        "KUNNR": "C1",
+        "NAME1": "Anna",
+        "KLIMK": "1000.50",
+    }
+    assert written(config_path, "customer-C2-v1.json")["KLIMK"] == "0.00"
+    with engine.connect() as conn:
+        bound = (
+            conn.execute(select(bindings.c.external_id).where(bindings.c.channel == "erp"))
+            .scalars()
+            .all()
+        )
+    assert sorted(bound) == ["customers/customer-C1-v1.json", "customers/customer-C2-v1.json"]
+
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1000.5\nC2,Bob,\n")  # nothing changed
+    assert len(states(engine)) == 2
+    sync(config_path, engine, "id,name,limit\nC1,Anna Schmidt,1000.5\n")  # one change
+    assert states(engine)[-1] == ("C1", 2, "pending")
+    deliver(config_path, engine)
+    assert written(config_path, "customer-C1-v2.json")["NAME1"] == "Anna Schmidt"
+
+
+def test_no_echo_to_the_channel_a_change_came_from(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\n")
+    assert states(engine, "customers-echo") == []
+    config_path.write_text(
+        config_path.read_text().replace("subfolder: echo}", "subfolder: echo}\n    echo: true")
+    )
+    sync(config_path, engine, "id,name,limit\nC1,Anna,2\n")
+    assert states(engine, "customers-echo") == [("C1", 2, "pending")]
+
+
+def test_a_failing_target_retries_then_dies_then_recovers_by_hand(
+    hub: tuple[Path, Engine],
+) -> None:
+    config_path, engine = hub
+    (config_path.parent / "erp").rmdir()  # the ERP's drop folder is gone (unmounted)
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\n")
+
+    stats = deliver(config_path, engine)
+
+    assert (stats.retried, stats.dead, stats.delivered) == (2, 1, 0)
+    with engine.connect() as conn:
+        dead = conn.execute(select(deliveries).where(deliveries.c.flow == "customers-to-erp")).one()
+        attempts = (
+            conn.execute(select(delivery_attempts.c.outcome).order_by(delivery_attempts.c.id))
+            .scalars()
+            .all()
+        )
+    assert (dead.state, dead.attempts) == ("dead", 3)
+    assert "erp" in dead.last_error
+    assert attempts == ["retry", "retry", "dead"]
+
+    (config_path.parent / "erp").mkdir()  # fixed
+    with engine.begin() as conn:
+        assert requeue(conn, None, now(), all_dead=True) == 1
+    assert deliver(config_path, engine).delivered == 1
+    assert states(engine) == [("C1", 1, "delivered")]
+
+
+def test_a_version_that_no_longer_maps_is_dead_with_the_reason(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    config_path.write_text(
+        config_path.read_text().replace("KUNNR: code", "KUNNR: {from: vat_id, required: true}")
+    )
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\n")
+
+    stats = deliver(config_path, engine)
+
+    assert stats.dead == 1
+    with engine.connect() as conn:
+        error = conn.execute(select(deliveries.c.last_error)).scalars().first()
+    assert error is not None and "KUNNR" in error and "required" in error
+
+
+def test_a_worker_whose_lease_was_taken_over_cannot_commit(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\n")
+    with engine.begin() as conn:
+        (slow,) = claim(conn, "slow", 10, timedelta(seconds=-1), now(), ["customers-to-erp"])
+    with engine.begin() as conn:  # the lease has expired: another worker takes it over
+        (fast,) = claim(conn, "fast", 10, timedelta(seconds=60), now(), ["customers-to-erp"])
+    assert fast.fence == slow.fence + 1
+
+    with engine.begin() as conn:
+        assert finish(conn, slow, "slow", now(), outcome="delivered") is False
+        assert finish(conn, fast, "fast", now(), outcome="delivered") is True
+    with engine.connect() as conn:
+        outcomes = conn.execute(
+            select(delivery_attempts.c.worker, delivery_attempts.c.outcome).order_by(
+                delivery_attempts.c.id
+            )
+        ).all()
+    assert [tuple(o) for o in outcomes] == [("slow", "lost_lease"), ("fast", "delivered")]
+
+
+def test_versions_of_one_key_go_out_one_at_a_time_in_order(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\nC2,Bob,1\n")
+    sync(config_path, engine, "id,name,limit\nC1,Anna,2\n")
+    with engine.begin() as conn:
+        first = claim(conn, "w", 10, timedelta(seconds=60), now(), ["customers-to-erp"])
+    # C1 v2 waits behind C1 v1, which is in flight
+    assert [(c.key, c.version) for c in first] == [("C1", 1), ("C2", 1)]
+    with engine.begin() as conn:
+        assert claim(conn, "w2", 10, timedelta(seconds=60), now(), ["customers-to-erp"]) == []
+        finish(conn, first[0], "w", now(), outcome="delivered")
+        (second,) = claim(conn, "w2", 10, timedelta(seconds=60), now(), ["customers-to-erp"])
+    assert (second.key, second.version) == ("C1", 2)
+
+
+def test_deliveries_of_a_removed_flow_are_kept_not_claimed(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\n")
+    text = config_path.read_text()
+    config_path.write_text(text[: text.index("  - name: customers-to-erp")])
+
+    stats = deliver(config_path, engine)
+
+    assert stats.claimed == 0
+    assert states(engine) == [("C1", 1, "pending")]
+
+
+def test_higher_priority_flows_are_claimed_first(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\nC2,Bob,1\n")
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.key == "C2").values(priority=10))
+        (first,) = claim(conn, "w", 1, timedelta(seconds=60), now(), ["customers-to-erp"])
+        total = conn.execute(select(func.count()).select_from(deliveries)).scalar_one()
+    assert first.key == "C2" and total == 2
