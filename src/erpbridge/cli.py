@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -344,11 +345,19 @@ def worker(
     config_path: ConfigOption = DEFAULT_CONFIG,
     once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then stop.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 1.0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            envvar="ERPBRIDGE_WORKER_LEASE_S",
+            help="Seconds a claim is held; a crashed worker's claims are taken over after it.",
+        ),
+    ] = 60.0,
+    batch_size: Annotated[int, typer.Option(help="Deliveries claimed at a time.")] = 100,
 ) -> None:
     """Deliver record changes to the OUT flows (until Ctrl-C, or once with --once)."""
     config = _load(config_path)
     engine = _store(config)
-    delivery = Worker(config, engine)
+    delivery = Worker(config, engine, lease=timedelta(seconds=lease), batch_size=batch_size)
     console.print(f"worker {delivery.name}: {len(delivery.flows)} OUT flow(s)")
     try:
         while True:
