@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
-import time
+import threading
 from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, func, select
 from erpbridge.config.loader import LoadedConfig, load_config
 from erpbridge.config.models import ConfigFile
 from erpbridge.engine.runner import FlowRunner, RunResult
+from erpbridge.engine.service import Service, WakeListener, worker_loop
 from erpbridge.engine.worker import Worker
 from erpbridge.errors import ConfigError, ErpbridgeError
 from erpbridge.store import open_store
@@ -360,20 +362,53 @@ def worker(
     delivery = Worker(config, engine, lease=timedelta(seconds=lease), batch_size=batch_size)
     console.print(f"worker {delivery.name}: {len(delivery.flows)} OUT flow(s)")
     try:
-        while True:
+        if once:
             stats = delivery.run_once()
-            if stats.claimed:
-                console.print(
-                    f"claimed {stats.claimed}: {stats.delivered} delivered, {stats.retried} to "
-                    f"retry, {stats.dead} dead, {stats.lost} lost to another worker"
-                )
-            if once:
-                break
-            time.sleep(interval)
+            console.print(
+                f"claimed {stats.claimed}: {stats.delivered} delivered, {stats.retried} to "
+                f"retry, {stats.dead} dead, {stats.lost} lost to another worker"
+            )
+            return
+        wake, stop = threading.Event(), threading.Event()
+        WakeListener(engine, wake, stop)
+        worker_loop(delivery, wake, stop, interval, {})
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
         delivery.close()
+
+
+@app.command()
+def run(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    host: Annotated[str, typer.Option(help="Address of the HTTP server.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the HTTP server.")] = 8080,
+    interval: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 1.0,
+    lease: Annotated[
+        float, typer.Option(envvar="ERPBRIDGE_WORKER_LEASE_S", help="Claim lease, seconds.")
+    ] = 60.0,
+) -> None:
+    """Run the embedded hub: scheduler, worker and the HTTP server (``/healthz``)."""
+    import uvicorn
+
+    from erpbridge.api import create_app
+
+    config = _load(config_path)
+    service = Service(config, _store(config), interval=interval, lease=timedelta(seconds=lease))
+    service.start()
+    console.print(
+        f"erpbridge {service.worker.name}: {len(service.scheduler.schedules)} scheduled flow(s), "
+        f"{len(service.worker.flows)} OUT flow(s), http://{host}:{port}/healthz"
+    )
+    # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
+    # a quiet one here, so that the scheduler and worker are stopped cleanly afterwards.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    finally:
+        service.close()
+    console.print("stopped")
 
 
 @app.command(name="deliveries")

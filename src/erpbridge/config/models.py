@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from erpbridge.mapping.spec import MappingSpec
 from erpbridge.model.entities import EntitySpec
+from erpbridge.schedules import Schedule, parse_interval
 
 __all__ = [
     "ChannelConfig",
@@ -136,6 +137,14 @@ class FlowConfig(_Strict):
         description="Canonical field → source path or field mapping; omitted: "
         "fields are taken by their canonical names.",
     )
+
+    def schedule(self) -> Schedule | None:
+        """The flow's schedule, for ``schedule`` and ``interval`` triggers."""
+        if isinstance(self.trigger, ScheduleTrigger):
+            return Schedule(cron=self.trigger.schedule)
+        if isinstance(self.trigger, IntervalTrigger):
+            return Schedule(interval=parse_interval(self.trigger.interval))
+        return None
 
 
 class ConfigFile(_Strict):

@@ -87,9 +87,16 @@ ProgressHook = Callable[[BatchCounts], None]
 class FlowRunner:
     """Runs the IN flows of one configuration against one hub store."""
 
-    def __init__(self, config: LoadedConfig, engine: Engine) -> None:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        engine: Engine,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_queued`` is called after a commit that queued deliveries (wakes a worker)."""
         self.config = config
         self.engine = engine
+        self.on_queued = on_queued
 
     def _transport(self, channel: str) -> Transport:
         cls = self.config.transports[channel]
@@ -224,7 +231,7 @@ class FlowRunner:
 def subscribers_of(config: LoadedConfig, entity: str) -> tuple[Subscriber, ...]:
     """The enabled OUT flows of ``entity``: each new version is queued for them."""
     return tuple(
-        Subscriber(f.name, f.channel, f.priority, f.retry.max_attempts, f.echo)
+        Subscriber(f.name, f.channel, f.priority, f.retry.max_attempts, f.echo, f.schedule())
         for f in config.model.flows
         if f.direction == "out" and f.entity == entity and f.enabled
     )
@@ -323,6 +330,9 @@ class _Job:
                     ) from exc
         if not self.dry_run:
             batch.acknowledge()
+            queued = self.subscribers and (counts.created or counts.updated)
+            if queued and self.runner.on_queued is not None:
+                self.runner.on_queued()
         return counts
 
     def _write(

@@ -18,11 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
+from erpbridge.schedules import Schedule
 from erpbridge.store.bulk import copy_rows, timestamp
 from erpbridge.store.tables import deliveries, delivery_attempts
 
 __all__ = [
     "OPEN_STATES",
+    "WAKE_CHANNEL",
     "Claim",
     "NewVersion",
     "Subscriber",
@@ -33,6 +35,9 @@ __all__ = [
     "finish",
     "requeue",
 ]
+
+#: The PostgreSQL NOTIFY channel that wakes workers when deliveries are queued.
+WAKE_CHANNEL = "erpbridge_deliveries"
 
 #: States a delivery is still on its way in; the head of an ordering key is one of these.
 OPEN_STATES = ("pending", "failed", "in_flight")
@@ -47,6 +52,8 @@ class Subscriber:
     priority: int
     max_attempts: int
     echo: bool
+    #: A scheduled OUT flow collects changes and sends them at its next fire time.
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +86,19 @@ def enqueue(
     unless the flow sets ``echo``. Returns how many deliveries were written.
     """
     stamp = timestamp(conn, at)
+    due = {s.flow: timestamp(conn, s.schedule.next_after(at)) if s.schedule else stamp
+           for s in subscribers}  # fmt: skip
     rows = [
         (s.flow, s.channel, v.entity, v.record_id, v.key, v.version,
          f"{s.flow}|{v.entity}|{v.key}"[:800], f"{s.flow}|{v.record_id}|{v.version}",
-         s.priority, "pending", 0, s.max_attempts, stamp, 0, stamp, stamp)
+         s.priority, "pending", 0, s.max_attempts, due[s.flow], 0, stamp, stamp)
         for s in subscribers if s.echo or s.channel != origin_channel
         for v in versions
     ]  # fmt: skip
     copy_rows(conn, deliveries, _COLUMNS, rows)
+    if rows and conn.dialect.name == "postgresql":
+        # Sent at commit: workers LISTENing anywhere wake at once for immediate flows.
+        conn.exec_driver_sql(f"NOTIFY {WAKE_CHANNEL}")
     return len(rows)
 
 

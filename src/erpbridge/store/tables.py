@@ -32,6 +32,7 @@ __all__ = [
     "records",
     "rejected",
     "runs",
+    "schedule_fires",
 ]
 
 metadata = MetaData(
@@ -202,4 +203,18 @@ delivery_attempts = Table(
     Column("outcome", String(16), nullable=False),
     Column("error", Text, nullable=True),
     Index(None, "delivery_id", "attempt"),
+)
+
+# One row per fire time of a scheduled flow: the unique key makes each fire run once, however
+# many schedulers run (one per process, on any number of machines sharing the store).
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("flow", String(128), nullable=False),
+    Column("fire_time", DateTime(timezone=True), nullable=False),
+    Column("scheduler", String(128), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", _Id, nullable=True),
+    UniqueConstraint("flow", "fire_time"),
 )

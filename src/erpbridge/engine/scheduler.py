@@ -1,0 +1,78 @@
+"""Fire scheduled IN flows: each fire time runs once, however many schedulers are running.
+
+A scheduler claims a fire by inserting (flow, fire time) into ``schedule_fires``; the unique key
+lets exactly one process win, the others skip it. Fires missed while nothing was running
+collapse into one run at the latest missed fire time. A scheduler started between two fire
+times waits for the next one rather than running at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import Engine, insert, update
+from sqlalchemy.exc import IntegrityError
+
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.runner import FlowRunner, RunResult
+from erpbridge.schedules import Schedule
+from erpbridge.store.runs import now
+from erpbridge.store.tables import schedule_fires
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Runs the configuration's scheduled IN flows at their fire times."""
+
+    def __init__(self, config: LoadedConfig, engine: Engine, runner: FlowRunner, name: str) -> None:
+        self.engine = engine
+        self.runner = runner
+        self.name = name
+        self.schedules: dict[str, Schedule] = {}
+        for flow in config.model.flows:
+            schedule = flow.schedule()
+            if flow.enabled and flow.direction == "in" and schedule is not None:
+                self.schedules[flow.name] = schedule
+        self._next: dict[str, datetime] = {}
+
+    def tick(self, moment: datetime | None = None) -> list[RunResult]:
+        """Run every flow whose fire time has come (and whose fire no one else took)."""
+        moment = moment or now()
+        results = []
+        for name, schedule in self.schedules.items():
+            upcoming = self._next.get(name)
+            if upcoming is None:
+                self._next[name] = schedule.next_after(moment)
+                continue
+            if moment < upcoming:
+                continue
+            fire = schedule.last_at_or_before(moment)
+            self._next[name] = schedule.next_after(moment)
+            fire_id = self._claim(name, fire)
+            if fire_id is None:
+                continue
+            result = self.runner.run(name)
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(schedule_fires)
+                    .where(schedule_fires.c.id == fire_id)
+                    .values(run_id=result.run_id)
+                )
+            results.append(result)
+        return results
+
+    def _claim(self, flow: str, fire: datetime) -> int | None:
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    insert(schedule_fires).returning(schedule_fires.c.id),
+                    {"flow": flow, "fire_time": fire, "scheduler": self.name, "claimed_at": now()},
+                )
+                return int(row.scalar_one())
+        except IntegrityError:
+            log.debug("fire %s of %s was taken by another scheduler", fire, flow)
+            return None

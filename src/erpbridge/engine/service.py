@@ -1,0 +1,142 @@
+"""The embedded shape: scheduler and worker threads in one process, woken at once by changes.
+
+On SQLite a commit that queues deliveries wakes the worker through an in-process event; on
+PostgreSQL the outbox's ``NOTIFY`` reaches every process that listens, so a worker started
+with ``erpbridge worker`` on another machine wakes as fast. Without either, workers poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.runner import FlowRunner
+from erpbridge.engine.scheduler import Scheduler
+from erpbridge.engine.worker import Worker
+from erpbridge.store.deliveries import WAKE_CHANNEL
+
+__all__ = ["Service", "WakeListener", "worker_loop"]
+
+log = logging.getLogger(__name__)
+
+
+class WakeListener:
+    """LISTENs for the outbox's NOTIFY on PostgreSQL and sets ``wake``; a no-op elsewhere."""
+
+    def __init__(self, engine: Engine, wake: threading.Event, stop: threading.Event) -> None:
+        self.engine = engine
+        self.wake = wake
+        self.stop = stop
+        self.thread: threading.Thread | None = None
+        if engine.dialect.name == "postgresql":
+            self.thread = threading.Thread(target=self._listen, name="wake-listener", daemon=True)
+            self.thread.start()
+
+    def _listen(self) -> None:
+        import psycopg  # only with the postgres extra
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+            except psycopg.Error as exc:  # the store went away: poll until it is back
+                log.warning("wake listener: %s; retrying in 1 s", exc)
+                self.stop.wait(1.0)
+
+
+def worker_loop(
+    worker: Worker,
+    wake: threading.Event,
+    stop: threading.Event,
+    interval: float,
+    beat: dict[str, float],
+) -> None:
+    """Deliver until ``stop``; sleep ``interval`` when idle unless ``wake`` is set."""
+    while not stop.is_set():
+        wake.clear()
+        try:
+            worker.run_once()
+        except Exception:  # keep delivering: one broken pass must not stop the service
+            log.exception("worker pass failed")
+        beat["worker"] = time.monotonic()
+        wake.wait(interval)
+
+
+class Service:
+    """Scheduler + worker threads of ``erpbridge run``, with their health."""
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        engine: Engine,
+        *,
+        interval: float = 1.0,
+        lease: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.runner = FlowRunner(config, engine, on_queued=self.wake.set)
+        self.worker = Worker(config, engine, lease=lease)
+        self.scheduler = Scheduler(config, engine, self.runner, self.worker.name)
+        self.beat: dict[str, float] = {}
+        self._threads: list[threading.Thread] = []
+        self._listener: WakeListener | None = None
+
+    def start(self) -> None:
+        """Start the scheduler, the worker and (PostgreSQL) the wake listener."""
+        self._listener = WakeListener(self.engine, self.wake, self.stop)
+        for name, target in (("scheduler", self._schedule), ("worker", self._deliver)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _deliver(self) -> None:
+        worker_loop(self.worker, self.wake, self.stop, self.interval, self.beat)
+
+    def _schedule(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.scheduler.tick()
+            except Exception:  # a failed run is in the runs table; keep the schedule going
+                log.exception("scheduler tick failed")
+            self.beat["scheduler"] = time.monotonic()
+            self.stop.wait(min(1.0, self.interval))
+
+    def close(self) -> None:
+        """Stop the threads and release the channels."""
+        self.stop.set()
+        self.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.worker.close()
+
+    def health(self) -> dict[str, Any]:
+        """Store reachable, and each loop has gone round recently."""
+        checks: dict[str, Any] = {}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health check
+            checks["store"] = f"error: {type(exc).__name__}"
+        limit = max(30.0, self.interval * 5)
+        for loop in ("scheduler", "worker"):
+            last = self.beat.get(loop)
+            age = None if last is None else time.monotonic() - last
+            checks[loop] = "starting" if age is None else ("ok" if age < limit else "stalled")
+        healthy = checks["store"] == "ok" and "stalled" not in checks.values()
+        return {"status": "ok" if healthy else "failing", "checks": checks}
