@@ -62,7 +62,15 @@ class ReadOnlyViolation(FatalError):
 
 
 class RetriableError(ErpbridgeError):
-    """A passing failure: the same call may succeed later (source down, timeout, lock clash)."""
+    """A passing failure: the same call may succeed later (source down, timeout, lock clash).
+
+    ``retry_after`` carries a target's own hint (HTTP 429/503 ``Retry-After``, in seconds); the
+    worker honours it, but never below the flow's ``min_delay_s`` floor.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SourceUnavailable(RetriableError):

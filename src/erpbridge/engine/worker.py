@@ -1,8 +1,8 @@
 """Deliver record versions to OUT flows: claim from the ledger, map, write, finish under fence.
 
-``attempt`` is the same whatever hands the work out (the embedded claim loop here; a
-distributed dispatcher later): claim, load the exact version from the audit trail, map it with
-the flow's mapping, write it through the target transport, then record the outcome and the
+``attempt`` is the same whatever hands the work out (the embedded claim loop here; procrastinate
+jobs in ``erpbridge.engine.dispatch``): claim, load the exact version from the audit trail, map
+it with the flow's mapping, write it through the target transport, then record the outcome and the
 binding in one transaction — only if the lease and its fencing token are still ours.
 """
 
@@ -11,23 +11,32 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, and_, or_, select
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
-from erpbridge.store.deliveries import Claim, backoff, claim, finish
+from erpbridge.store.deliveries import Claim, backoff, claim, claim_ids, finish
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
 from erpbridge.store.tables import audit
 from erpbridge.transports.base import OutgoingRecord, Transport, Writer
 
 __all__ = ["Worker", "WorkerStats"]
+
+
+class Failure(NamedTuple):
+    """A delivery that did not go out this time, and what happens to it."""
+
+    claim: Claim
+    outcome: str  # retry | dead
+    error: str
+    retry_after: float | None = None
 
 
 @dataclass
@@ -83,12 +92,25 @@ class Worker:
             if not claims:
                 break
             stats.claimed += len(claims)
-            by_flow: dict[str, list[Claim]] = {}
-            for item in claims:
-                by_flow.setdefault(item.flow, []).append(item)
-            for flow, items in by_flow.items():
-                self.attempt(flow, items, stats)
+            self._attempt_by_flow(claims, stats)
         return stats
+
+    def run_ids(self, ids: Sequence[int]) -> WorkerStats:
+        """Deliver those of ``ids`` that are due and head of their ordering key (a job's ids)."""
+        stats = WorkerStats()
+        if self.flows:
+            with self.engine.begin() as conn:
+                claims = claim_ids(conn, ids, self.name, self.lease, now(), self.flows)
+            stats.claimed = len(claims)
+            self._attempt_by_flow(claims, stats)
+        return stats
+
+    def _attempt_by_flow(self, claims: list[Claim], stats: WorkerStats) -> None:
+        by_flow: dict[str, list[Claim]] = {}
+        for item in claims:
+            by_flow.setdefault(item.flow, []).append(item)
+        for flow, items in by_flow.items():
+            self.attempt(flow, items, stats)
 
     def _transport(self, channel: str) -> Transport:
         if channel not in self._transports:
@@ -111,23 +133,17 @@ class Worker:
         mapping = self.config.mappings[flow.name]
         payloads = self._payloads(items)
         outgoing: list[tuple[Claim, OutgoingRecord]] = []
-        failures: list[tuple[Claim, str, str]] = []  # (claim, outcome, error)
+        failures: list[Failure] = []
         for item in items:
             payload = payloads.get((item.record_id, item.version))
             if payload is None:
-                failures.append(
-                    (
-                        item,
-                        "dead",
-                        f"version {item.version} of record "
-                        f"{item.record_id} is not in the audit trail",
-                    )
-                )
+                missing = f"version {item.version} of record {item.record_id} is not in the audit"
+                failures.append(Failure(item, "dead", missing))
                 continue
             try:
                 data = mapping(payload)
             except DataError as exc:
-                failures.append((item, "dead", f"mapping: {exc}"))
+                failures.append(Failure(item, "dead", f"mapping: {exc}"))
                 continue
             outgoing.append(
                 (
@@ -146,10 +162,12 @@ class Worker:
                     self.config.targets[flow.name], [record for _, record in outgoing]
                 )
             except RetriableError as exc:
-                failures.extend((item, "retry", str(exc)) for item, _ in outgoing)
+                failures.extend(
+                    Failure(item, "retry", str(exc), exc.retry_after) for item, _ in outgoing
+                )
                 outgoing = []
             except ErpbridgeError as exc:
-                failures.extend((item, "dead", str(exc)) for item, _ in outgoing)
+                failures.extend(Failure(item, "dead", str(exc)) for item, _ in outgoing)
                 outgoing = []
         self._record(flow_name, outgoing, external, failures, stats)
 
@@ -158,7 +176,7 @@ class Worker:
         flow_name: str,
         written: list[tuple[Claim, OutgoingRecord]],
         external: list[str | None],
-        failures: Iterable[tuple[Claim, str, str]],
+        failures: Iterable[Failure],
         stats: WorkerStats,
     ) -> None:
         flow = self.config.flow(flow_name)
@@ -172,14 +190,20 @@ class Worker:
                         bound.append((external_id, item.record_id))
                 else:
                     stats.lost += 1
-            for item, outcome, error in failures:
+            for item, outcome, error, retry_after in failures:
                 retry_at = None
                 if outcome == "retry":
-                    delay = backoff(
-                        item.attempts + 1,
-                        flow.retry.backoff_s,
-                        flow.retry.max_backoff_s,
-                        flow.retry.min_delay_s,
+                    policy = flow.retry
+                    delay = (
+                        backoff(
+                            item.attempts + 1,
+                            policy.backoff_s,
+                            policy.max_backoff_s,
+                            policy.min_delay_s,
+                        )
+                        if retry_after is None
+                        # the target said when; the floor stops `Retry-After: 0` storms
+                        else max(retry_after, policy.min_delay_s)
                     )
                     retry_at = at + timedelta(seconds=delay)
                 held = finish(
