@@ -9,13 +9,24 @@ handed out one at a time, in id order, which is version order.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from erpbridge.schedules import Schedule
@@ -23,6 +34,7 @@ from erpbridge.store.bulk import copy_rows, timestamp
 from erpbridge.store.tables import deliveries, delivery_attempts
 
 __all__ = [
+    "DISPATCHER_ENV",
     "OPEN_STATES",
     "WAKE_CHANNEL",
     "Claim",
@@ -31,6 +43,7 @@ __all__ = [
     "backoff",
     "cancel",
     "claim",
+    "claim_ids",
     "enqueue",
     "finish",
     "requeue",
@@ -38,6 +51,9 @@ __all__ = [
 
 #: The PostgreSQL NOTIFY channel that wakes workers when deliveries are queued.
 WAKE_CHANNEL = "erpbridge_deliveries"
+
+#: ``procrastinate`` hands deliveries to procrastinate jobs (PostgreSQL); unset: the claim loop.
+DISPATCHER_ENV = "ERPBRIDGE_DISPATCHER"
 
 #: States a delivery is still on its way in; the head of an ordering key is one of these.
 OPEN_STATES = ("pending", "failed", "in_flight")
@@ -99,6 +115,12 @@ def enqueue(
     if rows and conn.dialect.name == "postgresql":
         # Sent at commit: workers LISTENing anywhere wake at once for immediate flows.
         conn.exec_driver_sql(f"NOTIFY {WAKE_CHANNEL}")
+        if os.environ.get(DISPATCHER_ENV) == "procrastinate":
+            # Scaled out: the dispatcher's jobs commit (or roll back) with these rows. Imported
+            # here, because only that shape needs the engine (and procrastinate) in the store.
+            from erpbridge.engine.dispatch import defer_deliveries
+
+            defer_deliveries(conn, [row[7] for row in rows], at)
     return len(rows)
 
 
@@ -120,19 +142,8 @@ class Claim:
     started_at: datetime
 
 
-def claim(
-    conn: Connection,
-    worker: str,
-    limit: int,
-    lease: timedelta,
-    now: datetime,
-    flows: Sequence[str] | None = None,
-) -> list[Claim]:
-    """Take up to ``limit`` due deliveries (or ones whose lease expired) for ``worker``.
-
-    Only the head of each ordering key is eligible, so one key never has two deliveries in
-    flight and versions go out in order. Higher priority first, then the oldest.
-    """
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Due (or its lease expired) and the head of its ordering key: the one eligibility rule."""
     earlier = aliased(deliveries)
     due = or_(
         and_(deliveries.c.state.in_(("pending", "failed")), deliveries.c.next_attempt_at <= now),
@@ -143,14 +154,13 @@ def claim(
         earlier.c.id < deliveries.c.id,
         earlier.c.state.in_(OPEN_STATES),
     )
-    query = (
-        select(deliveries.c.id)
-        .where(due, ~blocked)
-        .order_by(deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
-        .limit(limit)
-    )
-    if flows is not None:
-        query = query.where(deliveries.c.flow.in_(list(flows)))
+    return and_(due, ~blocked)
+
+
+def _take(
+    conn: Connection, query: Select[tuple[int]], worker: str, lease: timedelta, now: datetime
+) -> list[Claim]:
+    """Lease the deliveries ``query`` selects to ``worker`` and raise their fence."""
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=deliveries)
     ids = list(conn.execute(query).scalars())
@@ -175,6 +185,55 @@ def claim(
               r.idempotency_key, r.attempts, r.max_attempts, r.fence, now)
         for r in rows
     ]  # fmt: skip
+
+
+def claim(
+    conn: Connection,
+    worker: str,
+    limit: int,
+    lease: timedelta,
+    now: datetime,
+    flows: Sequence[str] | None = None,
+) -> list[Claim]:
+    """Take up to ``limit`` due deliveries (or ones whose lease expired) for ``worker``.
+
+    Only the head of each ordering key is eligible, so one key never has two deliveries in
+    flight and versions go out in order. Higher priority first, then the oldest.
+    """
+    query = (
+        select(deliveries.c.id)
+        .where(_claimable(now))
+        .order_by(deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+    )
+    if flows is not None:
+        query = query.where(deliveries.c.flow.in_(list(flows)))
+    return _take(conn, query, worker, lease, now)
+
+
+def claim_ids(
+    conn: Connection,
+    ids: Sequence[int],
+    worker: str,
+    lease: timedelta,
+    now: datetime,
+    flows: Sequence[str] | None = None,
+) -> list[Claim]:
+    """Take those of ``ids`` that :func:`claim` could take now; leave the others alone.
+
+    A dispatcher's job names its deliveries; the ledger still decides whether each is due and
+    the head of its ordering key, exactly as for :func:`claim`.
+    """
+    if not ids:
+        return []
+    query = (
+        select(deliveries.c.id)
+        .where(deliveries.c.id.in_(list(ids)), _claimable(now))
+        .order_by(deliveries.c.id)
+    )
+    if flows is not None:
+        query = query.where(deliveries.c.flow.in_(list(flows)))
+    return _take(conn, query, worker, lease, now)
 
 
 def backoff(attempt: int, first_s: float, max_s: float, floor_s: float) -> float:
