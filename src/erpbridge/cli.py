@@ -26,11 +26,11 @@ from erpbridge.engine.service import Service, WakeListener, worker_loop
 from erpbridge.engine.worker import Worker
 from erpbridge.errors import ConfigError, ErpbridgeError
 from erpbridge.store import open_store
+from erpbridge.store.deliveries import DISPATCHER_ENV, requeue
 from erpbridge.store.deliveries import cancel as cancel_deliveries
-from erpbridge.store.deliveries import requeue
 from erpbridge.store.records import bindings_of, find_record, history_of
 from erpbridge.store.runs import now
-from erpbridge.store.tables import deliveries, records, rejected, runs
+from erpbridge.store.tables import conflicts, deliveries, records, rejected, runs
 
 app = typer.Typer(
     help="erpbridge — an ERP integration hub.",
@@ -355,10 +355,38 @@ def worker(
         ),
     ] = 60.0,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed at a time.")] = 100,
+    concurrency: Annotated[
+        int, typer.Option(help="Scaled out: procrastinate jobs run at once.")
+    ] = 4,
+    stalled_after: Annotated[
+        float,
+        typer.Option(
+            envvar="ERPBRIDGE_STALLED_AFTER_S",
+            help="Scaled out: seconds without heartbeat before a worker's jobs are requeued.",
+        ),
+    ] = 30.0,
+    sweep_interval: Annotated[
+        float,
+        typer.Option(
+            envvar="ERPBRIDGE_SWEEP_INTERVAL_S",
+            help="Scaled out: seconds between sweeps of the ledger for entries without a job.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Deliver record changes to the OUT flows (until Ctrl-C, or once with --once)."""
     config = _load(config_path)
     engine = _store(config)
+    if not once and _scaled_out(engine):
+        _scaled_worker(
+            config,
+            engine,
+            timedelta(seconds=lease),
+            batch_size,
+            concurrency=concurrency,
+            stalled_after=stalled_after,
+            sweep_interval=sweep_interval,
+        )
+        return
     delivery = Worker(config, engine, lease=timedelta(seconds=lease), batch_size=batch_size)
     console.print(f"worker {delivery.name}: {len(delivery.flows)} OUT flow(s)")
     try:
@@ -376,6 +404,42 @@ def worker(
         console.print("stopped")
     finally:
         delivery.close()
+
+
+def _scaled_out(engine: Engine) -> bool:
+    """``ERPBRIDGE_DISPATCHER=procrastinate``: hand the ledger out through procrastinate."""
+    chosen = os.environ.get(DISPATCHER_ENV, "")
+    if chosen not in ("", "procrastinate"):
+        raise _fail(f"{DISPATCHER_ENV}={chosen!r}: use 'procrastinate' or leave it unset")
+    if chosen and engine.dialect.name != "postgresql":
+        raise _fail(f"{DISPATCHER_ENV}=procrastinate needs a PostgreSQL hub store")
+    return bool(chosen)
+
+
+def _scaled_worker(
+    config: LoadedConfig,
+    engine: Engine,
+    lease: timedelta,
+    batch_size: int,
+    *,
+    concurrency: int,
+    stalled_after: float,
+    sweep_interval: float,
+) -> None:
+    from erpbridge.engine.dispatch import ScaledWorker  # needs the postgres extra
+
+    scaled = ScaledWorker(
+        config, engine, lease=lease, batch_size=batch_size, stalled_after=stalled_after
+    )
+    console.print(
+        f"worker {scaled.sweeper.name}: {len(scaled.flows)} OUT flow(s), procrastinate, "
+        f"{concurrency} job(s) at once"
+    )
+    try:
+        scaled.run(concurrency=concurrency, sweep_interval=sweep_interval)
+    finally:
+        scaled.close()
+    console.print("stopped")
 
 
 @app.command()
@@ -482,6 +546,48 @@ def cancel(
     with engine.begin() as conn:
         count = cancel_deliveries(conn, ids, now())
     console.print(f"{count} deliver(y/ies) cancelled")
+
+
+@app.command(name="conflicts")
+def show_conflicts(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    resolve: Annotated[int | None, typer.Option(help="Settle this open conflict.")] = None,
+    take: Annotated[
+        str | None, typer.Option(help="With --resolve: 'source' (the channel's change) or 'hub'.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Settled ones too.")] = False,
+) -> None:
+    """List two-way conflicts (open ones by default), or settle one with --resolve/--take."""
+    config = _load(config_path)
+    engine = _store(config)
+    if resolve is not None:
+        if take not in ("source", "hub"):
+            raise _fail("--take must be 'source' or 'hub'")
+        try:
+            FlowRunner(config, engine).resolve_conflict(resolve, take)
+        except LookupError as exc:
+            raise _fail(str(exc)) from None
+        console.print(f"conflict {resolve} settled for the {take}")
+        return
+    query = select(conflicts).order_by(conflicts.c.id)
+    if not all_:
+        query = query.where(conflicts.c.status == "open")
+    table = Table(title="conflicts")
+    for column in ("id", "flow", "record", "hub version", "policy", "status", "winner", "at"):
+        table.add_column(column)
+    with engine.connect() as conn:
+        for c in conn.execute(query):
+            table.add_row(
+                str(c.id),
+                c.flow,
+                f"{c.entity} {c.key}",
+                str(c.hub_version),
+                c.policy,
+                c.status,
+                c.winner or "",
+                f"{c.created_at:%Y-%m-%d %H:%M:%S}",
+            )
+    console.print(table)
 
 
 def main() -> None:

@@ -283,3 +283,27 @@ def test_retry_after_is_honoured_but_never_below_the_floor(hub: tuple[Path, Engi
     assert 2 <= floor < 3  # Retry-After: 0 is lifted to the 2 s floor: no retry storm
     assert 30 <= hinted < 31
     assert stats.retried == 2
+
+
+def test_max_in_flight_caps_claims_per_channel_across_workers(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    config_path.write_text(
+        config_path.read_text().replace(
+            'options: {path: "', 'limits: {max_in_flight: 2}\n    options: {path: "'
+        )
+    )
+    sync(config_path, engine, "id,name,limit\nC1,A,1\nC2,B,1\nC3,C,1\n")
+    one = Worker(load_config(config_path), engine, name="one")
+    two = Worker(load_config(config_path), engine, name="two")
+    with engine.begin() as conn:
+        first = one._claim(conn)
+    with engine.begin() as conn:
+        second = two._claim(conn)
+    assert len(first) == 2 and second == []  # the erp channel's two slots are taken
+    assert two.run_once().claimed == 0
+    done = WorkerStats()
+    one.attempt("customers-to-erp", first, done)  # the two go out: their slots free up
+    stats = two.run_once()
+    one.close()
+    two.close()
+    assert (done.delivered, stats.delivered) == (2, 1)

@@ -373,7 +373,7 @@ def _validate_target(
     targets: dict[str, TargetOptions],
     problems: _Problems,
 ) -> None:
-    for name in ("source", "cursor"):
+    for name in ("source", "cursor", "conflict"):
         if getattr(flow, name):
             problems.add((*at, name), f"an OUT flow writes to a 'target', it has no {name!r}")
     options = getattr(cls, "target_options", None)

@@ -13,6 +13,7 @@ from erpbridge.schedules import Schedule, parse_interval
 
 __all__ = [
     "ChannelConfig",
+    "ChannelLimits",
     "ConfigFile",
     "CurrencyRatesConfig",
     "CursorConfig",
@@ -47,6 +48,20 @@ class CurrencyRatesConfig(_Strict):
     rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
 
 
+class ChannelLimits(_Strict):
+    """Outbound limits of a channel, shared by every worker on the same hub store."""
+
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="Average rate of requests to the channel; none: unlimited."
+    )
+    burst: int = Field(
+        default=1, ge=1, description="Requests that may go out back to back after a quiet spell."
+    )
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="Deliveries of the channel being sent at the same time."
+    )
+
+
 class ChannelConfig(_Strict):
     """One configured external system: its system type, transport, options and credentials."""
 
@@ -57,6 +72,9 @@ class ChannelConfig(_Strict):
     credentials: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secrets, each written as a ${ENV_VAR} reference; never a literal value.",
+    )
+    limits: ChannelLimits | None = Field(
+        default=None, description="OUT: request rate and concurrency caps across all workers."
     )
 
 
@@ -121,6 +139,11 @@ class FlowConfig(_Strict):
         description="OUT: higher goes first, so an urgent flow is not stuck behind a bulk one.",
     )
     retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy())
+    conflict: Literal["source_wins", "target_wins", "newest_wins", "manual"] | None = Field(
+        default=None,
+        description="IN, two-way: what to do when a change arrives from the channel while the "
+        "hub's own change to that record is still on its way out to it.",
+    )
     echo: bool = Field(
         default=False,
         description="OUT: also deliver record versions that arrived from this same channel.",

@@ -20,6 +20,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.errors import DataError, ErpbridgeError, FatalError
 from erpbridge.mapping.compiler import CompiledMapping, getter
+from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
 from erpbridge.store.runs import (
@@ -74,6 +75,7 @@ class RunResult:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    conflicts: int = 0
     duration_s: float = 0.0
     cursor_before: Any = None
     cursor_after: Any = None
@@ -152,6 +154,11 @@ class FlowRunner:
                     batch.cursor if batch.cursor is not None else result.cursor_after
                 )
                 result.warnings.extend(batch.warnings)
+                if counts.conflicts:
+                    result.warnings.append(
+                        f"{counts.conflicts} two-way conflict(s) ({flow.conflict}): "
+                        "see erpbridge conflicts"
+                    )
                 if progress is not None:
                     progress(counts)
             if full and not dry_run:
@@ -180,6 +187,35 @@ class FlowRunner:
         )
         result.duration_s = row.duration_s or 0.0
         return result
+
+    def resolve_conflict(self, conflict_id: int, take: str) -> None:
+        """Settle an open two-way conflict: ``take="hub"`` releases the held deliveries;
+        ``take="source"`` applies the channel's change as a new version and cancels them."""
+        at = now()
+        with self.engine.begin() as conn:
+            if take == "hub":
+                take_hub(conn, conflict_id, at)
+                return
+            row = take_source_payload(conn, conflict_id, at)
+            flow = self.config.flow(row.flow)
+            blob = row.incoming_payload.encode()
+            item = Incoming(
+                row.key,
+                orjson.loads(blob),
+                blob,
+                content_hash(blob),
+                row.external_id,
+                f"conflict {conflict_id}",
+            )
+            lineage = Lineage(
+                flow.entity,
+                flow.channel,
+                flow.name,
+                None,
+                at,
+                subscribers_of(self.config, flow.entity),
+            )
+            upsert_records(conn, lineage, [item])
 
     def replay_rejected(self, flow_name: str | None = None) -> list[RunResult]:
         """Map the stored payloads of open rejections again (after a mapping or data fix).
@@ -243,6 +279,7 @@ def _add(result: RunResult, counts: BatchCounts) -> None:
     result.updated += counts.updated
     result.unchanged += counts.unchanged
     result.rejected += counts.rejected
+    result.conflicts += counts.conflicts
 
 
 class _Job:
@@ -344,7 +381,13 @@ class _Job:
     ) -> BatchCounts:
         flow = self.flow
         lineage = Lineage(
-            flow.entity, flow.channel, flow.name, self.run_id, now(), self.subscribers
+            flow.entity,
+            flow.channel,
+            flow.name,
+            self.run_id,
+            now(),
+            self.subscribers,
+            flow.conflict,
         )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
@@ -356,6 +399,7 @@ class _Job:
                     upserted.updated,
                     upserted.unchanged,
                     len(rejections),
+                    upserted.conflicts,
                 )
                 self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)
             except BaseException:

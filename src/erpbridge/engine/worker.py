@@ -17,9 +17,10 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, and_, or_, select
 
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.limits import ChannelLimiter
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
 from erpbridge.store.deliveries import Claim, backoff, claim, claim_ids, finish
 from erpbridge.store.records import Lineage, bind
@@ -76,6 +77,31 @@ class Worker:
         # visible, instead of being claimed by a worker that cannot map them.
         self.flows = [f.name for f in config.model.flows if f.direction == "out" and f.enabled]
         self._transports: dict[str, Transport] = {}
+        self.limiter = ChannelLimiter(engine)
+        channel_of = {f.name: f.channel for f in config.model.flows}
+        self._capped: dict[str, list[str]] = {}  # channel with max_in_flight → its flows
+        for flow in self.flows:
+            limits = config.model.channels[channel_of[flow]].limits
+            if limits is not None and limits.max_in_flight is not None:
+                self._capped.setdefault(channel_of[flow], []).append(flow)
+        capped_flows = {f for flows in self._capped.values() for f in flows}
+        self._uncapped = [f for f in self.flows if f not in capped_flows]
+
+    def _claim(self, conn: Connection) -> list[Claim]:
+        """Claim a batch; channels with ``max_in_flight`` only up to their free slots."""
+        at = now()
+        claims = (
+            claim(conn, self.name, self.batch_size, self.lease, at, self._uncapped)
+            if self._uncapped
+            else []
+        )
+        # sorted: PostgreSQL's advisory locks are always taken in one order (no deadlock)
+        for channel in sorted(self._capped):
+            limits = self.config.model.channels[channel].limits
+            room = self.limiter.in_flight_allowance(conn, channel, limits, self.batch_size)
+            if room:
+                claims += claim(conn, self.name, room, self.lease, at, self._capped[channel])
+        return claims
 
     def close(self) -> None:
         """Close the channels' transports."""
@@ -88,7 +114,7 @@ class Worker:
         stats = WorkerStats()
         while self.flows:
             with self.engine.begin() as conn:
-                claims = claim(conn, self.name, self.batch_size, self.lease, now(), self.flows)
+                claims = self._claim(conn)
             if not claims:
                 break
             stats.claimed += len(claims)
@@ -158,6 +184,12 @@ class Worker:
             transport = self._transport(flow.channel)
             assert isinstance(transport, Writer)
             try:
+                self.limiter.acquire_requests(
+                    flow.channel,
+                    self.config.model.channels[flow.channel].limits,
+                    n=len(outgoing),
+                    timeout=self.lease.total_seconds() / 2,
+                )
                 external = transport.write(
                     self.config.targets[flow.name], [record for _, record in outgoing]
                 )

@@ -56,7 +56,7 @@ WAKE_CHANNEL = "erpbridge_deliveries"
 DISPATCHER_ENV = "ERPBRIDGE_DISPATCHER"
 
 #: States a delivery is still on its way in; the head of an ordering key is one of these.
-OPEN_STATES = ("pending", "failed", "in_flight")
+OPEN_STATES = ("pending", "failed", "in_flight", "held")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, select, update
 
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
+from erpbridge.store.conflicts import settle
 from erpbridge.store.deliveries import NewVersion, Subscriber, enqueue
 from erpbridge.store.tables import audit, bindings, records
 
@@ -62,6 +63,8 @@ class UpsertCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Changes that met an open delivery to their own channel (two-way conflicts).
+    conflicts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,8 @@ class Lineage:
     at: datetime
     #: OUT flows of the entity: each new version gets a delivery in the same transaction.
     subscribers: tuple[Subscriber, ...] = ()
+    #: The IN flow's two-way conflict policy (see ``store.conflicts``); None: no detection.
+    conflict: str | None = None
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -136,6 +141,11 @@ def _upsert_round(
         else:
             counts.unchanged += 1
             ids[item.key] = row.id
+    if lineage.conflict is not None and changed:
+        changed, found = settle(conn, policy=lineage.conflict, flow=lineage.flow,
+                                channel=lineage.channel, entity=lineage.entity,
+                                run_id=lineage.run_id, at=lineage.at, changed=changed)  # fmt: skip
+        counts.conflicts += found
     at = timestamp(conn, lineage.at)
     history: list[tuple[Any, ...]] = []
     if new:

@@ -61,6 +61,8 @@ class BatchCounts:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    #: Two-way conflicts met (not a column of the runs table: see the conflicts table).
+    conflicts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ from sqlalchemy import (
 __all__ = [
     "audit",
     "bindings",
+    "channel_tokens",
+    "conflicts",
     "cursors",
     "deliveries",
     "delivery_attempts",
@@ -217,4 +219,40 @@ schedule_fires = Table(
     Column("claimed_at", DateTime(timezone=True), nullable=False),
     Column("run_id", _Id, nullable=True),
     UniqueConstraint("flow", "fire_time"),
+)
+
+# Two-way flows: a change that came IN from a channel while the hub's own change to the same
+# record was still on its way OUT to that channel. Kept with both sides, open (``manual``) or
+# resolved by the flow's policy, so every decision is visible.
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("flow", String(128), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("record_id", _Id, ForeignKey("records.id"), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("hub_version", Integer, nullable=False),
+    Column("incoming_payload", Text, nullable=False),
+    Column("external_id", String(512), nullable=True),
+    Column("policy", String(16), nullable=False),
+    # open | resolved
+    Column("status", String(16), nullable=False),
+    # source | hub: whose version stood
+    Column("winner", String(16), nullable=True),
+    Column("run_id", _Id, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Index(None, "status", "flow"),
+)
+
+# One token bucket per rate-limited channel (``limits.requests_per_second``): every worker on
+# this store draws from the same row, so the rate holds across processes and machines.
+channel_tokens = Table(
+    "channel_tokens",
+    metadata,
+    Column("channel", String(128), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", DateTime(timezone=True), nullable=False),
 )
