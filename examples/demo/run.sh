@@ -83,7 +83,14 @@ show records customer --key 10001
 step "5. What was rejected, and why"
 show rejected
 
-step "6. Drop the same export files again and sync once more"
+step "6. Deliver the production orders OUT to the shop's import folder"
+mkdir -p data/shop_import
+show worker --once
+show deliveries --limit 5
+echo "$(ls data/shop_import | wc -l) files in data/shop_import, e.g.:"
+cat "data/shop_import/$(ls data/shop_import | head -n 1)"
+
+step "7. Drop the same export files again and sync once more"
 before="$(last_run_id)"
 "$PYTHON" generate.py --files-only
 show sync --all
