@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, and_, or_, select
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.limits import ChannelLimiter
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
-from erpbridge.store.deliveries import Claim, backoff, claim, claim_ids, finish
+from erpbridge.store.deliveries import Claim, Outcome, backoff, claim, claim_ids, finish_many
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
 from erpbridge.store.tables import audit
@@ -124,11 +124,22 @@ class Worker:
     def run_ids(self, ids: Sequence[int]) -> WorkerStats:
         """Deliver those of ``ids`` that are due and head of their ordering key (a job's ids)."""
         stats = WorkerStats()
-        if self.flows:
-            with self.engine.begin() as conn:
-                claims = claim_ids(conn, ids, self.name, self.lease, now(), self.flows)
-            stats.claimed = len(claims)
-            self._attempt_by_flow(claims, stats)
+        if not self.flows:
+            return stats
+        with self.engine.begin() as conn:
+            at = now()
+            claims = (
+                claim_ids(conn, ids, self.name, self.lease, at, self._uncapped)
+                if self._uncapped
+                else []
+            )
+            for channel in sorted(self._capped):  # max_in_flight holds for jobs too
+                limits = self.config.model.channels[channel].limits
+                room = self.limiter.in_flight_allowance(conn, channel, limits, len(ids))
+                capped = self._capped[channel]
+                claims += claim_ids(conn, ids, self.name, self.lease, at, capped, limit=room)
+        stats.claimed = len(claims)
+        self._attempt_by_flow(claims, stats)
         return stats
 
     def _attempt_by_flow(self, claims: list[Claim], stats: WorkerStats) -> None:
@@ -213,40 +224,38 @@ class Worker:
     ) -> None:
         flow = self.config.flow(flow_name)
         at = now()
-        with self.engine.begin() as conn:
-            bound: list[tuple[str, int]] = []
-            for (item, _), external_id in zip(written, external, strict=True):
-                if finish(conn, item, self.name, at, outcome="delivered", external_id=external_id):
-                    stats.delivered += 1
-                    if external_id is not None:
-                        bound.append((external_id, item.record_id))
-                else:
-                    stats.lost += 1
-            for item, outcome, error, retry_after in failures:
-                retry_at = None
-                if outcome == "retry":
-                    policy = flow.retry
-                    delay = (
-                        backoff(
-                            item.attempts + 1,
-                            policy.backoff_s,
-                            policy.max_backoff_s,
-                            policy.min_delay_s,
-                        )
-                        if retry_after is None
-                        # the target said when; the floor stops `Retry-After: 0` storms
-                        else max(retry_after, policy.min_delay_s)
+        policy = flow.retry
+        outcomes = [
+            Outcome(item, "delivered", external_id=external_id)
+            for (item, _), external_id in zip(written, external, strict=True)
+        ]
+        for item, outcome, error, retry_after in failures:
+            retry_at = None
+            if outcome == "retry":
+                delay = (
+                    backoff(
+                        item.attempts + 1,
+                        policy.backoff_s,
+                        policy.max_backoff_s,
+                        policy.min_delay_s,
                     )
-                    retry_at = at + timedelta(seconds=delay)
-                held = finish(
-                    conn, item, self.name, at, outcome=outcome, error=error, retry_at=retry_at
+                    if retry_after is None
+                    # the target said when; the floor stops `Retry-After: 0` storms
+                    else max(retry_after, policy.min_delay_s)
                 )
-                if not held:
-                    stats.lost += 1
-                elif outcome == "retry" and item.attempts + 1 < item.max_attempts:
-                    stats.retried += 1
-                else:
-                    stats.dead += 1
+                retry_at = at + timedelta(seconds=delay)
+            outcomes.append(Outcome(item, outcome, error=error, retry_at=retry_at))
+        with self.engine.begin() as conn:
+            final = finish_many(conn, outcomes, self.name, at)
+            stats.delivered += sum(1 for v in final.values() if v == "delivered")
+            stats.retried += sum(1 for v in final.values() if v == "retry")
+            stats.dead += sum(1 for v in final.values() if v == "dead")
+            stats.lost += sum(1 for v in final.values() if v == "lost_lease")
+            bound = [
+                (o.external_id, o.claim.record_id)
+                for o in outcomes
+                if o.external_id is not None and final[o.claim.id] == "delivered"
+            ]
             # A file holding a whole batch is no record's own id: bind only ids unique here.
             counts: dict[str, int] = {}
             for external_id, _ in bound:

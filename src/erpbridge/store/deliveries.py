@@ -21,10 +21,12 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     exists,
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -39,6 +41,7 @@ __all__ = [
     "WAKE_CHANNEL",
     "Claim",
     "NewVersion",
+    "Outcome",
     "Subscriber",
     "backoff",
     "cancel",
@@ -46,6 +49,7 @@ __all__ = [
     "claim_ids",
     "enqueue",
     "finish",
+    "finish_many",
     "requeue",
 ]
 
@@ -218,18 +222,20 @@ def claim_ids(
     lease: timedelta,
     now: datetime,
     flows: Sequence[str] | None = None,
+    limit: int | None = None,
 ) -> list[Claim]:
-    """Take those of ``ids`` that :func:`claim` could take now; leave the others alone.
+    """Take those of ``ids`` that :func:`claim` could take now (at most ``limit``); leave the rest.
 
     A dispatcher's job names its deliveries; the ledger still decides whether each is due and
     the head of its ordering key, exactly as for :func:`claim`.
     """
-    if not ids:
+    if not ids or limit == 0:
         return []
     query = (
         select(deliveries.c.id)
         .where(deliveries.c.id.in_(list(ids)), _claimable(now))
         .order_by(deliveries.c.id)
+        .limit(limit)
     )
     if flows is not None:
         query = query.where(deliveries.c.flow.in_(list(flows)))
@@ -331,3 +337,80 @@ def cancel(conn: Connection, ids: Sequence[int], now: datetime) -> int:
         .values(state="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
     )
     return int(conn.execute(query).rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt of a claimed delivery came to."""
+
+    claim: Claim
+    #: delivered | retry | dead
+    outcome: str
+    error: str | None = None
+    external_id: str | None = None
+    retry_at: datetime | None = None
+
+
+_ATTEMPT_COLUMNS = (
+    "delivery_id", "attempt", "worker", "fence", "started_at", "finished_at", "outcome", "error",
+)  # fmt: skip
+
+
+def finish_many(
+    conn: Connection, outcomes: Sequence[Outcome], worker: str, now: datetime
+) -> dict[int, str]:
+    """Record a batch of attempts in a few statements (not two per delivery); move on every
+    delivery whose fence ``worker`` still holds. Returns delivery id → final outcome
+    (``delivered``, ``retry``, ``dead`` or ``lost_lease``)."""
+    if not outcomes:
+        return {}
+    fenced = select(deliveries.c.id).where(
+        tuple_(deliveries.c.id, deliveries.c.fence).in_(
+            [(o.claim.id, o.claim.fence) for o in outcomes]
+        ),
+        deliveries.c.lease_owner == worker,
+        deliveries.c.state == "in_flight",
+    )
+    if conn.dialect.name == "postgresql":
+        fenced = fenced.with_for_update()
+    held = set(conn.execute(fenced).scalars())
+    result: dict[int, str] = {}
+    updates: dict[str, list[dict[str, Any]]] = {"delivered": [], "retry": [], "dead": []}
+    for o in outcomes:
+        item = o.claim
+        if item.id not in held:
+            result[item.id] = "lost_lease"
+            continue
+        outcome = o.outcome
+        if outcome == "retry" and (item.attempts + 1 >= item.max_attempts or o.retry_at is None):
+            outcome = "dead"
+        result[item.id] = outcome
+        updates[outcome].append({
+            "b_id": item.id, "b_attempts": item.attempts + 1, "b_error": o.error,
+            "b_external": o.external_id, "b_next": o.retry_at or now,
+        })  # fmt: skip
+    base = update(deliveries).where(deliveries.c.id == bindparam("b_id"))
+    common = {"attempts": bindparam("b_attempts"), "updated_at": now, "lease_owner": None,
+              "lease_expires_at": None}  # fmt: skip
+    if updates["delivered"]:
+        conn.execute(
+            base.values(**common, state="delivered", delivered_at=now, last_error=None,
+                        external_id=bindparam("b_external")),
+            updates["delivered"],
+        )  # fmt: skip
+    if updates["retry"]:
+        conn.execute(
+            base.values(**common, state="failed", next_attempt_at=bindparam("b_next"),
+                        last_error=bindparam("b_error")),
+            updates["retry"],
+        )  # fmt: skip
+    if updates["dead"]:
+        conn.execute(base.values(**common, state="dead", last_error=bindparam("b_error")),
+                     updates["dead"])  # fmt: skip
+    stamp = timestamp(conn, now)
+    copy_rows(conn, delivery_attempts, _ATTEMPT_COLUMNS, [
+        (o.claim.id, o.claim.attempts + 1, worker, o.claim.fence,
+         timestamp(conn, o.claim.started_at), stamp, result[o.claim.id], o.error)
+        for o in outcomes
+    ])  # fmt: skip
+    return result
