@@ -307,3 +307,19 @@ def test_max_in_flight_caps_claims_per_channel_across_workers(hub: tuple[Path, E
     one.close()
     two.close()
     assert (done.delivered, stats.delivered) == (2, 1)
+
+
+def test_a_claim_finds_a_head_behind_a_window_full_of_blocked_versions(
+    hub: tuple[Path, Engine],
+) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,A,0\nC2,B,1\n")
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.key == "C2").values(priority=-1))
+        (c1,) = claim(conn, "w", 1, timedelta(seconds=60), now(), ["customers-to-erp"])
+    assert c1.key == "C1"
+    for limit in range(1, 7):  # C1 v2 … v7 queue up behind the in-flight v1
+        sync(config_path, engine, f"id,name,limit\nC1,A,{limit}\n")
+    with engine.begin() as conn:
+        (head,) = claim(conn, "x", 1, timedelta(seconds=60), now(), ["customers-to-erp"])
+    assert (head.key, head.version) == ("C2", 1)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -58,6 +59,9 @@ WAKE_CHANNEL = "erpbridge_deliveries"
 
 #: ``procrastinate`` hands deliveries to procrastinate jobs (PostgreSQL); unset: the claim loop.
 DISPATCHER_ENV = "ERPBRIDGE_DISPATCHER"
+
+#: A claim looks at this many times its batch of due rows for heads of their ordering key.
+_WINDOW = 5
 
 #: States a delivery is still on its way in; the head of an ordering key is one of these.
 OPEN_STATES = ("pending", "failed", "in_flight", "held")
@@ -146,19 +150,27 @@ class Claim:
     started_at: datetime
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Due (or its lease expired) and the head of its ordering key: the one eligibility rule."""
-    earlier = aliased(deliveries)
-    due = or_(
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Due for an attempt, or in flight with an expired lease."""
+    return or_(
         and_(deliveries.c.state.in_(("pending", "failed")), deliveries.c.next_attempt_at <= now),
         and_(deliveries.c.state == "in_flight", deliveries.c.lease_expires_at < now),
     )
-    blocked = exists().where(
+
+
+def _head_of_key() -> ColumnElement[bool]:
+    """No earlier delivery of the same ordering key is still open."""
+    earlier = aliased(deliveries)
+    return ~exists().where(
         earlier.c.ordering_key == deliveries.c.ordering_key,
         earlier.c.id < deliveries.c.id,
         earlier.c.state.in_(OPEN_STATES),
     )
-    return and_(due, ~blocked)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Due (or its lease expired) and the head of its ordering key: the one eligibility rule."""
+    return and_(_due(now), _head_of_key())
 
 
 def _take(
@@ -204,15 +216,29 @@ def claim(
     Only the head of each ordering key is eligible, so one key never has two deliveries in
     flight and versions go out in order. Higher priority first, then the oldest.
     """
+    order = (deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
+    due = _due(now)
+    if flows is not None:
+        due = and_(due, deliveries.c.flow.in_(list(flows)))
+    # The head-of-key test runs on a window of the first due rows only: over a whole backlog
+    # it made PostgreSQL anti-join and sort every pending row on each claim (162 ms at 20 000
+    # pending, measured). A window of blocked rows alone falls back to the full query below.
+    size = limit * _WINDOW
+    window = select(deliveries.c.id).where(due).order_by(*order).limit(size).subquery()
     query = (
         select(deliveries.c.id)
-        .where(_claimable(now))
-        .order_by(deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
+        .where(deliveries.c.id.in_(select(window.c.id)), _head_of_key())
+        .order_by(*order)
         .limit(limit)
     )
-    if flows is not None:
-        query = query.where(deliveries.c.flow.in_(list(flows)))
-    return _take(conn, query, worker, lease, now)
+    claims = _take(conn, query, worker, lease, now)
+    if claims:
+        return claims
+    windowed = conn.execute(select(func.count()).select_from(window)).scalar_one()
+    if windowed < size:
+        return []  # the window held every due row: nothing more is claimable
+    full = select(deliveries.c.id).where(due, _head_of_key()).order_by(*order).limit(limit)
+    return _take(conn, full, worker, lease, now)
 
 
 def claim_ids(
