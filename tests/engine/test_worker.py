@@ -323,3 +323,20 @@ def test_a_claim_finds_a_head_behind_a_window_full_of_blocked_versions(
     with engine.begin() as conn:
         (head,) = claim(conn, "x", 1, timedelta(seconds=60), now(), ["customers-to-erp"])
     assert (head.key, head.version) == ("C2", 1)
+
+
+def test_a_worker_that_lost_its_lease_before_writing_does_not_write(
+    hub: tuple[Path, Engine],
+) -> None:
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\n")
+    worker = Worker(load_config(config_path), engine)
+    with engine.begin() as conn:  # a claim whose lease ran out while the worker was busy
+        stale = claim(conn, worker.name, 10, timedelta(seconds=-1), now(), ["customers-to-erp"])
+    stats = WorkerStats()
+    worker.attempt("customers-to-erp", stale, stats)
+    worker.close()
+    # Nobody took it over yet: the attempt is recorded as a retry, and nothing was written.
+    assert (stats.retried, stats.delivered, stats.lost) == (1, 0, 0)
+    assert not (config_path.parent / "erp" / "customers").exists()
+    assert states(engine) == [("C1", 1, "failed")]

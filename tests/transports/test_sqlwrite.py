@@ -296,3 +296,40 @@ def test_postgresql_upsert_version_guard_append_and_refusals(pg_database: str) -
     finally:
         erp.close()
         admin.dispose()
+
+
+def test_one_refused_record_does_not_take_its_batch_down(tmp_path: Path) -> None:
+    """Through the worker: a NOT NULL column refuses one customer; the others are written."""
+    import sqlite3
+
+    from erpbridge import FlowRunner, load_config, open_store
+    from erpbridge.engine.worker import Worker
+
+    with sqlite3.connect(tmp_path / "erp.db") as db:
+        db.execute("CREATE TABLE kunden (kunnr TEXT PRIMARY KEY, stceg TEXT NOT NULL)")
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "c.csv").write_text("id,name,vat\nC1,A,DE1\nC2,B,\nC3,C,DE3\n")
+    config = tmp_path / "erpbridge.yaml"
+    config.write_text(
+        "channels:\n"
+        "  shop: {system: folder, options: {path: inbox}}\n"
+        "  erp: {system: sql, transport: sqlwrite, options: {url: 'sqlite:///erp.db'}}\n"
+        "flows:\n"
+        "  - {name: in, channel: shop, entity: customer, direction: in,\n"
+        "     mapping: {code: id, name: name, vat_id: vat}}\n"
+        "  - {name: out, channel: erp, entity: customer, direction: out,\n"
+        "     target: {table: kunden, key: [kunnr], columns: {KUNNR: kunnr, STCEG: stceg}},\n"
+        "     mapping: {KUNNR: code, STCEG: vat_id}}\n"
+    )
+    engine = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    FlowRunner(load_config(config), engine).run("in")
+    worker = Worker(load_config(config), engine)
+    stats = worker.run_once()
+    worker.close()
+    engine.dispose()
+    assert (stats.delivered, stats.dead) == (2, 1)
+    with sqlite3.connect(tmp_path / "erp.db") as db:
+        assert db.execute("SELECT kunnr FROM kunden ORDER BY kunnr").fetchall() == [
+            ("C1",),
+            ("C3",),
+        ]

@@ -22,7 +22,15 @@ from sqlalchemy import Connection, Engine, and_, or_, select
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.limits import ChannelLimiter
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
-from erpbridge.store.deliveries import Claim, Outcome, backoff, claim, claim_ids, finish_many
+from erpbridge.store.deliveries import (
+    Claim,
+    Outcome,
+    backoff,
+    claim,
+    claim_ids,
+    finish_many,
+    renew,
+)
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
 from erpbridge.store.tables import audit
@@ -192,8 +200,6 @@ class Worker:
             )
         external: list[str | None] = []
         if outgoing:
-            transport = self._transport(flow.channel)
-            assert isinstance(transport, Writer)
             try:
                 self.limiter.acquire_requests(
                     flow.channel,
@@ -201,18 +207,68 @@ class Worker:
                     n=len(outgoing),
                     timeout=self.lease.total_seconds() / 2,
                 )
-                external = transport.write(
-                    self.config.targets[flow.name], [record for _, record in outgoing]
-                )
             except RetriableError as exc:
                 failures.extend(
                     Failure(item, "retry", str(exc), exc.retry_after) for item, _ in outgoing
                 )
                 outgoing = []
-            except ErpbridgeError as exc:
-                failures.extend(Failure(item, "dead", str(exc)) for item, _ in outgoing)
-                outgoing = []
+            kept = self._still_ours(outgoing)
+            failures.extend(  # recorded as lost: another worker has them now
+                Failure(item, "retry", "lease taken over before the write")
+                for item, record in outgoing
+                if (item, record) not in kept
+            )
+            outgoing, external = self._write(flow_name, kept, failures)
         self._record(flow_name, outgoing, external, failures, stats)
+
+    def _still_ours(
+        self, outgoing: list[tuple[Claim, OutgoingRecord]]
+    ) -> list[tuple[Claim, OutgoingRecord]]:
+        """Renew the leases right before writing and keep only what is still ours.
+
+        A worker that waited (rate limit, slow mapping) past its lease must not write a version
+        another worker has taken over. A write that itself outlasts the lease can still land
+        late: targets that must never go back a version use a version guard (``sqlwrite``'s
+        ``version_column``).
+        """
+        if not outgoing:
+            return outgoing
+        with self.engine.begin() as conn:
+            kept = renew(conn, [item for item, _ in outgoing], self.name, now(), self.lease)
+        return [(item, record) for item, record in outgoing if item.id in kept]
+
+    def _write(
+        self,
+        flow_name: str,
+        outgoing: list[tuple[Claim, OutgoingRecord]],
+        failures: list[Failure],
+    ) -> tuple[list[tuple[Claim, OutgoingRecord]], list[str | None]]:
+        """Write a batch; on a permanent error, write its records one by one, so that one bad
+        record does not take the good ones of its batch down with it."""
+        if not outgoing:
+            return [], []
+        flow = self.config.flow(flow_name)
+        transport = self._transport(flow.channel)
+        assert isinstance(transport, Writer)
+        target = self.config.targets[flow.name]
+        try:
+            return outgoing, transport.write(target, [record for _, record in outgoing])
+        except RetriableError as exc:
+            failures.extend(
+                Failure(item, "retry", str(exc), exc.retry_after) for item, _ in outgoing
+            )
+            return [], []
+        except ErpbridgeError as exc:
+            if len(outgoing) == 1:
+                failures.append(Failure(outgoing[0][0], "dead", str(exc)))
+                return [], []
+        written: list[tuple[Claim, OutgoingRecord]] = []
+        external: list[str | None] = []
+        for pair in outgoing:
+            done, ids = self._write(flow_name, [pair], failures)
+            written += done
+            external += ids
+        return written, external
 
     def _record(
         self,

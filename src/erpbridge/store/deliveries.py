@@ -51,6 +51,7 @@ __all__ = [
     "enqueue",
     "finish",
     "finish_many",
+    "renew",
     "requeue",
 ]
 
@@ -266,6 +267,27 @@ def claim_ids(
     if flows is not None:
         query = query.where(deliveries.c.flow.in_(list(flows)))
     return _take(conn, query, worker, lease, now)
+
+
+def renew(
+    conn: Connection, items: Sequence[Claim], worker: str, now: datetime, lease: timedelta
+) -> set[int]:
+    """Extend the leases ``worker`` still holds (same fence, in flight, not expired); return
+    their ids. Those missing were taken over and must not be written."""
+    if not items:
+        return set()
+    held = (
+        update(deliveries)
+        .where(
+            tuple_(deliveries.c.id, deliveries.c.fence).in_([(i.id, i.fence) for i in items]),
+            deliveries.c.lease_owner == worker,
+            deliveries.c.state == "in_flight",
+            deliveries.c.lease_expires_at >= now,
+        )
+        .values(lease_expires_at=now + lease, updated_at=now)
+        .returning(deliveries.c.id)
+    )
+    return set(conn.execute(held).scalars())
 
 
 def backoff(attempt: int, first_s: float, max_s: float, floor_s: float) -> float:
