@@ -340,3 +340,47 @@ def test_a_worker_that_lost_its_lease_before_writing_does_not_write(
     assert (stats.retried, stats.delivered, stats.lost) == (1, 0, 0)
     assert not (config_path.parent / "erp" / "customers").exists()
     assert states(engine) == [("C1", 1, "failed")]
+
+
+def test_concurrent_workers_never_claim_the_same_delivery(tmp_path: Path, pg_database: str) -> None:
+    """Three worker processes on PostgreSQL share 3 000 deliveries: each is attempted once."""
+    import subprocess
+    import sys
+
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "erp").mkdir()
+    config_path = tmp_path / "erpbridge.yaml"
+    config_path.write_text(CONFIG.format(url=pg_database, erp_path=tmp_path / "erp"))
+    rows = "".join(f"C{i},N{i},{i}\n" for i in range(3000))
+    engine = open_store(pg_database)
+    sync(config_path, engine, "id,name,limit\n" + rows)
+    command = [sys.executable, "-m", "erpbridge", "worker", "-c", str(config_path),
+               "--interval", "0.05", "--batch-size", "50"]  # fmt: skip
+    workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                open_ = conn.execute(
+                    select(func.count()).select_from(deliveries)
+                    .where(deliveries.c.flow == "customers-to-erp",
+                           deliveries.c.state != "delivered")
+                ).scalar_one()  # fmt: skip
+            if open_ == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=30)
+    with engine.connect() as conn:
+        outcomes = dict(
+            conn.execute(
+                select(delivery_attempts.c.outcome, func.count()).group_by(
+                    delivery_attempts.c.outcome
+                )
+            ).all()
+        )
+    engine.dispose()
+    assert open_ == 0
+    assert outcomes == {"delivered": 3000}  # no lost lease: nothing was claimed twice

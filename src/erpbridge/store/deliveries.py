@@ -228,7 +228,10 @@ def claim(
     window = select(deliveries.c.id).where(due).order_by(*order).limit(size).subquery()
     query = (
         select(deliveries.c.id)
-        .where(deliveries.c.id.in_(select(window.c.id)), _head_of_key())
+        # `due` again out here: PostgreSQL re-checks only the outer conditions on a row another
+        # claimer changed meanwhile (FOR UPDATE), so without it a row just taken would be
+        # taken twice (measured: 3 155 lost leases among 4 workers).
+        .where(deliveries.c.id.in_(select(window.c.id)), due, _head_of_key())
         .order_by(*order)
         .limit(limit)
     )
