@@ -384,3 +384,21 @@ def test_concurrent_workers_never_claim_the_same_delivery(tmp_path: Path, pg_dat
     engine.dispose()
     assert open_ == 0
     assert outcomes == {"delivered": 3000}  # no lost lease: nothing was claimed twice
+
+
+def test_a_target_that_fails_for_a_while_recovers_on_its_own(hub: tuple[Path, Engine]) -> None:
+    config_path, engine = hub
+    config_path.write_text(config_path.read_text().replace("max_attempts: 3", "max_attempts: 50"))
+    (config_path.parent / "erp").rmdir()  # the ERP's share is down
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\nC2,Bob,2\n")
+    first = deliver(config_path, engine)
+    assert first.delivered == 0 and first.retried >= 2
+    (config_path.parent / "erp").mkdir()  # and back
+    delivered = 0
+    for _ in range(100):
+        delivered += deliver(config_path, engine).delivered
+        if delivered == 2:
+            break
+        time.sleep(0.02)
+    assert states(engine) == [("C1", 1, "delivered"), ("C2", 1, "delivered")]
+    assert written(config_path, "customer-C2-v1.json")["NAME1"] == "Bob"
