@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,6 +185,27 @@ class _Page:
     cursor: CursorValue
 
 
+def open_channel_engine(
+    channel: str,
+    url: sa.URL,
+    sqlite_file: Path | None,
+    connect_timeout: float,
+    sqlite_on_connect: Callable[[Any, Any], None],
+) -> tuple[str, str | None, sa.Engine]:
+    """The engine of a database channel: (where, for messages; its password, to scrub from
+    database messages; the engine). ``sqlite_on_connect`` sets up each SQLite connection."""
+    where = str(sqlite_file or url.render_as_string(hide_password=True))
+    try:
+        engine = sa.create_engine(
+            url, connect_args=_connect_args(url, connect_timeout), pool_pre_ping=True
+        )
+    except (sa_exc.ArgumentError, ImportError) as exc:
+        raise FatalError(f"channel {channel}: cannot use {where}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", sqlite_on_connect)
+    return where, url.password, engine
+
+
 class SqlTransport:
     """Reads tables, views and SELECT queries of one database channel, never writing to it."""
 
@@ -195,16 +216,9 @@ class SqlTransport:
         self._channel = channel
         self._options = options
         url, self._sqlite_file = _resolve_sqlite(make_url(options.url), base_dir)
-        self._where = str(self._sqlite_file or url.render_as_string(hide_password=True))
-        self._password = url.password
-        try:
-            self._engine = sa.create_engine(
-                url, connect_args=_connect_args(url, options.connect_timeout), pool_pre_ping=True
-            )
-        except (sa_exc.ArgumentError, ImportError) as exc:
-            raise FatalError(f"channel {channel}: cannot use {self._where}: {exc}") from exc
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", _sqlite_query_only)
+        self._where, self._password, self._engine = open_channel_engine(
+            channel, url, self._sqlite_file, options.connect_timeout, _sqlite_query_only
+        )
 
     def read(
         self,

@@ -36,7 +36,7 @@ from erpbridge.transports.base import (
     StreamOptions,
     TargetOptions,
 )
-from erpbridge.transports.sql import _classify, _connect_args, _resolve_sqlite
+from erpbridge.transports.sql import _classify, _resolve_sqlite, open_channel_engine
 
 __all__ = [
     "SqlWriteChannelOptions",
@@ -141,17 +141,10 @@ class SqlWriteTransport:
         if url.query.get("mode") == "ro":
             # rw instead of the reader's ro: writable, and still never creates a missing file.
             url = url.update_query_dict({"mode": "rw"})
-        self._where = str(self._sqlite_file or url.render_as_string(hide_password=True))
-        self._password = url.password
         self._targets: dict[tuple[str | None, str], _Target] = {}
-        try:
-            self._engine = sa.create_engine(
-                url, connect_args=_connect_args(url, options.connect_timeout), pool_pre_ping=True
-            )
-        except (sa_exc.ArgumentError, ImportError) as exc:
-            raise FatalError(f"channel {channel}: cannot use {self._where}: {exc}") from exc
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", _sqlite_foreign_keys)
+        self._where, self._password, self._engine = open_channel_engine(
+            channel, url, self._sqlite_file, options.connect_timeout, _sqlite_foreign_keys
+        )
 
     def read(
         self,
