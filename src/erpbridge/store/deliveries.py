@@ -24,7 +24,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    insert,
     or_,
     select,
     tuple_,
@@ -310,48 +309,10 @@ def finish(
     external_id: str | None = None,
     retry_at: datetime | None = None,
 ) -> bool:
-    """Record the attempt and move the delivery on, if ``worker`` still holds its fence.
-
-    ``outcome`` is ``delivered``, ``retry`` or ``dead``. Returns False (and changes nothing but
-    the attempt log) when the lease was taken over: the result must then be thrown away.
-    """
-    values: dict[str, Any] = {
-        "attempts": item.attempts + 1,
-        "updated_at": now,
-        "lease_owner": None,
-        "lease_expires_at": None,
-    }
-    if outcome == "delivered":
-        values.update(state="delivered", delivered_at=now, external_id=external_id, last_error=None)
-    elif outcome == "retry" and item.attempts + 1 < item.max_attempts and retry_at is not None:
-        values.update(state="failed", next_attempt_at=retry_at, last_error=error)
-    else:
-        outcome = "dead"
-        values.update(state="dead", last_error=error)
-    result = conn.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.id == item.id,
-            deliveries.c.fence == item.fence,
-            deliveries.c.lease_owner == worker,
-            deliveries.c.state == "in_flight",
-        )
-        .values(**values)
-    )
-    held = result.rowcount == 1
-    conn.execute(
-        insert(delivery_attempts).values(
-            delivery_id=item.id,
-            attempt=item.attempts + 1,
-            worker=worker,
-            fence=item.fence,
-            started_at=item.started_at,
-            finished_at=now,
-            outcome=outcome if held else "lost_lease",
-            error=error,
-        )
-    )
-    return held
+    """:func:`finish_many` for one delivery; False when the lease was taken over (the result
+    must then be thrown away; only the attempt log changed)."""
+    done = finish_many(conn, [Outcome(item, outcome, error, external_id, retry_at)], worker, now)
+    return done[item.id] != "lost_lease"
 
 
 def requeue(
