@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
 # The whole test suite: starts the servers the tests need, runs pytest, stops them again.
-# The hub tests run on SQLite and on PostgreSQL; a missing server fails the run (never a skip).
+# Each scripts/<server>.sh prints its address on start; it is exported for the tests. A missing
+# server fails the run (ERPBRIDGE_REQUIRE_SERVERS=1), it is never skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pg_url="$(bash scripts/postgres.sh start)"
-trap 'bash scripts/postgres.sh stop' EXIT
-export ERPBRIDGE_TEST_PG_URL="$pg_url"
+# server script : variable the tests read
+servers=(
+  "postgres:ERPBRIDGE_TEST_PG_URL"
+)
+
+started=()
+stop_all() {
+  for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+    bash "scripts/${started[i]}.sh" stop || true
+  done
+}
+trap stop_all EXIT
+
+for entry in "${servers[@]}"; do
+  name="${entry%%:*}"
+  variable="${entry#*:}"
+  started+=("$name")
+  value="$(bash "scripts/$name.sh" start)"
+  export "$variable=$value"
+done
 export ERPBRIDGE_REQUIRE_SERVERS=1
 
 .venv/bin/pytest "$@"

@@ -7,7 +7,6 @@ but fails under CI or ``make test`` (``CI`` / ``ERPBRIDGE_REQUIRE_SERVERS``): ne
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +15,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-
-def require_server(variable: str, what: str) -> str:
-    """The URL in ``variable``, or skip (developer machine) / fail (CI, make test)."""
-    value = os.environ.get(variable)
-    if value:
-        return value
-    message = f"{what} is needed: {variable} is not set (run the suite with `make test`)"
-    if os.environ.get("CI") or os.environ.get("ERPBRIDGE_REQUIRE_SERVERS"):
-        pytest.fail(message)
-    pytest.skip(message)
+from integration.servers import require_server
 
 
 @pytest.fixture

@@ -296,8 +296,12 @@ def _validate_channels(
                 f"transport {transport_name!r} failed to load: {type(exc).__name__}: {exc}",
             )
             continue
+        raw: dict[str, Any] = dict(channel.options)
+        if "credentials" in cls.channel_options.model_fields:
+            # Secrets reach a transport only from the channel's credentials block (${ENV} refs).
+            raw["credentials"] = channel.credentials
         try:
-            options[name] = cls.channel_options.model_validate(channel.options)
+            options[name] = cls.channel_options.model_validate(raw)
         except ValidationError as exc:
             problems.add_validation(("channels", name, "options"), exc)
             continue

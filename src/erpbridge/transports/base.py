@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,6 +20,7 @@ __all__ = [
     "Batch",
     "CursorValue",
     "Health",
+    "HealthCategory",
     "OutgoingRecord",
     "SourceProblem",
     "SourceRecord",
@@ -121,12 +122,25 @@ class Writer(Protocol):
         ...
 
 
+#: What went wrong in a failed connection check, in the words ``erpbridge channels test`` prints.
+HealthCategory = Literal[
+    "ok", "dns", "refused", "tls", "timeout", "auth", "forbidden", "schema", "protocol", "error"
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The result of a connection check."""
+    """The result of a connection check.
+
+    ``category`` names the kind of failure (``dns``, ``refused``, ``tls``, ``timeout``, ``auth``
+    for HTTP 401 or a refused login, ``forbidden`` for 403, ``schema`` for a missing table, field
+    or entity set, ``protocol`` for an answer in the wrong shape); ``detail`` says it in a
+    sentence that names the place.
+    """
 
     ok: bool
     detail: str
+    category: HealthCategory = "ok"
 
 
 @runtime_checkable

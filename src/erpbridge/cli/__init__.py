@@ -14,18 +14,20 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 
-from erpbridge.config.loader import LoadedConfig, load_config
+from erpbridge.cli.channels import channels_app
+from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, errors
+from erpbridge.cli.common import fail as _fail
+from erpbridge.cli.common import load as _load
+from erpbridge.cli.common import store as _store
+from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import ConfigFile
 from erpbridge.engine.runner import FlowRunner, RunResult
 from erpbridge.engine.service import Service, WakeListener, worker_loop
 from erpbridge.engine.worker import Worker
-from erpbridge.errors import ConfigError, ErpbridgeError
-from erpbridge.store import open_store
 from erpbridge.store.deliveries import DISPATCHER_ENV, requeue
 from erpbridge.store.deliveries import cancel as cancel_deliveries
 from erpbridge.store.records import bindings_of, find_record, history_of
@@ -38,35 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="ERPBRIDGE_CONFIG", help="The configuration file."),
-]
-DEFAULT_CONFIG = Path("erpbridge.yaml")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _load(path: Path) -> LoadedConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
-        raise _fail(f"{len(exc.problems)} problem(s) in {path}", 2) from None
-
-
-def _store(config: LoadedConfig) -> Engine:
-    try:
-        return open_store(config.database_url())
-    except ErpbridgeError as exc:
-        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -588,6 +561,9 @@ def show_conflicts(
                 f"{c.created_at:%Y-%m-%d %H:%M:%S}",
             )
     console.print(table)
+
+
+app.add_typer(channels_app, name="channels")
 
 
 def main() -> None:

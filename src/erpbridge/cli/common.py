@@ -1,0 +1,49 @@
+"""What every ``erpbridge`` command shares: the consoles, loading the configuration and store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from erpbridge.config.loader import LoadedConfig, load_config
+from erpbridge.errors import ConfigError, ErpbridgeError
+from erpbridge.store import open_store
+
+__all__ = ["DEFAULT_CONFIG", "ConfigOption", "console", "errors", "fail", "load", "store"]
+
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="ERPBRIDGE_CONFIG", help="The configuration file."),
+]
+DEFAULT_CONFIG = Path("erpbridge.yaml")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` as an error; return the exit to raise."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load(path: Path) -> LoadedConfig:
+    """The configuration at ``path``, or every problem printed and exit code 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
+        raise fail(f"{len(exc.problems)} problem(s) in {path}", 2) from None
+
+
+def store(config: LoadedConfig) -> Engine:
+    """The hub store of ``config``, opened and migrated, or a clear error and exit 1."""
+    try:
+        return open_store(config.database_url())
+    except ErpbridgeError as exc:
+        raise fail(str(exc)) from None

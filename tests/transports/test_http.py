@@ -1,0 +1,463 @@
+"""The shared HTTP client against a real HTTP server (uvicorn on 127.0.0.1, started here).
+
+The server is a small FastAPI app that behaves the way the APIs we integrate do: keys in a header
+or the query, basic auth, bearer tokens, an OAuth 2.0 token endpoint whose tokens can be revoked,
+429 with Retry-After, 500 with an HTML page, and TLS with and without client certificates made at
+test time. Every check goes over a real socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
+
+from erpbridge.errors import FatalError, RetriableError, SourceUnavailable
+from erpbridge.transports.http import (
+    HttpChannelOptions,
+    HttpClient,
+    HttpRefused,
+    HttpRetriable,
+    HttpUnreachable,
+    health_of,
+    retry_after_seconds,
+)
+
+
+@dataclass
+class ServerState:
+    tokens: set[str] = field(default_factory=set)
+    token_requests: int = 0
+    busy_left: int = 0
+    expires_in: int = 3600
+
+
+def _app(state: ServerState) -> FastAPI:
+    app = FastAPI()
+
+    def items() -> JSONResponse:
+        return JSONResponse([{"id": 1}])
+
+    def unauthorized() -> JSONResponse:
+        return JSONResponse({"error": "invalid credentials"}, status_code=401)
+
+    @app.get("/key/items")
+    def key_items(request: Request) -> JSONResponse:
+        given = request.headers.get("X-API-Key") or request.query_params.get("api_key")
+        return items() if given == "k-123" else unauthorized()
+
+    @app.get("/basic/items")
+    def basic_items(request: Request) -> JSONResponse:
+        expected = "Basic " + base64.b64encode(b"erp:s3cret").decode()
+        return items() if request.headers.get("Authorization") == expected else unauthorized()
+
+    @app.get("/bearer/items")
+    def bearer_items(request: Request) -> JSONResponse:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ")
+        ok = token == "static-token" or token in state.tokens
+        return items() if ok else unauthorized()
+
+    @app.post("/token")
+    async def token(request: Request) -> JSONResponse:
+        state.token_requests += 1
+        grant_type = parse_qs((await request.body()).decode()).get("grant_type", [""])[0]
+        expected = "Basic " + base64.b64encode(b"hub:client-secret").decode()
+        if grant_type != "client_credentials" or request.headers.get("Authorization") != expected:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        value = f"tok-{state.token_requests}"
+        state.tokens.add(value)
+        return JSONResponse({"access_token": value, "expires_in": state.expires_in})
+
+    @app.get("/busy")
+    def busy() -> Response:
+        if state.busy_left > 0:
+            state.busy_left -= 1
+            return JSONResponse(
+                {"error": "slow down"}, status_code=429, headers={"Retry-After": "1"}
+            )
+        return items()
+
+    @app.post("/busy")
+    def busy_write() -> Response:
+        return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "7"})
+
+    @app.get("/broken")
+    def broken() -> HTMLResponse:
+        page = (
+            "<html><head><style>body{color:red}</style><title>Oops</title></head>"
+            "<body><h1>Internal Server Error</h1><p>The database &amp; cache are down.</p>"
+            "</body></html>"
+        )
+        return HTMLResponse(page, status_code=500)
+
+    @app.get("/forbidden")
+    def forbidden() -> JSONResponse:
+        return JSONResponse({"error": "not for you"}, status_code=403)
+
+    @app.get("/slow")
+    def slow() -> JSONResponse:
+        time.sleep(1.5)
+        return items()
+
+    @app.get("/items")
+    def plain_items() -> JSONResponse:
+        return items()
+
+    return app
+
+
+class _Running:
+    def __init__(self, app: FastAPI, **ssl_options: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **ssl_options)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def state() -> ServerState:
+    return ServerState()
+
+
+@pytest.fixture(scope="module")
+def server(state: ServerState) -> Iterator[str]:
+    running = _Running(_app(state))
+    yield f"http://127.0.0.1:{running.port}"
+    running.stop()
+
+
+_OPEN: list[HttpClient] = []
+
+
+def _client(base_url: str, tmp: Path | None = None, **options: Any) -> HttpClient:
+    model = HttpChannelOptions.model_validate({"base_url": base_url, **options})
+    client = HttpClient("erp", model, tmp or Path("."))
+    _OPEN.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def test_api_key_in_header_and_query(server: str) -> None:
+    creds = {"api_key": "k-123"}
+    header = _client(server, auth={"type": "api_key"}, credentials=creds)
+    assert header.request("GET", "key/items").json() == [{"id": 1}]
+    query = _client(
+        server, auth={"type": "api_key", "in": "query", "name": "api_key"}, credentials=creds
+    )
+    assert query.request("GET", "key/items").json() == [{"id": 1}]
+
+
+def test_a_key_in_the_query_never_shows_in_a_message(server: str) -> None:
+    client = _client(
+        server,
+        auth={"type": "api_key", "in": "query", "name": "api_key"},
+        credentials={"api_key": "wrong-key-999"},
+    )
+    with pytest.raises(HttpRefused) as caught:
+        client.request("GET", "key/items")
+    assert caught.value.category == "auth"
+    assert "wrong-key-999" not in str(caught.value)
+    assert "api_key=…" in str(caught.value)
+
+
+def test_basic_and_bearer(server: str) -> None:
+    basic = _client(
+        server, auth={"type": "basic", "username": "erp"}, credentials={"password": "s3cret"}
+    )
+    assert basic.request("GET", "basic/items").status_code == 200
+    bearer = _client(server, auth={"type": "bearer"}, credentials={"token": "static-token"})
+    assert bearer.request("GET", "bearer/items").status_code == 200
+
+
+def test_wrong_password_is_an_auth_failure_naming_channel_and_url(server: str) -> None:
+    client = _client(
+        server, auth={"type": "basic", "username": "erp"}, credentials={"password": "nope"}
+    )
+    with pytest.raises(HttpRefused) as caught:
+        client.request("GET", "basic/items")
+    error = caught.value
+    assert isinstance(error, FatalError)
+    assert error.category == "auth" and error.status == 401
+    assert "channel 'erp': GET" in str(error) and "/basic/items" in str(error)
+    assert "invalid credentials" in str(error)
+    assert "nope" not in str(error)
+
+
+def test_oauth2_token_is_cached_and_renewed_after_a_401(server: str, state: ServerState) -> None:
+    client = _client(
+        server,
+        auth={"type": "oauth2", "token_url": "token", "client_id": "hub"},
+        credentials={"client_secret": "client-secret"},
+    )
+    before = state.token_requests
+    for _ in range(3):
+        assert client.request("GET", "bearer/items").status_code == 200
+    assert state.token_requests == before + 1, "the token is fetched once and cached"
+    state.tokens.clear()  # the server revokes every token: the next call gets a 401
+    assert client.request("GET", "bearer/items").status_code == 200
+    assert state.token_requests == before + 2, "a 401 fetches a new token once"
+
+
+def test_oauth2_token_is_renewed_when_it_expires(server: str, state: ServerState) -> None:
+    state.expires_in = 1  # renewed at half its life at the latest
+    try:
+        client = _client(
+            server,
+            auth={"type": "oauth2", "token_url": "token", "client_id": "hub"},
+            credentials={"client_secret": "client-secret"},
+        )
+        before = state.token_requests
+        client.request("GET", "bearer/items")
+        time.sleep(0.6)
+        client.request("GET", "bearer/items")
+        assert state.token_requests == before + 2
+    finally:
+        state.expires_in = 3600
+
+
+def test_oauth2_wrong_secret_is_an_auth_failure(server: str) -> None:
+    client = _client(
+        server,
+        auth={"type": "oauth2", "token_url": "token", "client_id": "hub"},
+        credentials={"client_secret": "guessed"},
+    )
+    with pytest.raises(HttpRefused) as caught:
+        client.request("GET", "bearer/items")
+    assert caught.value.category == "auth"
+    assert "refused the client credentials" in str(caught.value)
+    assert "guessed" not in str(caught.value)
+
+
+def test_a_get_waits_out_retry_after(server: str, state: ServerState) -> None:
+    state.busy_left = 1
+    client = _client(server)
+    started = time.monotonic()
+    assert client.request("GET", "busy").status_code == 200
+    assert time.monotonic() - started >= 0.9
+
+
+def test_a_get_gives_up_when_retry_after_exceeds_max_wait(server: str, state: ServerState) -> None:
+    state.busy_left = 5
+    client = _client(server, max_wait_s=0)
+    with pytest.raises(HttpRetriable) as caught:
+        client.request("GET", "busy")
+    assert caught.value.retry_after == 1 and caught.value.status == 429
+    state.busy_left = 0
+
+
+def test_a_write_answered_429_hands_retry_after_to_the_worker(server: str) -> None:
+    with pytest.raises(RetriableError) as caught:
+        _client(server).request("POST", "busy", json={})
+    assert caught.value.retry_after == 7
+
+
+def test_a_500_html_page_becomes_one_readable_line(server: str) -> None:
+    with pytest.raises(HttpRetriable) as caught:
+        _client(server).request("GET", "broken")
+    message = str(caught.value)
+    assert "HTTP 500" in message
+    assert "Internal Server Error The database & cache are down." in message
+    assert "<" not in message and "color:red" not in message
+
+
+def test_403_is_forbidden(server: str) -> None:
+    with pytest.raises(HttpRefused) as caught:
+        _client(server).request("GET", "forbidden")
+    assert health_of(caught.value).category == "forbidden"
+
+
+def test_timeout(server: str) -> None:
+    with pytest.raises(HttpUnreachable) as caught:
+        _client(server, timeout_s=0.3).request("GET", "slow")
+    assert caught.value.category == "timeout"
+    assert isinstance(caught.value, SourceUnavailable)
+
+
+def test_refused_and_unknown_host() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(HttpUnreachable) as refused:
+        _client(f"http://127.0.0.1:{port}").request("GET", "items")
+    assert refused.value.category == "refused"
+    assert f"127.0.0.1:{port}/items" in str(refused.value)
+    with pytest.raises(HttpUnreachable) as unknown:
+        _client("http://erp.does-not-exist.invalid").request("GET", "items")
+    assert unknown.value.category == "dns"
+
+
+def test_pacing_spaces_requests(server: str) -> None:
+    client = _client(server, requests_per_s=10)
+    started = time.monotonic()
+    for _ in range(4):
+        client.request("GET", "items")
+    assert time.monotonic() - started >= 0.29
+
+
+def test_auth_needs_its_credentials() -> None:
+    with pytest.raises(ValidationError, match="needs credentials: client_secret"):
+        HttpChannelOptions.model_validate(
+            {
+                "base_url": "https://x",
+                "auth": {"type": "oauth2", "token_url": "t", "client_id": "c"},
+            }
+        )
+    with pytest.raises(ValidationError, match="http:// or https://"):
+        HttpChannelOptions.model_validate({"base_url": "ftp://x"})
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    at = dt.datetime(2015, 10, 21, 7, 27, 30, tzinfo=dt.UTC).timestamp()
+    assert retry_after_seconds(date, now=at) == 30
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _key_and_cert(
+    name: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, ca: bool = False
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, issuer_key = issuer if issuer else (subject, key)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(
+    path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> tuple[Path, Path]:
+    key_path, cert_path = path.with_suffix(".key"), path.with_suffix(".pem")
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = _key_and_cert("test CA", None, ca=True)
+    ca_path, _ = _write(folder / "ca", ca_key, ca_cert)
+    issuer = (ca_cert.subject, ca_key)
+    server_cert, server_key = _write(folder / "server", *_key_and_cert("127.0.0.1", issuer))
+    client_cert, client_key = _write(folder / "client", *_key_and_cert("erpbridge", issuer))
+    return Pki(ca_path, server_cert, server_key, client_cert, client_key)
+
+
+@pytest.fixture(scope="module")
+def mtls_server(state: ServerState, pki: Pki) -> Iterator[str]:
+    running = _Running(
+        _app(state),
+        ssl_certfile=str(pki.server_cert),
+        ssl_keyfile=str(pki.server_key),
+        ssl_ca_certs=str(pki.ca),
+        ssl_cert_reqs=ssl.CERT_REQUIRED,
+    )
+    yield f"https://127.0.0.1:{running.port}"
+    running.stop()
+
+
+def test_untrusted_server_certificate_is_a_tls_failure(mtls_server: str) -> None:
+    with pytest.raises(HttpUnreachable) as caught:
+        _client(mtls_server).request("GET", "items")
+    assert caught.value.category == "tls"
+    assert "certificate verify failed" in str(caught.value).lower()
+
+
+def test_mutual_tls_with_own_ca(mtls_server: str, pki: Pki) -> None:
+    client = _client(
+        mtls_server,
+        verify=str(pki.ca),
+        client_cert=str(pki.client_cert),
+        client_key=str(pki.client_key),
+    )
+    assert client.request("GET", "items").json() == [{"id": 1}]
+
+
+def test_missing_client_certificate_is_refused_by_the_server(mtls_server: str, pki: Pki) -> None:
+    with pytest.raises(HttpUnreachable) as caught:
+        _client(mtls_server, verify=str(pki.ca)).request("GET", "items")
+    assert caught.value.category in ("tls", "error")
+
+
+def test_missing_certificate_file_is_a_tls_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(HttpRefused, match="TLS files cannot be loaded") as caught:
+        _client("https://127.0.0.1:1", tmp_path, client_cert="missing.pem")
+    assert caught.value.category == "tls"
