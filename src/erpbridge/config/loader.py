@@ -296,7 +296,9 @@ def _validate_channels(
                 f"transport {transport_name!r} failed to load: {type(exc).__name__}: {exc}",
             )
             continue
-        raw: dict[str, Any] = dict(channel.options)
+        # A system type's implied options only fit its own transport, not an override.
+        implied = system.defaults if transport_name == system.transport else {}
+        raw: dict[str, Any] = {**implied, **channel.options}
         if "credentials" in cls.channel_options.model_fields:
             # Secrets reach a transport only from the channel's credentials block (${ENV} refs).
             raw["credentials"] = channel.credentials

@@ -6,9 +6,11 @@ Third-party packages add system types through the ``erpbridge.systems`` entry-po
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Any
 
 __all__ = ["SystemType", "system_types"]
 
@@ -20,11 +22,29 @@ class SystemType:
     name: str
     transport: str
     description: str
+    #: Channel options the system type implies (``dialect: odoo``); a channel's own win.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 _BUILTIN = (
     SystemType("folder", "folder", "Files (CSV, JSON, XML) dropped in a local folder."),
     SystemType("sql", "sql", "A database read through SQLAlchemy, read-only (MES/ERP tables)."),
+    SystemType("rest", "rest", "A JSON REST API (web shop, CRM, platform)."),
+    SystemType("soap", "soap", "A SOAP web service described by a WSDL."),
+    SystemType("odata", "odata", "An OData V4 or V2 service (SAP Gateway, SAP CAP, Dynamics)."),
+    SystemType("sftp", "sftp", "Files (CSV, JSON, XML) in folders on an SFTP server."),
+    SystemType(
+        "tryton",
+        "rpc",
+        "Tryton ERP over its JSON-RPC API.",
+        {"dialect": "tryton", "protocol": "jsonrpc"},
+    ),
+    SystemType(
+        "odoo",
+        "rpc",
+        "Odoo over its external API (JSON-RPC or XML-RPC).",
+        {"dialect": "odoo", "protocol": "jsonrpc"},
+    ),
 )
 
 
