@@ -9,6 +9,13 @@ from pathlib import Path
 import pytest
 
 from erpbridge.cli import app
+from erpbridge.config.api import (
+    ApiSettings,
+    IdentityProvider,
+    InboundConfig,
+    RateLimits,
+    WebhookConfig,
+)
 from erpbridge.config.models import FlowConfig
 from erpbridge.mapping.spec import FieldMapping
 from erpbridge.mapping.transforms import TRANSFORMS
@@ -60,3 +67,16 @@ def test_commands_are_documented() -> None:
     for command in app.registered_commands:
         name = command.name or (command.callback.__name__ if command.callback else "")
         assert f"`erpbridge {name}" in README, name
+    for group in app.registered_groups:
+        assert group.typer_instance is not None
+        for command in group.typer_instance.registered_commands:
+            sub = command.name or (command.callback.__name__ if command.callback else "")
+            assert f"`erpbridge {group.name} {sub}" in README, f"{group.name} {sub}"
+
+
+@pytest.mark.parametrize(
+    "model", [ApiSettings, RateLimits, IdentityProvider, InboundConfig, WebhookConfig]
+)
+def test_api_settings_are_documented(model: type) -> None:
+    for name in model.model_fields:
+        assert f"`{name}`" in README, f"{model.__name__}.{name} is not in the README"

@@ -22,10 +22,6 @@ from urllib.parse import parse_qs
 
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
@@ -40,6 +36,7 @@ from erpbridge.transports.http import (
     health_of,
     retry_after_seconds,
 )
+from integration.pki import Pki, make_pki
 
 
 @dataclass
@@ -359,66 +356,11 @@ def test_retry_after_forms() -> None:
 # --- TLS -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _key_and_cert(
-    name: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, ca: bool = False
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_name, issuer_key = issuer if issuer else (subject, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return key, builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(
-    path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
-) -> tuple[Path, Path]:
-    key_path, cert_path = path.with_suffix(".key"), path.with_suffix(".pem")
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _key_and_cert("test CA", None, ca=True)
-    ca_path, _ = _write(folder / "ca", ca_key, ca_cert)
-    issuer = (ca_cert.subject, ca_key)
-    server_cert, server_key = _write(folder / "server", *_key_and_cert("127.0.0.1", issuer))
-    client_cert, client_key = _write(folder / "client", *_key_and_cert("erpbridge", issuer))
-    return Pki(ca_path, server_cert, server_key, client_cert, client_key)
+    made = make_pki(tmp_path_factory.mktemp("pki"))
+    made.client("erpbridge")
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -445,8 +387,8 @@ def test_mutual_tls_with_own_ca(mtls_server: str, pki: Pki) -> None:
     client = _client(
         mtls_server,
         verify=str(pki.ca),
-        client_cert=str(pki.client_cert),
-        client_key=str(pki.client_key),
+        client_cert=str(pki.clients["erpbridge"][0]),
+        client_key=str(pki.clients["erpbridge"][1]),
     )
     assert client.request("GET", "items").json() == [{"id": 1}]
 

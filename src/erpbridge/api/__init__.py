@@ -1,5 +1,5 @@
-"""The HTTP side of erpbridge (health now; the REST API comes with its own issue)."""
+"""The HTTP side of erpbridge: the REST API, inbound events and webhooks, OAuth tokens."""
 
-from erpbridge.api.app import create_app
+from erpbridge.api.app import build_hub, create_app
 
-__all__ = ["create_app"]
+__all__ = ["build_hub", "create_app"]

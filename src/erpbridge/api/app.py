@@ -1,22 +1,93 @@
-"""The FastAPI application served by ``erpbridge run``."""
+"""The FastAPI application served by ``erpbridge run`` (embedded) and ``erpbridge api``."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
 
-from erpbridge.engine.service import Service
+from erpbridge.api import events, oauth, resources
+from erpbridge.api.context import ApiError, Hub
+from erpbridge.api.headers import SecurityHeaders
+from erpbridge.api.ratelimit import Limiter
+from erpbridge.api.tokens import Keyring
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.store.secretbox import SecretBox
 
-__all__ = ["create_app"]
+__all__ = ["build_hub", "create_app"]
+
+_DESCRIPTION = """erpbridge's REST API: channels, flows, runs, records with lineage, the delivery
+ledger, rejected records, inbound events and webhooks, search helps.
+
+Authenticate with an API key (`X-API-Key`), a bearer JWT from `POST /oauth/token` (client
+credentials) or a configured identity provider, or a client certificate (mutual TLS)."""
 
 
-def create_app(service: Service) -> FastAPI:
-    """The app: ``GET /healthz`` answers 200 when the store and the loops are well, else 503."""
-    app = FastAPI(title="erpbridge", version="0.1.0")
+def build_hub(
+    config: LoadedConfig,
+    engine: Engine,
+    *,
+    wake: Callable[[], None] | None = None,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> Hub:
+    """The :class:`Hub` an app serves: keys, limits and the secret box set up from ``config``."""
+    settings = config.model.hub.api
+    box = SecretBox.from_environment(config.base_dir)
+    return Hub(
+        config=config,
+        engine=engine,
+        keyring=Keyring(engine, box, settings, config.base_dir),
+        limiter=Limiter(settings.rate_limits),
+        box=box,
+        wake=wake,
+        health=health,
+    )
 
-    @app.get("/healthz")
+
+def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
+    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/openapi.json``, ``/docs``.
+
+    ``tls`` says the server speaks HTTPS (then responses carry Strict-Transport-Security).
+    """
+    app = FastAPI(title="erpbridge", version="0.1.0", description=_DESCRIPTION)
+    app.state.hub = hub
+    settings = hub.config.model.hub.api
+    app.add_middleware(SecurityHeaders, hsts_max_age_s=settings.hsts_max_age_s if tls else None)
+    app.include_router(resources.router)
+    app.include_router(events.router)
+    app.include_router(events.hooks)
+    app.include_router(oauth.router)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        body = {"error": {"code": exc.code, "message": exc.message}}
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name each place and cause, but never echo the input (it may hold a secret or a PAN).
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+        ]
+        body = {"error": {"code": "invalid_request", "message": "the request is invalid"}}
+        return JSONResponse({**body, "problems": problems}, status_code=422)
+
+    @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
-        report = service.health()
+        """200 when the store (and, embedded, the scheduler and worker) are well; else 503."""
+        if hub.health is not None:
+            report = hub.health()
+        else:
+            try:
+                with hub.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                report = {"status": "ok", "store": "ok"}
+            except Exception as exc:  # noqa: BLE001 - any store failure means unhealthy
+                report = {"status": "failing", "store": f"{type(exc).__name__}"}
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 from datetime import timedelta
@@ -19,10 +18,12 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 
 from erpbridge.cli.channels import channels_app
+from erpbridge.cli.clients import clients_app, secrets_app
 from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, errors
 from erpbridge.cli.common import fail as _fail
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import store as _store
+from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import ConfigFile
 from erpbridge.engine.runner import FlowRunner, RunResult
@@ -424,25 +425,26 @@ def run(
     lease: Annotated[
         float, typer.Option(envvar="ERPBRIDGE_WORKER_LEASE_S", help="Claim lease, seconds.")
     ] = 60.0,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_client_ca: TlsClientCa = None,
 ) -> None:
-    """Run the embedded hub: scheduler, worker and the HTTP server (``/healthz``)."""
-    import uvicorn
-
-    from erpbridge.api import create_app
+    """Run the embedded hub: scheduler, worker and the API (``/api/v1``, ``/healthz``)."""
+    from erpbridge.api import build_hub, create_app
 
     config = _load(config_path)
     service = Service(config, _store(config), interval=interval, lease=timedelta(seconds=lease))
+    hub = build_hub(config, service.engine, wake=service.wake.set, health=service.health)
+    tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     service.start()
+    scheme = "https" if tls else "http"
     console.print(
         f"erpbridge {service.worker.name}: {len(service.scheduler.schedules)} scheduled flow(s), "
-        f"{len(service.worker.flows)} OUT flow(s), http://{host}:{port}/healthz"
+        f"{len(service.worker.flows)} OUT flow(s), API at {scheme}://{host}:{port}/api/v1 "
+        f"(docs: /docs)"
     )
-    # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
-    # a quiet one here, so that the scheduler and worker are stopped cleanly afterwards.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: None)
     try:
-        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+        serve(create_app(hub, tls=bool(tls)), host, port, tls)
     finally:
         service.close()
     console.print("stopped")
@@ -564,6 +566,9 @@ def show_conflicts(
 
 
 app.add_typer(channels_app, name="channels")
+app.add_typer(clients_app, name="clients")
+app.add_typer(secrets_app, name="secrets")
+app.command()(api)
 
 
 def main() -> None:

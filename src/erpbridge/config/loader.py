@@ -311,6 +311,23 @@ def _validate_channels(
     return transports, options
 
 
+def _validate_inbound(model: ConfigFile, problems: _Problems) -> None:
+    for name, channel in model.channels.items():
+        hook = channel.inbound.webhook if channel.inbound else None
+        if hook is None:
+            continue
+        loc = ("channels", name, "inbound", "webhook")
+        flow = next((f for f in model.flows if f.name == hook.flow), None)
+        if flow is None or flow.direction != "in" or flow.channel != name:
+            problems.add((*loc, "flow"), f"{hook.flow!r} is not an IN flow of channel {name!r}")
+        if hook.secret not in channel.credentials:
+            problems.add(
+                (*loc, "secret"),
+                f"the channel has no credential {hook.secret!r} (add it under credentials: "
+                "as ${ENV_VAR})",
+            )
+
+
 def _validate_flows(
     model: ConfigFile,
     catalog: EntityCatalog,
@@ -428,6 +445,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     catalog = EntityCatalog(model.entities)
     transports, options = _validate_channels(model, problems)
     mappings, streams, targets = _validate_flows(model, catalog, transports, problems)
+    _validate_inbound(model, problems)
     if problems.found:
         raise ConfigError(problems.found)
     return LoadedConfig(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from erpbridge.config.api import ApiSettings, InboundConfig
 from erpbridge.mapping.spec import MappingSpec
 from erpbridge.model.entities import EntitySpec
 from erpbridge.schedules import Schedule, parse_interval
@@ -39,6 +40,7 @@ class HubSettings(_Strict):
         description="SQLAlchemy URL of the hub store; default: erpbridge.db (SQLite, WAL) beside "
         "the configuration file.",
     )
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The REST API.")
 
 
 class CurrencyRatesConfig(_Strict):
@@ -75,6 +77,9 @@ class ChannelConfig(_Strict):
     )
     limits: ChannelLimits | None = Field(
         default=None, description="OUT: request rate and concurrency caps across all workers."
+    )
+    inbound: InboundConfig | None = Field(
+        default=None, description="Webhooks the channel sends, and from which networks."
     )
 
 

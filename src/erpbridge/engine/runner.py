@@ -7,19 +7,20 @@ after the commit does the transport get to archive what it read (``Batch.acknowl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.errors import DataError, ErpbridgeError, FatalError
 from erpbridge.mapping.compiler import CompiledMapping, getter
+from erpbridge.model.fields import scrub_card_numbers
 from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
@@ -38,9 +39,10 @@ from erpbridge.store.runs import (
     save_cursor,
     start_run,
 )
+from erpbridge.store.tables import records as record_rows
 from erpbridge.transports.base import Batch, SourceRecord, Transport
 
-__all__ = ["FlowRunner", "RunResult"]
+__all__ = ["EventRejected", "FlowRunner", "Ingested", "RunResult"]
 
 _MAX_ATTEMPTS = 3
 _MAX_WARNINGS = 200
@@ -84,6 +86,28 @@ class RunResult:
 
 
 ProgressHook = Callable[[BatchCounts], None]
+
+
+class EventRejected(ErpbridgeError):
+    """Records pushed to a flow failed its mapping; nothing of the request was stored.
+
+    ``problems`` holds (index in the request, canonical field path, reason) per record.
+    """
+
+    def __init__(self, flow: str, problems: list[tuple[int, str, str]]) -> None:
+        self.flow, self.problems = flow, problems
+        super().__init__(f"flow {flow!r}: {len(problems)} record(s) rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What an event did: the run that recorded it and each record's key, id and version."""
+
+    run_id: int
+    created: int
+    updated: int
+    unchanged: int
+    records: list[tuple[str, int, int]]
 
 
 class FlowRunner:
@@ -187,6 +211,57 @@ class FlowRunner:
         )
         result.duration_s = row.duration_s or 0.0
         return result
+
+    def ingest(self, name: str, items: Sequence[Mapping[str, Any]], origin: str) -> Ingested:
+        """Store records pushed to IN flow ``name`` (an event or webhook) as one batch.
+
+        All or nothing: if any record fails the mapping, :class:`EventRejected` lists them and
+        nothing is stored (the caller still holds the request and can fix it). Otherwise the
+        records, their bindings, audit rows and deliveries commit in one transaction, recorded
+        as a run of mode ``event`` whose positions are ``origin[i]``.
+        """
+        flow = self.config.flow(name)
+        if flow.direction != "in":
+            raise FatalError(f"flow {name!r} is an OUT flow: it cannot take events")
+        batch = Batch([SourceRecord(item, f"{origin}[{i}]") for i, item in enumerate(items)])
+        job = _Job(self, flow, 0, False, False, {})
+        incoming, rejections = job.prepare(batch)
+        if rejections:
+            index = {record.position: i for i, record in enumerate(batch.records)}
+            problems = [(index[r.position], r.field_path, r.reason) for r in rejections]
+            raise EventRejected(name, problems)
+        job.run_id = start_run(
+            self.engine,
+            flow=flow.name,
+            channel=flow.channel,
+            entity=flow.entity,
+            mode="event",
+            dry_run=False,
+            cursor_before=None,
+        )
+        try:
+            counts = job.commit(batch)
+            keys = list(dict.fromkeys(item.key for item in incoming))
+            with self.engine.connect() as conn:
+                found = {
+                    row.key: (row.id, row.version)
+                    for row in conn.execute(
+                        select(record_rows.c.key, record_rows.c.id, record_rows.c.version).where(
+                            record_rows.c.entity == flow.entity, record_rows.c.key.in_(keys)
+                        )
+                    )
+                }
+        except BaseException as exc:
+            finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
+            raise
+        finish_run(self.engine, job.run_id, status="succeeded", error=None, warnings=[])
+        return Ingested(
+            job.run_id,
+            counts.created,
+            counts.updated,
+            counts.unchanged,
+            [(key, *found[key]) for key in keys],
+        )
 
     def resolve_conflict(self, conflict_id: int, take: str) -> None:
         """Settle an open two-way conflict: ``take="hub"`` releases the held deliveries;
@@ -331,7 +406,11 @@ class _Job:
             except DataError as exc:
                 rejections.append(
                     Rejection(
-                        record.position, exc.reason, exc.path, jsonable(record.data), external_id
+                        record.position,
+                        exc.reason,
+                        exc.path,
+                        scrub_card_numbers(jsonable(record.data)),
+                        external_id,
                     )
                 )
                 continue

@@ -109,6 +109,25 @@ def looks_like_card_number(text: str) -> bool:
     return False
 
 
+#: What a stored payload holds where a raw card number was: the number itself never is stored.
+CARD_NUMBER_REMOVED = "[card number removed]"
+
+
+def scrub_card_numbers(value: Any) -> Any:
+    """``value`` with every string that looks like a card number replaced (PCI DSS scope).
+
+    Used wherever a source payload is kept (rejections): a raw number that a mapping refused must
+    not be stored or logged through the back door of the rejection's copy of the source record.
+    """
+    if isinstance(value, str):
+        return CARD_NUMBER_REMOVED if looks_like_card_number(value) else value
+    if isinstance(value, dict):
+        return {k: scrub_card_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_card_numbers(v) for v in value]
+    return value
+
+
 _MAX_EXPONENT = 100
 
 

@@ -23,18 +23,24 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "admin_audit",
+    "api_clients",
     "audit",
     "bindings",
+    "channel_secrets",
     "channel_tokens",
     "conflicts",
     "cursors",
     "deliveries",
     "delivery_attempts",
+    "flow_switches",
+    "idempotency_keys",
     "metadata",
     "records",
     "rejected",
     "runs",
     "schedule_fires",
+    "signing_keys",
 ]
 
 metadata = MetaData(
@@ -255,4 +261,89 @@ channel_tokens = Table(
     Column("channel", String(128), primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("refilled_at", DateTime(timezone=True), nullable=False),
+)
+
+# API clients: one credential each (shown once at creation, stored as a SHA-256 hash; it is a
+# random 256-bit secret, so a slow hash adds nothing), usable as an API key or as the OAuth 2.0
+# client secret. Scopes, channels and allowed networks are JSON lists.
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("key_prefix", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("channels", Text, nullable=True),
+    Column("allowed_ips", Text, nullable=True),
+    Column("rate_limit", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("name"),
+    UniqueConstraint("key_prefix"),
+)
+
+# Keys that sign the hub's own JWTs. The newest active one signs; retired ones still verify
+# until every token they signed has expired. Private keys are encrypted (Fernet).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True), nullable=True),
+)
+
+# A POST with an Idempotency-Key answers the same on a retry: the first answer is kept here.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("scope", String(256), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("scope", "key"),
+)
+
+# Administrative actions through the API and CLI: who, when, what, from which address.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(512), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text, nullable=True),
+    Index(None, "at"),
+)
+
+# Channel credentials set through the API, encrypted with the hub's secret key (Fernet).
+channel_secrets = Table(
+    "channel_secrets",
+    metadata,
+    Column("channel", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Flows paused or resumed through the API: a paused IN flow is not scheduled and refuses events;
+# a paused OUT flow's deliveries wait in the ledger until it is resumed.
+flow_switches = Table(
+    "flow_switches",
+    metadata,
+    Column("flow", String(128), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_by", String(128), nullable=False),
 )

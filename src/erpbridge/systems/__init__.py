@@ -30,6 +30,11 @@ _BUILTIN = (
     SystemType("folder", "folder", "Files (CSV, JSON, XML) dropped in a local folder."),
     SystemType("sql", "sql", "A database read through SQLAlchemy, read-only (MES/ERP tables)."),
     SystemType("rest", "rest", "A JSON REST API (web shop, CRM, platform)."),
+    SystemType(
+        "platform",
+        "inbound",
+        "A platform that pushes events and signed webhooks to the hub's API.",
+    ),
     SystemType("soap", "soap", "A SOAP web service described by a WSDL."),
     SystemType("odata", "odata", "An OData V4 or V2 service (SAP Gateway, SAP CAP, Dynamics)."),
     SystemType("sftp", "sftp", "Files (CSV, JSON, XML) in folders on an SFTP server."),

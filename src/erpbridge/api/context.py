@@ -1,0 +1,85 @@
+"""What every API request can reach: the configuration, the store, the runner, keys and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import Request
+from sqlalchemy import Engine
+
+from erpbridge.api.ratelimit import Limiter
+from erpbridge.api.tokens import Keyring
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.runner import FlowRunner
+from erpbridge.store.runs import now
+from erpbridge.store.secretbox import SecretBox
+from erpbridge.store.tables import admin_audit
+
+__all__ = ["ApiError", "Hub", "get_engine", "get_hub"]
+
+
+class ApiError(Exception):
+    """An answer other than success: status, a stable code, a message naming place and cause."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+@dataclass
+class Hub:
+    """The hub as the API sees it; one per app."""
+
+    config: LoadedConfig
+    engine: Engine
+    keyring: Keyring
+    limiter: Limiter
+    box: SecretBox
+    #: Called after events queued deliveries (wakes the embedded worker); None: nobody to wake.
+    wake: Callable[[], None] | None = None
+    #: ``GET /healthz`` report of the embedded service, when there is one.
+    health: Callable[[], dict[str, Any]] | None = None
+    runner: FlowRunner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runner = FlowRunner(self.config, self.engine, on_queued=self.wake)
+
+    def audit(
+        self,
+        actor: str,
+        address: str | None,
+        action: str,
+        target: str | None,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an administrative action: who, from where, what, on what, and how it went."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                admin_audit.insert().values(
+                    at=now(),
+                    actor=actor,
+                    address=address,
+                    action=action,
+                    target=target,
+                    outcome=outcome,
+                    detail=orjson.dumps(detail).decode() if detail else None,
+                )
+            )
+
+
+def get_hub(request: Request) -> Hub:
+    """FastAPI dependency: the app's :class:`Hub`."""
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def get_engine(request: Request) -> Engine:
+    """FastAPI dependency: the hub store's engine."""
+    return get_hub(request).engine

@@ -1,0 +1,275 @@
+"""Inbound events: ``POST /api/v1/events/{flow}`` (API clients) and ``POST /hooks/{channel}``
+(signed webhooks of a channel's system).
+
+Both validate the body through the flow's mapping and store the records and their deliveries in
+one transaction (:meth:`FlowRunner.ingest`), answering 202 with the record ids. A record that fails
+the mapping fails the whole request with 422 and the field path of each problem; nothing of it is
+stored. An ``Idempotency-Key`` makes a retried POST answer exactly as the first one did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from erpbridge.api.auth import Principal, require
+from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.api.network import allowed, client_address
+from erpbridge.config.api import WebhookConfig
+from erpbridge.engine.runner import EventRejected, Ingested
+from erpbridge.mapping.compiler import getter
+from erpbridge.store.runs import now
+from erpbridge.store.switches import flow_enabled
+from erpbridge.store.tables import idempotency_keys
+
+__all__ = ["hooks", "router"]
+
+router = APIRouter(prefix="/api/v1")
+hooks = APIRouter()
+HubDep = Annotated[Hub, Depends(get_hub)]
+Name = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+
+
+class RecordRef(BaseModel):
+    """A record the event created, changed or found unchanged."""
+
+    key: str
+    id: int
+    version: int
+
+
+class Accepted(BaseModel):
+    """202: the records are in the hub, their deliveries queued."""
+
+    flow: str
+    run_id: int
+    created: int
+    updated: int
+    unchanged: int
+    records: list[RecordRef]
+
+
+class Problem(BaseModel):
+    """One record of the request that failed the mapping."""
+
+    index: int
+    field: str
+    reason: str
+
+
+class Rejected(BaseModel):
+    """422: nothing of the request was stored."""
+
+    error: dict[str, str]
+    problems: list[Problem]
+
+
+@router.post(
+    "/events/{flow}",
+    status_code=202,
+    tags=["events"],
+    responses={422: {"model": Rejected}, 409: {"description": "flow paused or not an IN flow"}},
+)
+async def post_event(
+    flow: Name,
+    request: Request,
+    hub: HubDep,
+    who: Annotated[Principal, Depends(require("events", "events"))],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Push one record (a JSON object) or a batch (a JSON array) into an IN flow."""
+    config = _in_flow(hub, flow)
+    who.check_channel(config.channel)
+    body = await _body(request, hub)
+    scope = f"events:{who.name}:{flow}"
+    if idempotency_key:
+        earlier = _earlier_answer(hub, scope, idempotency_key, body)
+        if earlier is not None:
+            return earlier
+    items = _records(orjson_loads(body), None, hub.config.model.hub.api.max_batch)
+    answer = _ingest(hub, flow, items, f"event:{who.name}")
+    if idempotency_key:
+        answer = _remember(hub, scope, idempotency_key, body, answer)
+    return answer
+
+
+@hooks.post("/hooks/{channel}", status_code=202, tags=["events"], response_model=Accepted)
+async def post_hook(channel: Name, request: Request, hub: HubDep) -> JSONResponse:
+    """A webhook of the channel's system, verified by its HMAC signature and timestamp."""
+    model = hub.config.model.channels.get(channel)
+    hook = model.inbound.webhook if model and model.inbound else None
+    if model is None or hook is None:
+        raise ApiError(404, "not_found", f"channel {channel!r} takes no webhooks")
+    address = client_address(request, hub.config.model.hub.api.trusted_proxies)
+    if not allowed(address, model.inbound.allowed_ips if model.inbound else None):
+        raise ApiError(
+            403, "address_not_allowed", f"address {address} may not send {channel!r} webhooks"
+        )
+    body = await _body(request, hub)
+    secret = model.credentials[hook.secret].get_secret_value()
+    _verify_signature(hook, request, body, secret, channel)
+    _in_flow(hub, hook.flow)
+    items = _records(orjson_loads(body), hook.records_path, hub.config.model.hub.api.max_batch)
+    return _ingest(hub, hook.flow, items, f"hook:{channel}")
+
+
+def orjson_loads(body: bytes) -> Any:
+    """The JSON body, or 400 naming the place of the syntax error."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+
+
+def _in_flow(hub: Hub, name: str) -> Any:
+    try:
+        flow = hub.config.flow(name)
+    except KeyError:
+        raise ApiError(404, "not_found", f"no flow named {name!r}") from None
+    if flow.direction != "in":
+        raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow: it takes no events")
+    with hub.engine.connect() as conn:
+        if not flow_enabled(conn, name, flow.enabled):
+            raise ApiError(409, "flow_paused", f"flow {name!r} is paused: enable it first")
+    return flow
+
+
+async def _body(request: Request, hub: Hub) -> bytes:
+    limit = int(hub.config.model.hub.api.max_body_mb * 1024 * 1024)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _records(data: Any, path: str | None, max_batch: int) -> list[dict[str, Any]]:
+    if path:
+        data = getter(path)(data) if isinstance(data, dict) else None
+        if data is None:
+            raise ApiError(400, "bad_shape", f"the body has nothing at {path!r}")
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ApiError(400, "bad_shape", "the batch is empty")
+    if len(items) > max_batch:
+        raise ApiError(
+            413, "too_large", f"{len(items)} records in one request; at most {max_batch}"
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ApiError(
+                400, "bad_shape", f"record {i} is a {type(item).__name__}, not an object"
+            )
+    return items
+
+
+def _ingest(hub: Hub, flow: str, items: list[dict[str, Any]], origin: str) -> JSONResponse:
+    try:
+        done: Ingested = hub.runner.ingest(flow, items, origin)
+    except EventRejected as exc:
+        problems = [Problem(index=i, field=path, reason=reason) for i, path, reason in exc.problems]
+        body = Rejected(
+            error={"code": "rejected", "message": str(exc)},
+            problems=problems,
+        )
+        return JSONResponse(body.model_dump(), status_code=422)
+    accepted = Accepted(
+        flow=flow,
+        run_id=done.run_id,
+        created=done.created,
+        updated=done.updated,
+        unchanged=done.unchanged,
+        records=[RecordRef(key=k, id=i, version=v) for k, i, v in done.records],
+    )
+    return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+def _verify_signature(
+    hook: WebhookConfig, request: Request, body: bytes, secret: str, channel: str
+) -> None:
+    given = request.headers.get(hook.signature_header, "")
+    signed = body
+    if hook.timestamp_header:
+        stamp = request.headers.get(hook.timestamp_header, "")
+        if not stamp.isdigit():
+            raise ApiError(
+                401, "bad_signature", f"{hook.timestamp_header} is missing or not a Unix time"
+            )
+        if abs(time.time() - int(stamp)) > hook.tolerance_s:
+            raise ApiError(
+                401,
+                "stale_signature",
+                f"webhook of {channel!r} signed at {stamp}, outside ±{hook.tolerance_s} s: "
+                "a replay or a wrong clock",
+            )
+        signed = stamp.encode() + b"." + body
+    expected = (
+        hook.signature_prefix
+        + hmac.new(secret.encode(), signed, getattr(hashlib, hook.algorithm)).hexdigest()
+    )
+    if not given or not hmac.compare_digest(given.strip(), expected):
+        raise ApiError(
+            401, "bad_signature", f"webhook of {channel!r}: the signature does not match"
+        )
+
+
+def _request_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _earlier_answer(hub: Hub, scope: str, key: str, body: bytes) -> JSONResponse | None:
+    with hub.engine.connect() as conn:
+        row = conn.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.request_hash != _request_hash(body):
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            f"Idempotency-Key {key!r} was used before with a different body",
+        )
+    return JSONResponse(
+        orjson.loads(row.response),
+        status_code=row.status_code,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+def _remember(hub: Hub, scope: str, key: str, body: bytes, answer: JSONResponse) -> JSONResponse:
+    try:
+        with hub.engine.begin() as conn:
+            conn.execute(
+                idempotency_keys.insert().values(
+                    scope=scope,
+                    key=key,
+                    request_hash=_request_hash(body),
+                    status_code=answer.status_code,
+                    response=bytes(answer.body).decode(),
+                    created_at=now(),
+                )
+            )
+    except IntegrityError:
+        # A concurrent retry stored its answer first; the records were upserted by content
+        # hash, so both answers name the same records. Answer as the first one did.
+        earlier = _earlier_answer(hub, scope, key, body)
+        if earlier is not None:
+            return earlier
+    return answer

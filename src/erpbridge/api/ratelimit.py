@@ -1,0 +1,82 @@
+"""Request limits per client and per route group, with the ``limits`` library.
+
+Each limit is a moving window (``20/second`` lets 20 through back to back, then paces; ``100000
+/day`` is a daily quota). Storage is in memory for one process, or Redis when several API
+processes must share the counts (``hub.api.rate_limits.storage``). A refused request gets 429 with
+``Retry-After``; every answer carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and
+``RateLimit-Reset`` for the tightest limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse_many, storage
+from limits.strategies import MovingWindowRateLimiter
+
+from erpbridge.config.api import RateLimits
+
+__all__ = ["Decision", "Limiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one hit: allowed or not, and the header values."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+
+    def headers(self) -> dict[str, str]:
+        """``RateLimit-*`` headers, plus ``Retry-After`` when refused."""
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_s),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, self.reset_s))
+        return out
+
+
+class Limiter:
+    """Counts requests against the configured limits."""
+
+    def __init__(self, settings: RateLimits) -> None:
+        self.settings = settings
+        self.limiter = MovingWindowRateLimiter(storage.storage_from_string(settings.storage))
+        self._parsed: dict[str, list[RateLimitItem]] = {}
+
+    def hit(self, who: str, group: str, client_limit: str | None = None) -> Decision:
+        """Count one request of ``who`` to route ``group``; the tightest limit decides."""
+        checks = [(client_limit or self.settings.per_client, "*")]
+        if group in self.settings.per_route:
+            checks.append((self.settings.per_route[group], group))
+        return self._hit(who, checks)
+
+    def hit_anonymous(self, address: str) -> Decision:
+        """Count one unauthenticated request from ``address``."""
+        return self._hit(f"anon:{address}", [(self.settings.anonymous, "*")])
+
+    def _hit(self, who: str, checks: list[tuple[str, str]]) -> Decision:
+        tightest: Decision | None = None
+        for text, group in checks:
+            for item in self._items(text):
+                ok = self.limiter.hit(item, who, group)
+                stats = self.limiter.get_window_stats(item, who, group)
+                reset = max(0, math.ceil(stats.reset_time - time.time()))
+                decision = Decision(ok, item.amount, stats.remaining, reset)
+                if not ok:
+                    return decision
+                if tightest is None or decision.remaining < tightest.remaining:
+                    tightest = decision
+        assert tightest is not None  # every limit text holds at least one item
+        return tightest
+
+    def _items(self, text: str) -> list[RateLimitItem]:
+        if text not in self._parsed:
+            self._parsed[text] = parse_many(text)
+        return self._parsed[text]

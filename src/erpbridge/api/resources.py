@@ -1,0 +1,537 @@
+"""``/api/v1``: channels, flows, runs, records, deliveries, rejected records, the admin audit."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from erpbridge.api.auth import Principal, require
+from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.engine.diagnose import check_channel
+from erpbridge.store.deliveries import cancel, requeue
+from erpbridge.store.records import bindings_of, find_record, history_of
+from erpbridge.store.runs import now
+from erpbridge.store.secretbox import store_credential
+from erpbridge.store.switches import flow_enabled, set_flow_enabled
+from erpbridge.store.tables import admin_audit, deliveries, rejected, runs
+from erpbridge.systems import system_types
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+HubDep = Annotated[Hub, Depends(get_hub)]
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Name = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+class ChannelOut(BaseModel):
+    """A channel as the API shows it: never its options' secrets."""
+
+    name: str
+    system: str
+    transport: str
+    description: str
+    flows: list[str]
+
+
+class HealthOut(BaseModel):
+    """A connection check."""
+
+    ok: bool
+    category: str
+    detail: str
+
+
+class SampleOut(BaseModel):
+    """One IN flow's sample read."""
+
+    flow: str
+    ok: bool
+    category: str
+    detail: str
+
+
+class ChannelTestOut(BaseModel):
+    """``channels test``: the connection and a sample per IN flow."""
+
+    channel: str
+    ok: bool
+    health: HealthOut
+    samples: list[SampleOut]
+
+
+class CredentialIn(BaseModel):
+    """A channel credential to store encrypted; never shown again."""
+
+    value: str = Field(min_length=1, max_length=8192)
+
+
+class FlowOut(BaseModel):
+    """A flow and whether it is enabled (config, then any API switch)."""
+
+    name: str
+    channel: str
+    entity: str
+    direction: Literal["in", "out"]
+    trigger: str
+    enabled: bool
+
+
+class RunOut(BaseModel):
+    """One run of a flow."""
+
+    id: int
+    flow: str
+    channel: str
+    entity: str
+    mode: str
+    status: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    read: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    cursor_before: Any = None
+    cursor_after: Any = None
+    warnings: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class DryRunOut(BaseModel):
+    """What a dry run found; nothing was committed."""
+
+    run_id: int
+    status: str
+    read: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    error: str | None
+
+
+class VersionOut(BaseModel):
+    """One version of a record and where it came from (its lineage)."""
+
+    version: int
+    action: str
+    at: datetime
+    payload: dict[str, Any]
+    changed_fields: list[str] | None
+    run_id: int | None
+    flow: str | None
+    channel: str | None
+    external_id: str | None
+    source_position: str | None
+
+
+class BindingOut(BaseModel):
+    """The record's id in one channel."""
+
+    channel: str
+    external_id: str
+
+
+class RecordOut(BaseModel):
+    """A record: its current payload, bindings and every version with its lineage."""
+
+    entity: str
+    key: str
+    version: int
+    payload: dict[str, Any]
+    updated_at: datetime
+    bindings: list[BindingOut]
+    versions: list[VersionOut]
+
+
+class DeliveryOut(BaseModel):
+    """One entry of the delivery ledger."""
+
+    id: int
+    flow: str
+    channel: str
+    entity: str
+    key: str
+    version: int
+    state: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime
+    external_id: str | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class CountOut(BaseModel):
+    """How many rows an action changed."""
+
+    changed: int
+
+
+class RejectionOut(BaseModel):
+    """A record that could not be mapped, with its reason and place."""
+
+    id: int
+    flow: str
+    channel: str
+    position: str
+    external_id: str | None
+    field_path: str
+    reason: str
+    status: str
+    created_at: datetime
+
+
+class AuditOut(BaseModel):
+    """One administrative action."""
+
+    id: int
+    at: datetime
+    actor: str
+    address: str | None
+    action: str
+    target: str | None
+    outcome: str
+    detail: dict[str, Any] | None
+
+
+def _channel(hub: Hub, name: str, principal: Principal) -> ChannelOut:
+    channels = hub.config.model.channels
+    if name not in channels:
+        raise ApiError(404, "not_found", f"no channel named {name!r}")
+    principal.check_channel(name)
+    channel = channels[name]
+    return ChannelOut(
+        name=name,
+        system=channel.system,
+        transport=channel.transport or system_types()[channel.system].transport,
+        description=channel.description,
+        flows=[f.name for f in hub.config.model.flows if f.channel == name],
+    )
+
+
+@router.get("/channels", tags=["channels"])
+def list_channels(hub: HubDep, who: Reader) -> list[ChannelOut]:
+    """The channels this client may see."""
+    return [_channel(hub, n, who) for n in hub.config.model.channels if who.may_channel(n)]
+
+
+@router.get("/channels/{name}", tags=["channels"])
+def show_channel(name: Name, hub: HubDep, who: Reader) -> ChannelOut:
+    """One channel (system type, transport, flows); options and secrets are never shown."""
+    return _channel(hub, name, who)
+
+
+@router.get("/channels/{name}/health", tags=["channels"])
+def channel_health(name: Name, hub: HubDep, who: Reader) -> HealthOut:
+    """Reachability and authentication of the channel, without a sample read."""
+    _channel(hub, name, who)
+    report = check_channel(hub.config, name, sample=False)
+    return HealthOut(
+        ok=report.health.ok, category=report.health.category, detail=report.health.detail
+    )
+
+
+@router.post("/channels/{name}/test", tags=["channels"])
+def test_channel(name: Name, request: Request, hub: HubDep, who: Admin) -> ChannelTestOut:
+    """``erpbridge channels test``: connection, auth and one sample record per IN flow."""
+    _channel(hub, name, who)
+    report = check_channel(hub.config, name)
+    hub.audit(who.name, who.address, "channel.test", name, "ok" if report.ok else "failed")
+    health = report.health
+    return ChannelTestOut(
+        channel=name,
+        ok=report.ok,
+        health=HealthOut(ok=health.ok, category=health.category, detail=health.detail),
+        samples=[
+            SampleOut(flow=s.flow, ok=s.ok, category=s.category, detail=s.detail)
+            for s in report.samples
+        ],
+    )
+
+
+@router.put("/channels/{name}/credentials/{credential}", status_code=204, tags=["channels"])
+def put_credential(
+    name: Name, credential: Name, body: CredentialIn, hub: HubDep, who: Admin
+) -> None:
+    """Store a channel credential encrypted at rest; it is never returned or logged."""
+    _channel(hub, name, who)
+    with hub.engine.begin() as conn:
+        store_credential(conn, hub.box, name, credential, body.value)
+    hub.audit(who.name, who.address, "channel.credential", f"{name}/{credential}")
+
+
+def _flow_out(hub: Hub, name: str) -> FlowOut:
+    flow = hub.config.flow(name)
+    trigger = flow.trigger if isinstance(flow.trigger, str) else flow.trigger.model_dump_json()
+    with hub.engine.connect() as conn:
+        enabled = flow_enabled(conn, flow.name, flow.enabled)
+    return FlowOut(
+        name=flow.name,
+        channel=flow.channel,
+        entity=flow.entity,
+        direction=flow.direction,
+        trigger=trigger,
+        enabled=enabled,
+    )
+
+
+def _flow(hub: Hub, name: str, who: Principal) -> FlowOut:
+    try:
+        flow = hub.config.flow(name)
+    except KeyError:
+        raise ApiError(404, "not_found", f"no flow named {name!r}") from None
+    who.check_channel(flow.channel)
+    return _flow_out(hub, name)
+
+
+@router.get("/flows", tags=["flows"])
+def list_flows(hub: HubDep, who: Reader) -> list[FlowOut]:
+    """Every flow this client may see, with its enabled state."""
+    return [_flow_out(hub, f.name) for f in hub.config.model.flows if who.may_channel(f.channel)]
+
+
+@router.post("/flows/{name}/enable", tags=["flows"])
+def enable_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
+    """Resume a flow: it is scheduled again, or its waiting deliveries go out."""
+    _flow(hub, name, who)
+    with hub.engine.begin() as conn:
+        set_flow_enabled(conn, name, True, who.name)
+    hub.audit(who.name, who.address, "flow.enable", name)
+    return _flow_out(hub, name)
+
+
+@router.post("/flows/{name}/disable", tags=["flows"])
+def disable_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
+    """Pause a flow: no scheduled runs or events; its deliveries wait, visible."""
+    _flow(hub, name, who)
+    with hub.engine.begin() as conn:
+        set_flow_enabled(conn, name, False, who.name)
+    hub.audit(who.name, who.address, "flow.disable", name)
+    return _flow_out(hub, name)
+
+
+@router.post("/flows/{name}/run", status_code=202, tags=["flows"])
+def run_flow(name: Name, hub: HubDep, who: Writer, full: bool = False) -> FlowOut:
+    """Start an IN flow now, in the background; follow it under ``/api/v1/runs?flow=``."""
+    flow = _flow(hub, name, who)
+    if flow.direction != "in":
+        raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow: workers deliver it")
+    threading.Thread(
+        target=hub.runner.run, args=(name,), kwargs={"full": full}, daemon=True
+    ).start()
+    hub.audit(who.name, who.address, "flow.run", name, detail={"full": full})
+    return flow
+
+
+@router.post("/flows/{name}/dry-run", tags=["flows"])
+def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
+    """Run an IN flow without committing anything; answer with what it would do."""
+    flow = _flow(hub, name, who)
+    if flow.direction != "in":
+        raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow")
+    result = hub.runner.run(name, dry_run=True)
+    return DryRunOut(
+        run_id=result.run_id,
+        status=result.status,
+        read=result.read,
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        rejected=result.rejected,
+        error=result.error,
+    )
+
+
+def _run_out(row: Any) -> RunOut:
+    data = dict(row._mapping)
+    for name in ("cursor_before", "cursor_after", "warnings"):
+        data[name] = orjson.loads(data[name]) if data[name] else None
+    data["warnings"] = data["warnings"] or []
+    return RunOut.model_validate(data)
+
+
+@router.get("/runs", tags=["runs"])
+def list_runs(hub: HubDep, who: Reader, flow: str | None = None, limit: Limit = 50) -> list[RunOut]:
+    """Recent runs, newest first."""
+    query = select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if flow:
+        query = query.where(runs.c.flow == flow)
+    with hub.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [_run_out(r) for r in rows if who.may_channel(r.channel)]
+
+
+@router.get("/runs/{run_id}", tags=["runs"])
+def show_run(run_id: int, hub: HubDep, who: Reader) -> RunOut:
+    """One run."""
+    with hub.engine.connect() as conn:
+        row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    if row is None or not who.may_channel(row.channel):
+        raise ApiError(404, "not_found", f"no run {run_id}")
+    return _run_out(row)
+
+
+@router.get("/records/{entity}/{key}", tags=["records"])
+def show_record(entity: Name, key: str, hub: HubDep, who: Reader) -> RecordOut:
+    """A record with its bindings and every version's lineage (run, flow, source position)."""
+    with hub.engine.connect() as conn:
+        row = find_record(conn, entity, key)
+        if row is None:
+            raise ApiError(404, "not_found", f"no {entity} record with key {key!r}")
+        history = history_of(conn, row.id)
+        links = bindings_of(conn, row.id)
+    return RecordOut(
+        entity=entity,
+        key=key,
+        version=row.version,
+        payload=orjson.loads(row.payload),
+        updated_at=row.updated_at,
+        bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in links],
+        versions=[
+            VersionOut(
+                version=h.version,
+                action=h.action,
+                at=h.at,
+                payload=orjson.loads(h.payload),
+                changed_fields=orjson.loads(h.changed_fields) if h.changed_fields else None,
+                run_id=h.run_id,
+                flow=h.flow,
+                channel=h.channel,
+                external_id=h.external_id,
+                source_position=h.source_position,
+            )
+            for h in history
+        ],
+    )
+
+
+@router.get("/deliveries", tags=["deliveries"])
+def list_deliveries(
+    hub: HubDep,
+    who: Reader,
+    state: Literal["pending", "in_flight", "failed", "delivered", "dead", "cancelled"]
+    | None = None,
+    flow: str | None = None,
+    limit: Limit = 50,
+) -> list[DeliveryOut]:
+    """The delivery ledger, newest first."""
+    query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
+    if state:
+        query = query.where(deliveries.c.state == state)
+    if flow:
+        query = query.where(deliveries.c.flow == flow)
+    with hub.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        DeliveryOut.model_validate(dict(r._mapping)) for r in rows if who.may_channel(r.channel)
+    ]
+
+
+def _delivery_channel(hub: Hub, delivery_id: int, who: Principal) -> None:
+    with hub.engine.connect() as conn:
+        channel = conn.execute(
+            select(deliveries.c.channel).where(deliveries.c.id == delivery_id)
+        ).scalar()
+    if channel is None:
+        raise ApiError(404, "not_found", f"no delivery {delivery_id}")
+    who.check_channel(channel)
+
+
+@router.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
+def retry_delivery(delivery_id: int, hub: HubDep, who: Writer) -> CountOut:
+    """Make a dead, failed or cancelled delivery due again."""
+    _delivery_channel(hub, delivery_id, who)
+    with hub.engine.begin() as conn:
+        changed = requeue(conn, [delivery_id], now())
+    hub.audit(
+        who.name, who.address, "delivery.retry", str(delivery_id), detail={"changed": changed}
+    )
+    if hub.wake and changed:
+        hub.wake()
+    return CountOut(changed=changed)
+
+
+@router.post("/deliveries/{delivery_id}/cancel", tags=["deliveries"])
+def cancel_delivery(delivery_id: int, hub: HubDep, who: Writer) -> CountOut:
+    """Cancel a delivery that has not gone out (kept in the ledger)."""
+    _delivery_channel(hub, delivery_id, who)
+    with hub.engine.begin() as conn:
+        changed = cancel(conn, [delivery_id], now())
+    hub.audit(
+        who.name, who.address, "delivery.cancel", str(delivery_id), detail={"changed": changed}
+    )
+    return CountOut(changed=changed)
+
+
+@router.post("/deliveries/retry-dead", tags=["deliveries"])
+def retry_dead(hub: HubDep, who: Admin, flow: str | None = None) -> CountOut:
+    """Make every dead delivery (of one flow) due again, after the cause was fixed."""
+    with hub.engine.begin() as conn:
+        changed = requeue(conn, None, now(), dead_of_flow=flow, all_dead=True)
+    hub.audit(who.name, who.address, "delivery.retry_dead", flow, detail={"changed": changed})
+    if hub.wake and changed:
+        hub.wake()
+    return CountOut(changed=changed)
+
+
+@router.get("/rejected", tags=["rejected"])
+def list_rejected(
+    hub: HubDep,
+    who: Reader,
+    flow: str | None = None,
+    status: Literal["open", "replayed", "superseded"] = "open",
+    limit: Limit = 50,
+) -> list[RejectionOut]:
+    """Rejected records with their reason and place (open ones by default)."""
+    query = (
+        select(rejected)
+        .where(rejected.c.status == status)
+        .order_by(rejected.c.id.desc())
+        .limit(limit)
+    )
+    if flow:
+        query = query.where(rejected.c.flow == flow)
+    with hub.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        RejectionOut.model_validate(dict(r._mapping)) for r in rows if who.may_channel(r.channel)
+    ]
+
+
+@router.get("/audit", tags=["audit"])
+def list_audit(
+    hub: HubDep,
+    who: Admin,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: Limit = 100,
+) -> list[AuditOut]:
+    """Administrative actions, newest first: who, when, what, from which address."""
+    query = select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit)
+    if actor:
+        query = query.where(admin_audit.c.actor == actor)
+    if action:
+        query = query.where(admin_audit.c.action == action)
+    with hub.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = []
+    for r in rows:
+        data = dict(r._mapping)
+        data["detail"] = orjson.loads(data["detail"]) if data["detail"] else None
+        out.append(AuditOut.model_validate(data))
+    return out

@@ -1,0 +1,119 @@
+"""``erpbridge clients``: API clients and their credentials; ``erpbridge secrets rotate``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, store
+from erpbridge.store.apiclients import SCOPES, create_client, list_clients, revoke_client
+from erpbridge.store.runs import now
+from erpbridge.store.secretbox import SecretBox, SecretKeyError, rotate
+
+__all__ = ["clients_app", "secrets_app"]
+
+clients_app = typer.Typer(help="API clients: add, list, revoke.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
+
+
+@clients_app.command(name="add")
+def add_client(
+    name: Annotated[str, typer.Argument(help="The client's name (its OAuth client_id).")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", "-s", help=f"Repeat: {', '.join(sorted(SCOPES))}.")
+    ],
+    channel: Annotated[
+        list[str] | None, typer.Option(help="Repeat: only these channels (default: all).")
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option(help="Repeat: CIDR ranges it may call from.")
+    ] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(help="The credential expires after this many days.")
+    ] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Its own limit, e.g. '10/second; 5000/day'.")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Register a client and print its credential, once: it is stored only as a hash."""
+    loaded = load(config)
+    unknown = sorted(set(channel or []) - set(loaded.model.channels))
+    if unknown:
+        raise fail(f"no channel named {', '.join(unknown)}", 2)
+    if rate_limit:
+        from limits import parse_many
+
+        try:
+            parse_many(rate_limit)
+        except ValueError as exc:
+            raise fail(f"--rate-limit {rate_limit!r}: {exc}", 2) from None
+    expires = now() + timedelta(days=expires_in_days) if expires_in_days else None
+    try:
+        client, key = create_client(
+            store(loaded),
+            name,
+            set(scope),
+            channels=set(channel) if channel else None,
+            allowed_ips=allow_ip,
+            expires_at=expires,
+            rate_limit=rate_limit,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"client [bold]{client.name}[/] scopes {', '.join(sorted(client.scopes))}")
+    console.print("its credential (shown once; use it as X-API-Key or as the OAuth client secret):")
+    print(key)
+
+
+@clients_app.command(name="list")
+def show_clients(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Every client: scopes, channels, networks, expiry, state, last use (never a credential)."""
+    table = Table("name", "scopes", "channels", "networks", "expires", "state", "last used")
+    at = now()
+    for c in list_clients(store(load(config))):
+        state = (
+            "revoked"
+            if c.revoked_at
+            else "expired"
+            if c.expires_at and c.expires_at <= at
+            else "active"
+        )
+        table.add_row(
+            c.name,
+            ", ".join(sorted(c.scopes)),
+            ", ".join(sorted(c.channels)) if c.channels is not None else "all",
+            ", ".join(map(str, c.allowed_ips)) if c.allowed_ips is not None else "any",
+            f"{c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "never",
+            state,
+            f"{c.last_used_at:%Y-%m-%d %H:%M}" if c.last_used_at else "-",
+        )
+    console.print(table)
+
+
+@clients_app.command(name="revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="The client to revoke.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Revoke a client for good: its key and every token issued to it stop working at once."""
+    if not revoke_client(store(load(config)), name):
+        raise fail(f"no active client named {name!r}")
+    console.print(f"client {name} revoked")
+
+
+@secrets_app.command(name="rotate")
+def rotate_secrets(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Re-encrypt every stored secret with the first key of ERPBRIDGE_SECRET_KEY."""
+    loaded = load(config)
+    engine = store(loaded)
+    try:
+        box = SecretBox.from_environment(loaded.base_dir)
+        with engine.begin() as conn:
+            count = rotate(conn, box)
+    except SecretKeyError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{count} secret(s) re-encrypted with the current key")

@@ -1,0 +1,138 @@
+"""Configuration of the hub's REST API (``hub.api``) and a channel's inbound side (``inbound``)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+__all__ = [
+    "ApiSettings",
+    "IdentityProvider",
+    "InboundConfig",
+    "Network",
+    "RateLimits",
+    "WebhookConfig",
+]
+
+
+def _network(value: object) -> object:
+    # "10.0.0.5" means the one address; strict=False accepts host bits in a range.
+    return ip_network(value, strict=False) if isinstance(value, str) else value
+
+
+#: A CIDR range or one address, IPv4 or IPv6: ``10.0.0.0/8``, ``2001:db8::/32``, ``127.0.0.1``.
+Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RateLimits(_Strict):
+    """Request limits in the ``limits`` notation: ``"20/second; 10000/day"``.
+
+    Each part is a moving window, so ``20/second`` is a burst of 20 and ``10000/day`` a daily
+    quota. A client's own ``rate_limit`` (``erpbridge clients add --rate-limit``) replaces
+    ``per_client`` for that client.
+    """
+
+    per_client: str = Field(default="50/second; 100000/day", description="Per API client.")
+    per_route: dict[str, str] = Field(
+        default_factory=lambda: {"events": "200/second", "oauth": "10/second"},
+        description="Per client and route group (events, hooks, operations, search, oauth, …).",
+    )
+    anonymous: str = Field(
+        default="20/second", description="Per address, for requests without credentials."
+    )
+    storage: str = Field(
+        default="memory://",
+        description="`memory://` in one process; `redis://host:6379` when API processes share.",
+    )
+
+    @field_validator("per_client", "anonymous")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)
+        return value
+
+    @field_validator("per_route")
+    @classmethod
+    def _routes_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        from limits import parse_many
+
+        for item in value.values():
+            parse_many(item)
+        return value
+
+
+class IdentityProvider(_Strict):
+    """An external identity provider whose JWTs the API accepts (OAuth 2.0 / OIDC)."""
+
+    issuer: str = Field(description="The `iss` claim its tokens carry.")
+    audience: str | None = Field(default=None, description="The `aud` claim required.")
+    jwks_url: str | None = Field(default=None, description="Where its signing keys are.")
+    public_key_file: str | None = Field(
+        default=None, description="A PEM public key instead of a JWKS URL."
+    )
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    scope_claim: str = Field(default="scope", description="Claim with space-separated scopes.")
+    client_claim: str = Field(default="sub", description="Claim naming the client.")
+
+
+class ApiSettings(_Strict):
+    """The REST API served by ``erpbridge run`` and ``erpbridge api``."""
+
+    trusted_proxies: list[Network] = Field(
+        default_factory=list,
+        description="Peers whose X-Forwarded-For is believed; nobody's by default.",
+    )
+    allowed_ips: list[Network] | None = Field(
+        default=None, description="Networks allowed to call the API at all; none: any."
+    )
+    token_ttl_s: int = Field(default=900, ge=60, le=86400, description="Lifetime of a JWT.")
+    key_rotation_days: float = Field(
+        default=30, gt=0, description="A signing key older than this is replaced."
+    )
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    identity_providers: list[IdentityProvider] = Field(default_factory=list)
+    tls_cert: str | None = Field(default=None, description="Serve HTTPS with this certificate.")
+    tls_key: str | None = Field(default=None, description="Its private key.")
+    tls_client_ca: str | None = Field(
+        default=None, description="Ask for client certificates signed by this CA (mutual TLS)."
+    )
+    hsts_max_age_s: int = Field(default=31536000, ge=0, description="Strict-Transport-Security.")
+    max_body_mb: float = Field(default=10, gt=0, description="Largest request body accepted.")
+    max_batch: int = Field(default=1000, ge=1, description="Most records in one event POST.")
+
+
+class WebhookConfig(_Strict):
+    """A signed webhook from the channel's system, fed into one IN flow."""
+
+    flow: str = Field(description="The IN flow the webhook's records go to.")
+    secret: str = Field(
+        default="webhook_secret", description="Name of the channel credential holding the key."
+    )
+    signature_header: str = Field(default="X-Signature", description="Header with the HMAC.")
+    signature_prefix: str = Field(default="sha256=", description="Text before the hex digest.")
+    algorithm: Literal["sha256", "sha512", "sha1"] = "sha256"
+    timestamp_header: str | None = Field(
+        default="X-Timestamp",
+        description="Header with the Unix time the sender signed at; signed as 'ts.body'.",
+    )
+    tolerance_s: int = Field(default=300, ge=1, description="Oldest signature accepted.")
+    records_path: str | None = Field(
+        default=None, description="Where the record or list sits in the body (dotted)."
+    )
+
+
+class InboundConfig(_Strict):
+    """What a channel may send to the hub: webhooks, and from which networks."""
+
+    allowed_ips: list[Network] | None = Field(
+        default=None, description="Networks the channel's webhooks may come from."
+    )
+    webhook: WebhookConfig | None = None

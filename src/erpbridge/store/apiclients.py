@@ -1,0 +1,206 @@
+"""API clients: who may call the hub's API, with which scopes, from where, until when.
+
+A client has one credential, ``ebk_<prefix>_<secret>``: shown once when the client is made and
+stored only as a SHA-256 hash. It serves as an API key (``X-API-Key`` header) and as the OAuth 2.0
+client secret (``client_id`` = the client's name) for ``POST /oauth/token``. The secret is 256
+random bits, so a fast hash is enough; comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
+import orjson
+from sqlalchemy import Connection, Engine, Row, select, update
+
+from erpbridge.errors import ErpbridgeError
+from erpbridge.store.runs import now
+from erpbridge.store.tables import api_clients
+
+__all__ = [
+    "SCOPES",
+    "ApiClient",
+    "ClientRefused",
+    "check_secret",
+    "create_client",
+    "find_client",
+    "list_clients",
+    "revoke_client",
+    "verify_key",
+]
+
+#: The scopes a client can hold. ``admin`` implies all others.
+SCOPES = frozenset({"read", "write", "events", "operations", "admin"})
+_PREFIX = "ebk"
+_TOUCH_EVERY = timedelta(minutes=1)
+
+Network = IPv4Network | IPv6Network
+
+
+class ClientRefused(ErpbridgeError):
+    """A credential that does not open the API: unknown, wrong, revoked or expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClient:
+    """A registered API client as the API sees it."""
+
+    id: int
+    name: str
+    scopes: frozenset[str]
+    #: Channels the client may touch; ``None``: all.
+    channels: frozenset[str] | None
+    allowed_ips: tuple[Network, ...] | None
+    rate_limit: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def has(self, scope: str) -> bool:
+        """True when the client holds ``scope`` (``admin`` holds every scope)."""
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def create_client(
+    engine: Engine,
+    name: str,
+    scopes: set[str],
+    *,
+    channels: set[str] | None = None,
+    allowed_ips: list[str] | None = None,
+    expires_at: datetime | None = None,
+    rate_limit: str | None = None,
+) -> tuple[ApiClient, str]:
+    """Register a client; return it and its credential (shown once, never stored in clear)."""
+    unknown = scopes - SCOPES
+    if unknown or not scopes:
+        raise ValueError(
+            f"unknown scope(s) {', '.join(sorted(unknown)) or '(none given)'}; "
+            f"known: {', '.join(sorted(SCOPES))}"
+        )
+    networks = [str(ip_network(n, strict=False)) for n in allowed_ips] if allowed_ips else None
+    prefix = secrets.token_hex(6)
+    key = f"{_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    with engine.begin() as conn:
+        if conn.execute(select(api_clients.c.id).where(api_clients.c.name == name)).first():
+            raise ValueError(f"a client named {name!r} exists already")
+        conn.execute(
+            api_clients.insert().values(
+                name=name,
+                key_prefix=prefix,
+                key_hash=_digest(key),
+                scopes=_json(sorted(scopes)),
+                channels=_json(sorted(channels)) if channels is not None else None,
+                allowed_ips=_json(networks) if networks is not None else None,
+                rate_limit=rate_limit,
+                created_at=now(),
+                expires_at=expires_at,
+            )
+        )
+        row = _row_by_name(conn, name)
+    assert row is not None  # inserted just above, in the same transaction
+    return _client(row), key
+
+
+def verify_key(engine: Engine, key: str) -> ApiClient:
+    """The client whose credential is ``key``; :class:`ClientRefused` otherwise."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != _PREFIX:
+        raise ClientRefused("malformed API key")
+    with engine.connect() as conn:
+        row = conn.execute(select(api_clients).where(api_clients.c.key_prefix == parts[1])).first()
+    if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
+        raise ClientRefused("unknown API key")
+    return _usable(engine, row)
+
+
+def check_secret(engine: Engine, name: str, secret: str) -> ApiClient:
+    """The client ``name`` if ``secret`` is its credential (OAuth client credentials grant)."""
+    with engine.connect() as conn:
+        row = _row_by_name(conn, name)
+    if row is None or not hmac.compare_digest(row.key_hash, _digest(secret)):
+        raise ClientRefused("unknown client or wrong secret")
+    return _usable(engine, row)
+
+
+def find_client(engine: Engine, name: str) -> ApiClient | None:
+    """The client called ``name``, whatever its state."""
+    with engine.connect() as conn:
+        row = _row_by_name(conn, name)
+    return _client(row) if row is not None else None
+
+
+def list_clients(engine: Engine) -> list[ApiClient]:
+    """Every client, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_clients).order_by(api_clients.c.id.desc())).all()
+    return [_client(r) for r in rows]
+
+
+def revoke_client(engine: Engine, name: str) -> bool:
+    """Revoke ``name`` for good; False when there is no such client (or it was revoked)."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(api_clients)
+            .where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
+            .values(revoked_at=now())
+        )
+    return done.rowcount == 1
+
+
+def _usable(engine: Engine, row: Row[tuple[object, ...]]) -> ApiClient:
+    client = _client(row)
+    at = now()
+    if client.revoked_at is not None:
+        raise ClientRefused(f"client {client.name!r} was revoked")
+    if client.expires_at is not None and client.expires_at <= at:
+        raise ClientRefused(f"the credential of client {client.name!r} has expired")
+    if client.last_used_at is None or at - client.last_used_at > _TOUCH_EVERY:
+        # At most one write a minute per client: the hot path of every call stays read-only.
+        with engine.begin() as conn:
+            conn.execute(
+                update(api_clients).where(api_clients.c.id == client.id).values(last_used_at=at)
+            )
+    return client
+
+
+def _row_by_name(conn: Connection, name: str) -> Row[tuple[object, ...]] | None:
+    return conn.execute(select(api_clients).where(api_clients.c.name == name)).first()
+
+
+def _client(row: Row[tuple[object, ...]]) -> ApiClient:
+    m = row._mapping
+    ips = orjson.loads(m["allowed_ips"]) if m["allowed_ips"] is not None else None
+    return ApiClient(
+        id=m["id"],
+        name=m["name"],
+        scopes=frozenset(orjson.loads(m["scopes"])),
+        channels=frozenset(orjson.loads(m["channels"])) if m["channels"] is not None else None,
+        allowed_ips=tuple(ip_network(n) for n in ips) if ips is not None else None,
+        rate_limit=m["rate_limit"],
+        created_at=_aware(m["created_at"]) or now(),
+        expires_at=_aware(m["expires_at"]),
+        revoked_at=_aware(m["revoked_at"]),
+        last_used_at=_aware(m["last_used_at"]),
+    )
+
+
+def _aware(value: object) -> datetime | None:
+    # SQLite hands back naive datetimes; the store writes UTC everywhere.
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=now().tzinfo)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
