@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # server script : variable the tests read
 servers=(
   "postgres:ERPBRIDGE_TEST_PG_URL"
+  "restapi:ERPBRIDGE_TEST_RESTAPI"
+  "cap:ERPBRIDGE_TEST_CAP_URL"
 )
 
 started=()

@@ -45,6 +45,7 @@ class ServerState:
     token_requests: int = 0
     busy_left: int = 0
     expires_in: int = 3600
+    storm_requests: int = 0
 
 
 def _app(state: ServerState) -> FastAPI:
@@ -92,6 +93,11 @@ def _app(state: ServerState) -> FastAPI:
                 {"error": "slow down"}, status_code=429, headers={"Retry-After": "1"}
             )
         return items()
+
+    @app.get("/storm")
+    def storm() -> Response:
+        state.storm_requests += 1
+        return JSONResponse({"error": "again"}, status_code=503, headers={"Retry-After": "0"})
 
     @app.post("/busy")
     def busy_write() -> Response:
@@ -280,6 +286,12 @@ def test_a_get_gives_up_when_retry_after_exceeds_max_wait(server: str, state: Se
         client.request("GET", "busy")
     assert caught.value.retry_after == 1 and caught.value.status == 429
     state.busy_left = 0
+
+
+def test_retry_after_zero_is_not_a_storm(server: str, state: ServerState) -> None:
+    with pytest.raises(HttpRetriable):
+        _client(server, max_wait_s=2.5).request("GET", "storm")
+    assert state.storm_requests == 3, "waits of at least 1 s: two retries within 2.5 s"
 
 
 def test_a_write_answered_429_hands_retry_after_to_the_worker(server: str) -> None:

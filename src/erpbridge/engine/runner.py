@@ -166,9 +166,11 @@ class FlowRunner:
             run_id, flow.name, "running", mode, dry_run, cursor_before=start, cursor_after=start
         )
         job = _Job(self, flow, run_id, full, dry_run, superseding)
-        transport = self._transport(flow.channel)
+        transport: Transport | None = None
         error: str | None = None
         try:
+            # Built inside the try: a channel that cannot even be set up fails the run visibly.
+            transport = self._transport(flow.channel)
             stream = self.config.streams[flow.name]
             batches = transport.read(stream, start, flow.batch_size, job.mapping.required_fields)
             for batch in batches:
@@ -199,7 +201,8 @@ class FlowRunner:
             )
             raise
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
         result.status = "failed" if error else "succeeded"
         result.error = error
         row = finish_run(

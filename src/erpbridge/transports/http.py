@@ -53,6 +53,7 @@ __all__ = [
 
 _RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+_MIN_WAIT_S = 1.0
 
 
 class _Auth(BaseModel):
@@ -354,6 +355,9 @@ class HttpClient:
                 return response
             error = _status_error(self._where(method, str(response.request.url)), response)
             wait = error.retry_after if isinstance(error, HttpRetriable) else None
+            if wait is not None:
+                # A floor, so that 'Retry-After: 0' cannot turn patience into a request storm.
+                wait = max(wait, _MIN_WAIT_S)
             if (
                 method.upper() in _IDEMPOTENT
                 and wait is not None
