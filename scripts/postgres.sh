@@ -44,6 +44,10 @@ start() {
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
   as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+  # Over TCP the superuser of the printed URL needs no password; every other role needs its own,
+  # as on a real server, so that tests see a wrong password refused.
+  printf '%s\n' 'local all all trust' 'host all postgres 127.0.0.1/32 trust' \
+    'host all all 127.0.0.1/32 scram-sha-256' | as_owner tee "$dir/data/pg_hba.conf" >/dev/null
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # server script : variable the tests read
 servers=(
   "postgres:ERPBRIDGE_TEST_PG_URL"
+  "mariadb:ERPBRIDGE_TEST_MARIADB_URL"
   "restapi:ERPBRIDGE_TEST_RESTAPI"
   "cap:ERPBRIDGE_TEST_CAP_URL"
 )

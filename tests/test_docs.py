@@ -13,6 +13,7 @@ from erpbridge.config.api import (
     ApiSettings,
     IdentityProvider,
     InboundConfig,
+    OperationSettings,
     RateLimits,
     WebhookConfig,
 )
@@ -55,7 +56,8 @@ def test_mapping_key_is_documented(field: str) -> None:
 @pytest.mark.parametrize("transport", sorted(available_transports()))
 def test_transport_options_are_documented(transport: str) -> None:
     cls = load_transport(transport)
-    for model in (cls.channel_options, cls.stream_options, getattr(cls, "target_options", None)):
+    optional = (getattr(cls, "target_options", None), getattr(cls, "operation_options", None))
+    for model in (cls.channel_options, cls.stream_options, *optional):
         if model is None:
             continue
         for name, info in model.model_fields.items():
@@ -75,7 +77,8 @@ def test_commands_are_documented() -> None:
 
 
 @pytest.mark.parametrize(
-    "model", [ApiSettings, RateLimits, IdentityProvider, InboundConfig, WebhookConfig]
+    "model",
+    [ApiSettings, RateLimits, IdentityProvider, InboundConfig, WebhookConfig, OperationSettings],
 )
 def test_api_settings_are_documented(model: type) -> None:
     for name in model.model_fields:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConfigError",
     "ConfigProblem",
+    "CredentialNotSet",
     "DataError",
     "ErpbridgeError",
     "FatalError",
@@ -75,6 +76,10 @@ class RetriableError(ErpbridgeError):
 
 class SourceUnavailable(RetriableError):
     """A channel could not be reached or read (refused, DNS, timeout, missing folder)."""
+
+
+class CredentialNotSet(RetriableError):
+    """A channel credential left to the hub store (``stored``) has not been set yet."""
 
 
 class StoreError(ErpbridgeError):

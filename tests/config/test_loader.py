@@ -303,9 +303,9 @@ class TestSecrets:
         )
         assert problems(path, env={"SHOP_TOKEN": "t0k"}) == [
             "erpbridge.yaml:7 channels.shop.credentials.password: "
-            "write secrets as ${ENV_VAR} references, never as literal values",
+            "write secrets as ${ENV_VAR} references (or `stored`), never as literal values",
             "erpbridge.yaml:9 channels.shop.credentials.mixed: "
-            "write secrets as ${ENV_VAR} references, never as literal values",
+            "write secrets as ${ENV_VAR} references (or `stored`), never as literal values",
         ]
 
     def test_credentials_from_the_environment(self, tmp_path: Path) -> None:

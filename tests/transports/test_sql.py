@@ -312,7 +312,7 @@ def test_a_missing_database_file_is_unavailable_and_not_created(
     assert str(tmp_path / "mes.db") in str(error.value)
     assert not (tmp_path / "mes.db").exists()
     health = mes.health()
-    assert not health.ok
+    assert (health.ok, health.category) == (False, "schema")
     assert health.detail.startswith("missing database: ")
 
 
@@ -335,7 +335,7 @@ def test_a_missing_required_column_names_what_was_found(tmp_path: Path, mes: Sql
 def test_health_reports_dialect_and_version(tmp_path: Path, mes: SqlTransport) -> None:
     make_db(tmp_path / "mes.db", ORDERS)
     health = mes.health()
-    assert health.ok
+    assert (health.ok, health.category) == (True, "ok")
     assert health.detail.startswith("sqlite 3.")
     assert health.detail.endswith(str(tmp_path / "mes.db"))
 
@@ -352,7 +352,7 @@ def test_an_unreachable_server_is_unavailable_without_showing_the_password(
             read(transport, table="orders")
     finally:
         transport.close()
-    assert not health.ok
+    assert (health.ok, health.category) == (False, "refused")
     assert health.detail.startswith("refused: ")
     assert "s3cret" not in health.detail
     assert "s3cret" not in str(e.value)

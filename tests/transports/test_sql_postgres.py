@@ -1,12 +1,11 @@
 """The SQL transport against a real PostgreSQL server: read-only role, cursor, refused writes.
 
 Needs ``ERPBRIDGE_TEST_PG_URL`` (e.g. ``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``)
-naming a user that may create roles; skipped without it, except in CI where that is a failure.
+naming a user that may create roles; skipped without it, except under CI or ``make test``.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,18 +21,14 @@ from sqlalchemy.engine import URL, make_url
 from erpbridge.errors import ReadOnlyViolation
 from erpbridge.transports.base import Batch
 from erpbridge.transports.sql import SqlChannelOptions, SqlStreamOptions, SqlTransport
+from integration.servers import require_server
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def admin_url() -> URL:
-    raw = os.environ.get("ERPBRIDGE_TEST_PG_URL")
-    if not raw:
-        if os.environ.get("CI"):
-            pytest.fail("ERPBRIDGE_TEST_PG_URL is not set; CI must run the PostgreSQL tests")
-        pytest.skip("ERPBRIDGE_TEST_PG_URL is not set")
-    return make_url(raw)
+    return make_url(require_server("ERPBRIDGE_TEST_PG_URL", "PostgreSQL"))
 
 
 @pytest.fixture

@@ -239,7 +239,8 @@ def test_a_missing_folder_is_unavailable_and_no_file_is_created(tmp_path: Path) 
     try:
         with pytest.raises(SourceUnavailable, match="missing database"):
             erp.write(upsert(), [record({"sku": "A", "name": "x"})])
-        assert not erp.health().ok
+        health = erp.health()
+        assert (health.ok, health.category) == (False, "schema")
     finally:
         erp.close()
     assert not (tmp_path / "gone").exists()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
-from erpbridge.api import events, oauth, resources
+from erpbridge.api import events, oauth, operations, resources
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders
 from erpbridge.api.ratelimit import Limiter
@@ -53,7 +54,13 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
 
     ``tls`` says the server speaks HTTPS (then responses carry Strict-Transport-Security).
     """
-    app = FastAPI(title="erpbridge", version="0.1.0", description=_DESCRIPTION)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub.operations.close()  # the channels' connections, opened by operations on demand
+
+    app = FastAPI(title="erpbridge", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan)
     app.state.hub = hub
     settings = hub.config.model.hub.api
     app.add_middleware(SecurityHeaders, hsts_max_age_s=settings.hsts_max_age_s if tls else None)
@@ -61,6 +68,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(events.router)
     app.include_router(events.hooks)
     app.include_router(oauth.router)
+    app.include_router(operations.router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -6,17 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from fastapi import Request
 from sqlalchemy import Engine
 
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.operations import Operations
 from erpbridge.engine.runner import FlowRunner
-from erpbridge.store.runs import now
+from erpbridge.store.adminaudit import record_action
 from erpbridge.store.secretbox import SecretBox
-from erpbridge.store.tables import admin_audit
 
 __all__ = ["ApiError", "Hub", "get_engine", "get_hub"]
 
@@ -46,9 +45,11 @@ class Hub:
     #: ``GET /healthz`` report of the embedded service, when there is one.
     health: Callable[[], dict[str, Any]] | None = None
     runner: FlowRunner = field(init=False)
+    operations: Operations = field(init=False)
 
     def __post_init__(self) -> None:
         self.runner = FlowRunner(self.config, self.engine, on_queued=self.wake)
+        self.operations = Operations(self.config)
 
     def audit(
         self,
@@ -60,18 +61,7 @@ class Hub:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record an administrative action: who, from where, what, on what, and how it went."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                admin_audit.insert().values(
-                    at=now(),
-                    actor=actor,
-                    address=address,
-                    action=action,
-                    target=target,
-                    outcome=outcome,
-                    detail=orjson.dumps(detail).decode() if detail else None,
-                )
-            )
+        record_action(self.engine, actor, address, action, target, outcome, detail)
 
 
 def get_hub(request: Request) -> Hub:

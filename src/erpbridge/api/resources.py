@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import select
 
 from erpbridge.api.auth import Principal, require
 from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.engine.credentials import apply_stored_credentials
 from erpbridge.engine.diagnose import check_channel
 from erpbridge.store.deliveries import cancel, requeue
 from erpbridge.store.records import bindings_of, find_record, history_of
@@ -31,6 +32,17 @@ Writer = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 Name = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+#: A row id: positive and within a 64-bit integer, as the store keeps them.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the store writes UTC everywhere, so say so.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+#: A stored time, always with its zone in answers (RFC 3339).
+Stamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class ChannelOut(BaseModel):
@@ -96,8 +108,8 @@ class RunOut(BaseModel):
     mode: str
     status: str
     dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: Stamp
+    finished_at: Stamp | None
     duration_s: float | None
     read: int
     created: int
@@ -128,7 +140,7 @@ class VersionOut(BaseModel):
 
     version: int
     action: str
-    at: datetime
+    at: Stamp
     payload: dict[str, Any]
     changed_fields: list[str] | None
     run_id: int | None
@@ -152,7 +164,7 @@ class RecordOut(BaseModel):
     key: str
     version: int
     payload: dict[str, Any]
-    updated_at: datetime
+    updated_at: Stamp
     bindings: list[BindingOut]
     versions: list[VersionOut]
 
@@ -169,11 +181,11 @@ class DeliveryOut(BaseModel):
     state: str
     attempts: int
     max_attempts: int
-    next_attempt_at: datetime
+    next_attempt_at: Stamp
     external_id: str | None
     last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
+    created_at: Stamp
+    delivered_at: Stamp | None
 
 
 class CountOut(BaseModel):
@@ -193,14 +205,14 @@ class RejectionOut(BaseModel):
     field_path: str
     reason: str
     status: str
-    created_at: datetime
+    created_at: Stamp
 
 
 class AuditOut(BaseModel):
     """One administrative action."""
 
     id: int
-    at: datetime
+    at: Stamp
     actor: str
     address: str | None
     action: str
@@ -272,6 +284,9 @@ def put_credential(
     _channel(hub, name, who)
     with hub.engine.begin() as conn:
         store_credential(conn, hub.box, name, credential, body.value)
+    # This process's channels use it from now on; other processes at their next start.
+    apply_stored_credentials(hub.config, hub.engine, hub.box)
+    hub.operations.forget(name)
     hub.audit(who.name, who.address, "channel.credential", f"{name}/{credential}")
 
 
@@ -377,7 +392,7 @@ def list_runs(hub: HubDep, who: Reader, flow: str | None = None, limit: Limit = 
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
-def show_run(run_id: int, hub: HubDep, who: Reader) -> RunOut:
+def show_run(run_id: RowId, hub: HubDep, who: Reader) -> RunOut:
     """One run."""
     with hub.engine.connect() as conn:
         row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
@@ -453,7 +468,7 @@ def _delivery_channel(hub: Hub, delivery_id: int, who: Principal) -> None:
 
 
 @router.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
-def retry_delivery(delivery_id: int, hub: HubDep, who: Writer) -> CountOut:
+def retry_delivery(delivery_id: RowId, hub: HubDep, who: Writer) -> CountOut:
     """Make a dead, failed or cancelled delivery due again."""
     _delivery_channel(hub, delivery_id, who)
     with hub.engine.begin() as conn:
@@ -467,7 +482,7 @@ def retry_delivery(delivery_id: int, hub: HubDep, who: Writer) -> CountOut:
 
 
 @router.post("/deliveries/{delivery_id}/cancel", tags=["deliveries"])
-def cancel_delivery(delivery_id: int, hub: HubDep, who: Writer) -> CountOut:
+def cancel_delivery(delivery_id: RowId, hub: HubDep, who: Writer) -> CountOut:
     """Cancel a delivery that has not gone out (kept in the ledger)."""
     _delivery_channel(hub, delivery_id, who)
     with hub.engine.begin() as conn:
@@ -481,6 +496,8 @@ def cancel_delivery(delivery_id: int, hub: HubDep, who: Writer) -> CountOut:
 @router.post("/deliveries/retry-dead", tags=["deliveries"])
 def retry_dead(hub: HubDep, who: Admin, flow: str | None = None) -> CountOut:
     """Make every dead delivery (of one flow) due again, after the cause was fixed."""
+    if flow is not None:
+        _flow(hub, flow, who)
     with hub.engine.begin() as conn:
         changed = requeue(conn, None, now(), dead_of_flow=flow, all_dead=True)
     hub.audit(who.name, who.address, "delivery.retry_dead", flow, detail={"changed": changed})

@@ -21,6 +21,7 @@ from erpbridge.cli.channels import channels_app
 from erpbridge.cli.clients import clients_app, secrets_app
 from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, errors
 from erpbridge.cli.common import fail as _fail
+from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import store as _store
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
@@ -137,6 +138,7 @@ def sync(
                 raise _fail(f"flow {name!r} is an OUT flow: `erpbridge worker` delivers it")
         except KeyError as exc:
             raise _fail(str(exc.args[0])) from None
+    _fill_credentials(config)
     runner = FlowRunner(config, _store(config))
     results = []
     with Progress(
@@ -349,6 +351,7 @@ def worker(
 ) -> None:
     """Deliver record changes to the OUT flows (until Ctrl-C, or once with --once)."""
     config = _load(config_path)
+    _fill_credentials(config)
     engine = _store(config)
     if not once and _scaled_out(engine):
         _scaled_worker(
@@ -433,6 +436,7 @@ def run(
     from erpbridge.api import build_hub, create_app
 
     config = _load(config_path)
+    _fill_credentials(config, required=False)
     service = Service(config, _store(config), interval=interval, lease=timedelta(seconds=lease))
     hub = build_hub(config, service.engine, wake=service.wake.set, health=service.health)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load
+from erpbridge.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    fail,
+    fill_credentials,
+    load,
+)
 from erpbridge.engine.diagnose import ChannelReport, check_channel
 from erpbridge.systems import system_types
 
@@ -53,6 +60,7 @@ def test_channels(
     if unknown:
         known = ", ".join(loaded.model.channels) or "none"
         raise fail(f"no channel named {', '.join(unknown)} (channels: {known})", 2)
+    fill_credentials(loaded)
     reports = [check_channel(loaded, name, sample=not no_sample) for name in chosen]
     for report in reports:
         _print(report)

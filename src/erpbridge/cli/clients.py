@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import timedelta
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, store
+from erpbridge.store.adminaudit import record_action
 from erpbridge.store.apiclients import SCOPES, create_client, list_clients, revoke_client
 from erpbridge.store.runs import now
 from erpbridge.store.secretbox import SecretBox, SecretKeyError, rotate
@@ -52,9 +54,10 @@ def add_client(
         except ValueError as exc:
             raise fail(f"--rate-limit {rate_limit!r}: {exc}", 2) from None
     expires = now() + timedelta(days=expires_in_days) if expires_in_days else None
+    client_engine = store(loaded)
     try:
         client, key = create_client(
-            store(loaded),
+            client_engine,
             name,
             set(scope),
             channels=set(channel) if channel else None,
@@ -64,6 +67,14 @@ def add_client(
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    record_action(
+        client_engine,
+        _actor(),
+        None,
+        "client.add",
+        client.name,
+        detail={"scopes": sorted(client.scopes), "channels": sorted(client.channels or [])},
+    )
     console.print(f"client [bold]{client.name}[/] scopes {', '.join(sorted(client.scopes))}")
     console.print("its credential (shown once; use it as X-API-Key or as the OAuth client secret):")
     print(key)
@@ -100,8 +111,10 @@ def revoke(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Revoke a client for good: its key and every token issued to it stop working at once."""
-    if not revoke_client(store(load(config)), name):
+    engine = store(load(config))
+    if not revoke_client(engine, name):
         raise fail(f"no active client named {name!r}")
+    record_action(engine, _actor(), None, "client.revoke", name)
     console.print(f"client {name} revoked")
 
 
@@ -116,4 +129,10 @@ def rotate_secrets(config: ConfigOption = DEFAULT_CONFIG) -> None:
             count = rotate(conn, box)
     except SecretKeyError as exc:
         raise fail(str(exc)) from None
+    record_action(engine, _actor(), None, "secrets.rotate", None, detail={"count": count})
     console.print(f"{count} secret(s) re-encrypted with the current key")
+
+
+def _actor() -> str:
+    """Who runs the command: the operating-system user."""
+    return f"cli:{getpass.getuser()}"

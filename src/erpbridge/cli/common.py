@@ -10,10 +10,21 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from erpbridge.config.loader import LoadedConfig, load_config
+from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.errors import ConfigError, ErpbridgeError
 from erpbridge.store import open_store
+from erpbridge.store.secretbox import SecretBox
 
-__all__ = ["DEFAULT_CONFIG", "ConfigOption", "console", "errors", "fail", "load", "store"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ConfigOption",
+    "console",
+    "errors",
+    "fail",
+    "fill_credentials",
+    "load",
+    "store",
+]
 
 console = Console()
 errors = Console(stderr=True)
@@ -47,3 +58,23 @@ def store(config: LoadedConfig) -> Engine:
         return open_store(config.database_url())
     except ErpbridgeError as exc:
         raise fail(str(exc)) from None
+
+
+def fill_credentials(config: LoadedConfig, *, required: bool = True) -> None:
+    """Fill ``stored`` channel credentials in from the hub store (a no-op without any).
+
+    When one was never set: exit 2 (``required``), or a warning (the API is how to set it).
+    """
+    if not any(stored_names(config, name) for name in config.model.channels):
+        return
+    engine = store(config)
+    try:
+        problems = apply_stored_credentials(
+            config, engine, SecretBox.from_environment(config.base_dir)
+        )
+    except ErpbridgeError as exc:
+        raise fail(str(exc)) from None
+    for problem in problems:
+        errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
+    if problems and required:
+        raise fail("stored channel credentials are missing", 2)

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 from fastapi import FastAPI
 
-from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, store
+from erpbridge.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    fail,
+    fill_credentials,
+    load,
+    store,
+)
 from erpbridge.config.loader import LoadedConfig
 
 __all__ = ["TlsCert", "TlsClientCa", "TlsKey", "api", "serve", "tls_options"]
@@ -73,6 +81,7 @@ def api(
     from erpbridge.api import build_hub, create_app
 
     config = load(config_path)
+    fill_credentials(config, required=False)
     hub = build_hub(config, store(config))
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     scheme = "https" if tls else "http"

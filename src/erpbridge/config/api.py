@@ -12,6 +12,7 @@ __all__ = [
     "IdentityProvider",
     "InboundConfig",
     "Network",
+    "OperationSettings",
     "RateLimits",
     "WebhookConfig",
 ]
@@ -136,3 +137,17 @@ class InboundConfig(_Strict):
         default=None, description="Networks the channel's webhooks may come from."
     )
     webhook: WebhookConfig | None = None
+
+
+class OperationSettings(_Strict):
+    """What every real-time operation has, whatever its transport."""
+
+    description: str = ""
+    timeout_s: float = Field(default=10, gt=0, le=300, description="Answer 504 after this.")
+    cache_s: float = Field(
+        default=0, ge=0, description="Keep an answer this long for the same parameters; 0: off."
+    )
+
+
+#: The keys of an ``operations:`` entry that are not the transport's.
+OPERATION_KEYS = frozenset(OperationSettings.model_fields)

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 from croniter import croniter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from erpbridge.config.api import OPERATION_KEYS, OperationSettings
 from erpbridge.config.models import ConfigFile, FlowConfig, ScheduleTrigger
-from erpbridge.errors import ConfigError, ConfigProblem
+from erpbridge.errors import ConfigError, ConfigProblem, CredentialNotSet
 from erpbridge.mapping.compiler import (
     CompiledMapping,
     CurrencyRates,
@@ -29,12 +30,14 @@ from erpbridge.mapping.compiler import (
 from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
 from erpbridge.systems import system_types
 from erpbridge.transports import StreamOptions, TransportClass, available_transports, load_transport
-from erpbridge.transports.base import TargetOptions
+from erpbridge.transports.base import OperationOptions, TargetOptions, Transport
 
 __all__ = ["LoadedConfig", "load_config", "parse_config"]
 
 Loc = tuple[str | int, ...]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: A credential value meaning "set through the API, kept encrypted in the hub store".
+STORED = "stored"
 _WHOLE_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
 _URL_PASSWORD = re.compile(r"^[a-z0-9+]+://[^:/@\s]+:([^@\s]+)@", re.IGNORECASE)
 
@@ -208,10 +211,12 @@ def _check_plain_secrets(data: Any, problems: _Problems) -> None:
             continue
         credentials, options = channel.get("credentials"), channel.get("options")
         for key, value in credentials.items() if isinstance(credentials, dict) else ():
+            if value == STORED:
+                continue  # kept encrypted in the hub store, set through the API
             if not (isinstance(value, str) and _WHOLE_REF.match(value)):
                 problems.add(
                     ("channels", name, "credentials", key),
-                    "write secrets as ${ENV_VAR} references, never as literal values",
+                    "write secrets as ${ENV_VAR} references (or `stored`), never as literal values",
                 )
         for key, value in options.items() if isinstance(options, dict) else ():
             _check_url(value, ("channels", name, "options", key), problems)
@@ -235,11 +240,32 @@ class LoadedConfig:
     targets: dict[str, TargetOptions]
     transports: dict[str, TransportClass]
     channel_options: dict[str, BaseModel]
+    #: channel → operation name → (common settings, the transport's own options).
+    operations: dict[str, dict[str, tuple[OperationSettings, OperationOptions]]] = field(
+        default_factory=dict
+    )
 
     @property
     def base_dir(self) -> Path:
         """The configuration file's folder; relative paths in it are relative to this."""
         return self.path.parent
+
+    def open_transport(self, channel: str) -> Transport:
+        """A new transport for ``channel``; refused while a ``stored`` credential is unset."""
+        options = self.channel_options[channel]
+        credentials = getattr(options, "credentials", None)
+        if isinstance(credentials, dict):
+            unset = sorted(
+                name
+                for name, value in credentials.items()
+                if isinstance(value, SecretStr) and value.get_secret_value() == STORED
+            )
+            if unset:
+                raise CredentialNotSet(
+                    f"channel {channel!r}: credential {', '.join(unset)} is `stored` but was "
+                    f"never set (PUT /api/v1/channels/{channel}/credentials/{unset[0]})"
+                )
+        return self.transports[channel](channel, options, self.base_dir)
 
     def flow(self, name: str) -> FlowConfig:
         """The flow called ``name``; ``KeyError`` lists the known ones."""
@@ -309,6 +335,68 @@ def _validate_channels(
             continue
         transports[name] = cls
     return transports, options
+
+
+def _expand_presets(data: dict[str, Any], problems: _Problems) -> None:
+    """Replace each flow's ``preset:`` by the system type's preset, the flow's own keys winning.
+
+    ``name`` defaults to the preset's name; any key given in the flow (``mapping``, ``trigger``,
+    ``source``…) replaces the preset's key as a whole.
+    """
+    flows, channels = data.get("flows"), data.get("channels")
+    if not isinstance(flows, list) or not isinstance(channels, dict):
+        return
+    systems = system_types()
+    for index, flow in enumerate(flows):
+        if not isinstance(flow, dict) or "preset" not in flow:
+            continue
+        loc = ("flows", index, "preset")
+        name = flow["preset"]
+        channel = channels.get(str(flow.get("channel")))
+        system = systems.get(str(channel.get("system"))) if isinstance(channel, dict) else None
+        if system is None:
+            problems.add(loc, "a preset needs the flow's channel and its system type")
+            continue
+        presets = system.presets()
+        if name not in presets:
+            known = ", ".join(sorted(presets)) or "none"
+            problems.add(
+                loc, f"system type {system.name!r} has no preset {name!r} (known: {known})"
+            )
+            continue
+        own = {k: v for k, v in flow.items() if k != "preset"}
+        flows[index] = {"name": name, **presets[name], **own}
+
+
+def _validate_operations(
+    model: ConfigFile, transports: dict[str, TransportClass], problems: _Problems
+) -> dict[str, dict[str, tuple[OperationSettings, OperationOptions]]]:
+    found: dict[str, dict[str, tuple[OperationSettings, OperationOptions]]] = {}
+    for channel, config in model.channels.items():
+        if not config.operations or channel not in transports:
+            continue
+        options_model = getattr(transports[channel], "operation_options", None)
+        if options_model is None:
+            problems.add(
+                ("channels", channel, "operations"),
+                "this channel's transport serves no real-time operations",
+            )
+            continue
+        for name, raw in config.operations.items():
+            loc = ("channels", channel, "operations", name)
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]*$", name):
+                problems.add(loc, f"{name!r} is not a valid name (letters, digits, _ . -)")
+                continue
+            common = {k: v for k, v in raw.items() if k in OPERATION_KEYS}
+            own = {k: v for k, v in raw.items() if k not in OPERATION_KEYS}
+            try:
+                settings = OperationSettings.model_validate(common)
+                options = options_model.model_validate(own)
+            except ValidationError as exc:
+                problems.add_validation(loc, exc)
+                continue
+            found.setdefault(channel, {})[name] = (settings, options)
+    return found
 
 
 def _validate_inbound(model: ConfigFile, problems: _Problems) -> None:
@@ -434,6 +522,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         )
     _check_plain_secrets(data, problems)
     data = _expand_env(data, (), problems, env)
+    _expand_presets(data, problems)
     try:
         model = ConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -446,6 +535,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     transports, options = _validate_channels(model, problems)
     mappings, streams, targets = _validate_flows(model, catalog, transports, problems)
     _validate_inbound(model, problems)
+    operations = _validate_operations(model, transports, problems)
     if problems.found:
         raise ConfigError(problems.found)
     return LoadedConfig(
@@ -457,6 +547,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         targets=targets,
         transports=transports,
         channel_options=options,
+        operations=operations,
     )
 
 

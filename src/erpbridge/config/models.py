@@ -81,6 +81,11 @@ class ChannelConfig(_Strict):
     inbound: InboundConfig | None = Field(
         default=None, description="Webhooks the channel sends, and from which networks."
     )
+    operations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Real-time operations (name → options): `timeout_s`, `cache_s`, "
+        "`description`, plus the transport's own call options.",
+    )
 
 
 class ScheduleTrigger(_Strict):

@@ -48,10 +48,9 @@ class ChannelReport:
 def check_channel(config: LoadedConfig, channel: str, *, sample: bool = True) -> ChannelReport:
     """Check ``channel``: connection and auth, then (``sample``) one record per IN flow."""
     model = config.model.channels[channel]
-    cls = config.transports[channel]
     name = model.transport or system_types()[model.system].transport
     try:
-        transport: Transport = cls(channel, config.channel_options[channel], config.base_dir)
+        transport: Transport = config.open_transport(channel)
     except ErpbridgeError as exc:
         bad = Health(ok=False, detail=str(exc), category=getattr(exc, "category", "error"))
         return ChannelReport(channel, name, bad)

@@ -125,8 +125,7 @@ class FlowRunner:
         self.on_queued = on_queued
 
     def _transport(self, channel: str) -> Transport:
-        cls = self.config.transports[channel]
-        return cls(channel, self.config.channel_options[channel], self.config.base_dir)
+        return self.config.open_transport(channel)
 
     def run(
         self,

@@ -159,9 +159,7 @@ class Worker:
 
     def _transport(self, channel: str) -> Transport:
         if channel not in self._transports:
-            cls = self.config.transports[channel]
-            options = self.config.channel_options[channel]
-            self._transports[channel] = cls(channel, options, self.config.base_dir)
+            self._transports[channel] = self.config.open_transport(channel)
         return self._transports[channel]
 
     def _payloads(self, items: list[Claim]) -> dict[tuple[int, int], dict[str, Any]]:

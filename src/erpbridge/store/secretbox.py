@@ -76,9 +76,15 @@ class SecretBox:
                 f"was {KEY_ENV} changed without keeping the old key?"
             ) from None
 
-    def rotate_token(self, token: str) -> str:
-        """``token`` re-encrypted with the first key."""
-        return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+    def rotate_token(self, token: str, what: str) -> str:
+        """``token`` re-encrypted with the first key; ``what`` names it in the error."""
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except InvalidToken:
+            raise SecretKeyError(
+                f"{what} cannot be decrypted with any configured secret key: keep the old key "
+                f"in {KEY_ENV} (after the new one) while rotating"
+            ) from None
 
 
 def store_credential(conn: Connection, box: SecretBox, channel: str, name: str, value: str) -> None:
@@ -122,14 +128,14 @@ def rotate(conn: Connection, box: SecretBox) -> int:
         conn.execute(
             update(channel_secrets)
             .where(channel_secrets.c.channel == channel, channel_secrets.c.name == name)
-            .values(ciphertext=box.rotate_token(cipher))
+            .values(ciphertext=box.rotate_token(cipher, f"credential {name!r} of {channel!r}"))
         )
         count += 1
     for kid, cipher in conn.execute(select(signing_keys.c.kid, signing_keys.c.private_key)).all():
         conn.execute(
             update(signing_keys)
             .where(signing_keys.c.kid == kid)
-            .values(private_key=box.rotate_token(cipher))
+            .values(private_key=box.rotate_token(cipher, f"signing key {kid}"))
         )
         count += 1
     return count

@@ -10,9 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
-__all__ = ["SystemType", "system_types"]
+import yaml
+
+__all__ = ["SystemType", "builtin_presets", "system_types"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,37 @@ class SystemType:
     description: str
     #: Channel options the system type implies (``dialect: odoo``); a channel's own win.
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: A YAML file (or a folder of them) of flow presets — ``presets: {name: flow settings}`` —
+    #: that a flow names with ``preset:``.
+    preset_file: Traversable | None = None
+
+    def presets(self) -> dict[str, dict[str, Any]]:
+        """The system type's flow presets by name (empty when it has none)."""
+        if self.preset_file is None or not (
+            self.preset_file.is_dir() or self.preset_file.is_file()
+        ):
+            return {}
+        files_ = (
+            sorted((f for f in self.preset_file.iterdir() if f.name.endswith(".yaml")), key=str)
+            if self.preset_file.is_dir()
+            else [self.preset_file]
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for file in files_:
+            found |= _load_presets(file.read_text(encoding="utf-8"))
+        return found
+
+
+@cache
+def _load_presets(text: str) -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load(text) or {}
+    presets = data.get("presets", {}) if isinstance(data, dict) else {}
+    return {str(k): dict(v) for k, v in presets.items() if isinstance(v, dict)}
+
+
+def builtin_presets(system: str) -> Traversable:
+    """The folder of preset files shipped with built-in system type ``system``."""
+    return files("erpbridge.systems").joinpath(system)
 
 
 _BUILTIN = (
@@ -32,7 +67,7 @@ _BUILTIN = (
     SystemType("rest", "rest", "A JSON REST API (web shop, CRM, platform)."),
     SystemType(
         "platform",
-        "inbound",
+        "platform",
         "A platform that pushes events and signed webhooks to the hub's API.",
     ),
     SystemType("soap", "soap", "A SOAP web service described by a WSDL."),
@@ -43,6 +78,14 @@ _BUILTIN = (
         "rpc",
         "Tryton ERP over its JSON-RPC API.",
         {"dialect": "tryton", "protocol": "jsonrpc"},
+        builtin_presets("tryton"),
+    ),
+    SystemType(
+        "sap",
+        "odata",
+        "SAP S/4HANA over its OData APIs (API_BUSINESS_PARTNER, API_PRODUCT_SRV, …).",
+        {},
+        builtin_presets("sap"),
     ),
     SystemType(
         "odoo",

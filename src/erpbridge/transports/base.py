@@ -21,6 +21,8 @@ __all__ = [
     "CursorValue",
     "Health",
     "HealthCategory",
+    "OperationOptions",
+    "Operator",
     "OutgoingRecord",
     "SourceProblem",
     "SourceRecord",
@@ -91,6 +93,12 @@ class TargetOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class OperationOptions(BaseModel):
+    """Base of a transport's real-time operation options (``channels.X.operations.NAME``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
     """One record version to write to a channel (already mapped to the channel's shape)."""
@@ -126,6 +134,23 @@ class Writer(Protocol):
 HealthCategory = Literal[
     "ok", "dns", "refused", "tls", "timeout", "auth", "forbidden", "schema", "protocol", "error"
 ]
+
+
+@runtime_checkable
+class Operator(Protocol):
+    """What a transport that serves real-time operations offers (PO check, price, lookup)."""
+
+    #: The pydantic model validating one ``operations:`` entry of a channel.
+    operation_options: type[OperationOptions]
+
+    def call(self, operation: OperationOptions, params: Mapping[str, Any]) -> Any:
+        """Call the channel synchronously with the caller's ``params``; return plain JSON data.
+
+        Raise :class:`~erpbridge.errors.RetriableError` for passing failures,
+        :class:`~erpbridge.errors.FatalError` for refusals, and
+        :class:`~erpbridge.errors.DataError` when ``params`` do not fit.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from erpbridge.transports.base import (
     Batch,
     CursorValue,
     Health,
+    OperationOptions,
     OutgoingRecord,
     SourceProblem,
     SourceRecord,
@@ -51,6 +52,7 @@ from erpbridge.transports.http import (
     HttpUnreachable,
     health_of,
 )
+from erpbridge.transports.restcall import RestOperationOptions, call_rest
 from erpbridge.transports.restcursor import CursorTracker, dig
 from erpbridge.transports.restoptions import (
     RestChannelOptions,
@@ -347,6 +349,15 @@ class RestTransport:
         if isinstance(exc, HttpUnreachable):
             return HttpUnreachable(message, exc.category)
         return HttpRefused(message, exc.status, exc.category)
+
+    # -- real-time operations --------------------------------------------------------------------
+
+    operation_options = RestOperationOptions
+
+    def call(self, operation: OperationOptions, params: Mapping[str, Any]) -> Any:
+        """One templated request for a caller waiting on the answer (see :mod:`.restcall`)."""
+        assert isinstance(operation, RestOperationOptions)
+        return call_rest(self._client(), operation, params)
 
     # -- the connection --------------------------------------------------------------------------
 

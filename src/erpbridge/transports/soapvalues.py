@@ -10,8 +10,7 @@ Problems raise a ``FatalError`` that does not name the channel; the transport ad
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -21,6 +20,7 @@ from zeep.wsdl.utils import etree_to_string
 
 from erpbridge.errors import FatalError
 from erpbridge.transports.base import CursorValue
+from erpbridge.transports.templates import PLACEHOLDER, lookup, placeholders, render
 
 __all__ = [
     "PLACEHOLDER",
@@ -34,9 +34,6 @@ __all__ = [
     "render",
 ]
 
-#: ``{name}`` or ``{name.path.to.field}``; ``{{`` stays a literal brace.
-PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_]\w*(?:\.[\w-]+)*)\}(?!\})")
-
 #: Values a record keeps as they are; the hub's mapping and JSON storage know them.
 _KEPT = (str, int, float, bool, Decimal, date, time, bytes)
 _CURSOR_TYPES: dict[str, Callable[[str], Any]] = {
@@ -45,68 +42,6 @@ _CURSOR_TYPES: dict[str, Callable[[str], Any]] = {
     "decimal": Decimal,
     "str": str,
 }
-
-
-def placeholders(template: Any) -> set[str]:
-    """The placeholder names (first part, ``record`` of ``{record.code}``) used in a template."""
-    found: set[str] = set()
-    if isinstance(template, str):
-        found.update(m.group(1).split(".")[0] for m in PLACEHOLDER.finditer(template))
-    elif isinstance(template, Mapping):
-        for value in template.values():
-            found |= placeholders(value)
-    elif isinstance(template, list):
-        for value in template:
-            found |= placeholders(value)
-    return found
-
-
-def render(template: Any, values: Mapping[str, Any]) -> Any:
-    """``template`` with its placeholders replaced from ``values`` (dotted names look inside)."""
-    if isinstance(template, Mapping):
-        return {key: render(value, values) for key, value in template.items()}
-    if isinstance(template, list):
-        return [render(value, values) for value in template]
-    if not isinstance(template, str):
-        return template
-    whole = PLACEHOLDER.fullmatch(template)
-    if whole is not None:
-        return _value(whole.group(1), values)
-
-    def text(match: re.Match[str]) -> str:
-        value = _value(match.group(1), values)
-        if value is None:
-            return ""
-        return value.isoformat() if isinstance(value, date) else str(value)
-
-    return PLACEHOLDER.sub(text, template).replace("{{", "{").replace("}}", "}")
-
-
-def _value(name: str, values: Mapping[str, Any]) -> Any:
-    head, _, rest = name.partition(".")
-    if head not in values:
-        raise FatalError(f"unknown placeholder {{{name}}} (known: {', '.join(sorted(values))})")
-    return lookup(values[head], rest) if rest else values[head]
-
-
-def lookup(data: Any, path: str | None) -> Any:
-    """The value at the dotted ``path`` inside ``data`` (``None`` when a step is absent).
-
-    A number step indexes a list (``items.0.sku``); a key that literally contains the dots wins.
-    """
-    if not path:
-        return data
-    if isinstance(data, Mapping) and path in data:
-        return data[path]
-    current = data
-    for step in path.split("."):
-        if isinstance(current, Mapping):
-            current = current.get(step)
-        elif isinstance(current, list) and step.isdigit() and int(step) < len(current):
-            current = current[int(step)]
-        else:
-            return None
-    return current
 
 
 def plain(response: Any) -> Any:

@@ -7,33 +7,33 @@ cursor column is NULL are read only by a full read (no stored cursor). Without a
 is one streaming pass over the whole source.
 
 Every query runs in a read-only transaction: PostgreSQL and Oracle ``SET TRANSACTION READ ONLY``,
-MySQL/MariaDB ``START TRANSACTION READ ONLY``, SQLite a ``mode=ro`` URI plus ``PRAGMA query_only``.
-Other dialects (MSSQL) have no such statement; there only the login's rights protect the source,
-so give every channel a login with SELECT rights only.
+MySQL/MariaDB ``START TRANSACTION READ ONLY``, SQLite a ``mode=ro`` URI plus ``PRAGMA query_only``;
+PostgreSQL, MySQL and MariaDB sessions are read-only as a whole too. MSSQL has no such statement:
+there every read is rolled back and the login's rights protect the source, so give every channel
+a login with SELECT rights only.
 
 The query guard is :mod:`erpbridge.transports.sqlguard`; the stored cursor and the safety-window
-arithmetic are :mod:`erpbridge.transports.sqlcursor`.
+arithmetic are :mod:`erpbridge.transports.sqlcursor`; connections, session set-up and error
+classification are :mod:`erpbridge.transports.sqlconnect`.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
-from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection, make_url
 
-from erpbridge.errors import ErpbridgeError, FatalError, ReadOnlyViolation, SourceUnavailable
+from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
@@ -43,6 +43,17 @@ from erpbridge.transports.base import (
     StreamOptions,
 )
 from erpbridge.transports.bookings import ORDER_FIELDS, BookingColumns, fold_bookings
+from erpbridge.transports.sqlconnect import (
+    READ_ONLY_BEGIN,
+    SqlFatal,
+    SqlReadOnly,
+    SqlUnavailable,
+    classify,
+    health_category,
+    open_channel_engine,
+    reader_session,
+    resolve_sqlite,
+)
 from erpbridge.transports.sqlcursor import decode_cursor, earlier, encode_cursor, minus_window
 from erpbridge.transports.sqlguard import check_select
 
@@ -122,58 +133,8 @@ class SqlStreamOptions(StreamOptions):
         return self
 
 
-# -- error translation ---------------------------------------------------------------------------
-
-_CODE_KINDS: dict[str | int, str] = {
-    # PostgreSQL SQLSTATEs
-    "25006": "read-only", "42P01": "schema mismatch", "42703": "schema mismatch",
-    "3F000": "schema mismatch", "42501": "permission denied", "28P01": "auth", "28000": "auth",
-    "3D000": "missing database", "57014": "timeout",
-    # MySQL/MariaDB error numbers
-    1792: "read-only", 1290: "read-only", 1836: "read-only", 1146: "schema mismatch",
-    1054: "schema mismatch", 1142: "permission denied", 1044: "auth", 1045: "auth",
-    1049: "missing database", 2003: "refused", 2005: "dns",
-    # SQLite result codes
-    "SQLITE_READONLY": "read-only", "SQLITE_CANTOPEN": "cannot open", "SQLITE_AUTH": "auth",
-}  # fmt: skip
-_MESSAGE_KINDS = [
-    (r"database \S+ does not exist|unknown database", "missing database"),
-    (r"translate host|not known|nodename nor servname|unknown \w* ?server host|name resolution",
-     "dns"),
-    (r"authentication failed|access denied|pg_hba\.conf|role \S+ does not exist", "auth"),
-    (r"timeout|timed out", "timeout"),
-    (r"connection refused|could not connect|can't connect", "refused"),
-    (r"read-only|readonly|read only", "read-only"),
-    (r"no such (table|column)|does not exist|doesn't exist|unknown column", "schema mismatch"),
-    (r"permission denied", "permission denied"),
-]  # fmt: skip
-
-
-def _classify(exc: sa_exc.SQLAlchemyError) -> tuple[str, str]:
-    """``(category, message)`` of a SQLAlchemy error, from the driver's code or its words."""
-    orig = getattr(exc, "orig", None)
-    message = " ".join(str(orig if orig is not None else exc).split())
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
-    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
-        code = orig.args[0]  # MySQL drivers put the error number first
-    if code in _CODE_KINDS:
-        return _CODE_KINDS[code], message
-    if isinstance(exc, sa_exc.TimeoutError):
-        return "timeout", message
-    for pattern, kind in _MESSAGE_KINDS:
-        if re.search(pattern, message, re.IGNORECASE):
-            return kind, message
-    return "database error", message
-
-
 # -- the transport -------------------------------------------------------------------------------
 
-_READ_ONLY_BEGIN = {
-    "postgresql": "SET TRANSACTION READ ONLY",
-    "oracle": "SET TRANSACTION READ ONLY",
-    "mysql": "START TRANSACTION READ ONLY",
-    "mariadb": "START TRANSACTION READ ONLY",
-}
 _IN_CHUNK = 500  # order codes per IN (...): below Oracle's 1000 and old SQLite's 999 limits
 _BIND_NAME = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")  # what sqlalchemy.text() takes for :binds
 
@@ -185,27 +146,6 @@ class _Page:
     cursor: CursorValue
 
 
-def open_channel_engine(
-    channel: str,
-    url: sa.URL,
-    sqlite_file: Path | None,
-    connect_timeout: float,
-    sqlite_on_connect: Callable[[Any, Any], None],
-) -> tuple[str, str | None, sa.Engine]:
-    """The engine of a database channel: (where, for messages; its password, to scrub from
-    database messages; the engine). ``sqlite_on_connect`` sets up each SQLite connection."""
-    where = str(sqlite_file or url.render_as_string(hide_password=True))
-    try:
-        engine = sa.create_engine(
-            url, connect_args=_connect_args(url, connect_timeout), pool_pre_ping=True
-        )
-    except (sa_exc.ArgumentError, ImportError) as exc:
-        raise FatalError(f"channel {channel}: cannot use {where}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", sqlite_on_connect)
-    return where, url.password, engine
-
-
 class SqlTransport:
     """Reads tables, views and SELECT queries of one database channel, never writing to it."""
 
@@ -215,10 +155,12 @@ class SqlTransport:
     def __init__(self, channel: str, options: SqlChannelOptions, base_dir: Path) -> None:
         self._channel = channel
         self._options = options
-        url, self._sqlite_file = _resolve_sqlite(make_url(options.url), base_dir)
-        self._where, self._password, self._engine = open_channel_engine(
-            channel, url, self._sqlite_file, options.connect_timeout, _sqlite_query_only
+        # mode=ro also stops SQLite from creating an empty file where the database should be.
+        url, sqlite_file = resolve_sqlite(make_url(options.url), base_dir, "ro")
+        self._db = open_channel_engine(
+            channel, url, sqlite_file, options.connect_timeout, reader_session
         )
+        self._engine = self._db.engine
 
     def read(
         self,
@@ -239,16 +181,19 @@ class SqlTransport:
         return self._read_rows(stream, stream.cursor, cursor, batch_size, required_fields)
 
     def health(self) -> Health:
-        """Run ``SELECT 1`` read-only; report dialect, server version and the masked URL."""
+        """Run ``SELECT 1`` read-only; report dialect, server version and the masked URL, or
+        what failed (``dns``, ``refused``, ``timeout``, ``tls``, ``auth``, ``forbidden``,
+        ``schema`` for a missing database)."""
         try:
             with self._connect_read_only() as conn:
                 conn.execute(sa.select(sa.literal_column("1"))).scalar_one()
                 dialect = conn.dialect
-        except sa_exc.SQLAlchemyError as exc:
-            category, message = self._classify(exc)
-            return Health(ok=False, detail=f"{category}: {self._where}: {self._scrub(message)}")
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            kind, message = self._classify(exc)
+            detail = f"{kind}: {self._db.where}: {self._db.scrub(message)}"
+            return Health(ok=False, detail=detail, category=health_category(kind))
         version = ".".join(str(part) for part in dialect.server_version_info or ())
-        return Health(ok=True, detail=f"{dialect.name} {version} at {self._where}")
+        return Health(ok=True, detail=f"{dialect.name} {version} at {self._db.where}")
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -304,9 +249,10 @@ class SqlTransport:
         columns = stream.bookings
         spec = stream.cursor or CursorSpec(column=columns.timestamp, tiebreaker=str(columns.id))
         if missing := sorted(required - ORDER_FIELDS):
-            raise FatalError(
+            raise SqlFatal(
                 f"channel {self._channel}: schema mismatch: folded bookings have no field(s) "
-                f"{', '.join(missing)}; fields: {', '.join(sorted(ORDER_FIELDS))}"
+                f"{', '.join(missing)}; fields: {', '.join(sorted(ORDER_FIELDS))}",
+                "schema",
             )
         source, label = self._source(stream)
         key_columns = dict.fromkeys((spec.column, spec.tiebreaker, columns.order_code))
@@ -422,16 +368,18 @@ class SqlTransport:
         try:
             return row[column]
         except KeyError:
-            raise FatalError(
+            raise SqlFatal(
                 f"channel {self._channel}: schema mismatch: no column {column} in the result; "
-                f"columns found: {', '.join(row)}"
+                f"columns found: {', '.join(row)}",
+                "schema",
             ) from None
 
     def _require(self, found: list[str], needed: Iterable[str], label: str) -> None:
         if missing := sorted(set(needed) - set(found)):
-            raise FatalError(
+            raise SqlFatal(
                 f"channel {self._channel}: schema mismatch: {label} lacks column(s) "
-                f"{', '.join(missing)}; columns found: {', '.join(found)}"
+                f"{', '.join(missing)}; columns found: {', '.join(found)}",
+                "schema",
             )
 
     # -- connections and errors ------------------------------------------------------------------
@@ -439,7 +387,7 @@ class SqlTransport:
     @contextmanager
     def _connect_read_only(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
-            begin = _READ_ONLY_BEGIN.get(conn.dialect.name)
+            begin = READ_ONLY_BEGIN.get(conn.dialect.name)
             if begin is not None:
                 conn.exec_driver_sql(begin)
             yield conn  # leaving connect() rolls back: a read has nothing to commit
@@ -450,57 +398,24 @@ class SqlTransport:
         try:
             with self._connect_read_only() as conn:
                 yield conn
-        except sa_exc.SQLAlchemyError as exc:
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self._translate(exc) from exc
 
-    def _translate(self, exc: sa_exc.SQLAlchemyError) -> ErpbridgeError:
-        category, message = self._classify(exc)
-        message = self._scrub(message)
+    def _translate(self, exc: sa_exc.SQLAlchemyError | OSError) -> ErpbridgeError:
+        kind, message = self._classify(exc)
+        message = self._db.scrub(message)
         where = f"channel {self._channel}"
-        if category == "read-only":
-            return ReadOnlyViolation(f"{where}: write refused, the channel is read-only: {message}")
-        if category in ("schema mismatch", "permission denied"):
-            return FatalError(f"{where}: {category}: {message}")
-        return SourceUnavailable(f"{where}: {category} at {self._where}: {message}")
+        if kind == "read-only":
+            return SqlReadOnly(f"{where}: write refused, the channel is read-only: {message}")
+        if kind in ("schema mismatch", "permission denied"):
+            return SqlFatal(f"{where}: {kind}: {message}", health_category(kind))
+        return SqlUnavailable(
+            f"{where}: {kind} at {self._db.where}: {message}", health_category(kind)
+        )
 
-    def _classify(self, exc: sa_exc.SQLAlchemyError) -> tuple[str, str]:
-        category, message = _classify(exc)
-        if category == "cannot open" and self._sqlite_file and not self._sqlite_file.exists():
-            category = "missing database"
-        return category, message
-
-    def _scrub(self, message: str) -> str:
-        return message.replace(self._password, "***") if self._password else message
-
-
-def _resolve_sqlite(url: URL, base_dir: Path) -> tuple[URL, Path | None]:
-    """Anchor a relative SQLite path at ``base_dir`` and open the file read-only (``mode=ro``)."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return url, None
-    database = str(url.database)
-    if database.startswith("file:"):
-        database = unquote(database.removeprefix("file:"))
-    path = Path(database)
-    path = path if path.is_absolute() else (base_dir / path).absolute()
-    if url.get_driver_name() != "pysqlite":  # other drivers: PRAGMA query_only is the guard
-        return url.set(database=str(path)), path
-    # mode=ro also stops SQLite from creating an empty file where the database should be.
-    query = {**url.query, "mode": "ro", "uri": "true"}
-    return url.set(database=f"file:{quote(str(path))}", query=query), path
-
-
-def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
-    backend, driver = url.get_backend_name(), url.get_driver_name()
-    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
-        return {"connect_timeout": max(2, math.ceil(timeout))}  # libpq: whole seconds, min 2
-    if backend in ("mysql", "mariadb"):
-        return {"connect_timeout": max(1, math.ceil(timeout))}
-    if backend == "sqlite":
-        return {"timeout": timeout}
-    return {}
-
-
-def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA query_only = ON")
-    cursor.close()
+    def _classify(self, exc: sa_exc.SQLAlchemyError | OSError) -> tuple[str, str]:
+        kind, message = classify(exc)
+        sqlite_file = self._db.sqlite_file
+        if kind == "cannot open" and sqlite_file and not sqlite_file.exists():
+            kind = "missing database"
+        return kind, message

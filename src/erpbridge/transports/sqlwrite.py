@@ -3,11 +3,12 @@
 Made for staging tables an ERP imports from and for import logs or queues. Every call of
 :meth:`SqlWriteTransport.write` is one transaction: all of its records land, or none do. An
 upsert uses the dialect's own statement (``INSERT … ON CONFLICT … DO UPDATE`` on PostgreSQL and
-SQLite; ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB, untested); with a ``version_column`` a
-row holding a newer version is never replaced, so a stale retry cannot go backwards.
+SQLite; ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB); with a ``version_column`` a row holding a
+newer version is never replaced, so a stale retry cannot go backwards.
 
-URL resolution, error classification and connection arguments are the read-only SQL transport's
-(:mod:`erpbridge.transports.sql`); only the SQLite open mode differs (``rw``: never create a file).
+URL resolution, session set-up (UTC clock) and error classification are shared with the read-only
+SQL transport (:mod:`erpbridge.transports.sqlconnect`); the SQLite open mode is ``rw``: writable,
+and never creating a missing file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -27,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
-from erpbridge.errors import ErpbridgeError, FatalError, SourceUnavailable
+from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
@@ -36,7 +37,16 @@ from erpbridge.transports.base import (
     StreamOptions,
     TargetOptions,
 )
-from erpbridge.transports.sql import _classify, _resolve_sqlite, open_channel_engine
+from erpbridge.transports.sqlconnect import (
+    SqlFatal,
+    SqlUnavailable,
+    classify,
+    error_code,
+    health_category,
+    open_channel_engine,
+    resolve_sqlite,
+    writer_session,
+)
 
 __all__ = [
     "SqlWriteChannelOptions",
@@ -110,6 +120,10 @@ class SqlWriteTargetOptions(TargetOptions):
 #: Errors that say the record (or the statement built for it), not the database, is wrong.
 _RECORD_ERRORS = (sa_exc.IntegrityError, sa_exc.DataError, sa_exc.ProgrammingError)
 _LOCK_CODES = {"SQLITE_BUSY", "SQLITE_LOCKED", "55P03", "40001", "40P01", 1205, 1213}
+#: MySQL/MariaDB refusals of a row that their drivers raise as OperationalError: a failed CHECK
+#: (4025 MariaDB, 3819 MySQL), an impossible value (1292, 1366, 1265), a column without default
+#: (1364).
+_ROW_CODES = {4025, 3819, 1292, 1366, 1265, 1364}
 _SCHEMA_KINDS = ("schema mismatch", "permission denied", "read-only")
 #: Categories waiting cannot fix: the delivery becomes dead with the message.
 _FATAL_KINDS = (*_SCHEMA_KINDS, "invalid row", "unwritable value")
@@ -137,14 +151,12 @@ class SqlWriteTransport:
     def __init__(self, channel: str, options: SqlWriteChannelOptions, base_dir: Path) -> None:
         self._channel = channel
         self._options = options
-        url, self._sqlite_file = _resolve_sqlite(make_url(options.url), base_dir)
-        if url.query.get("mode") == "ro":
-            # rw instead of the reader's ro: writable, and still never creates a missing file.
-            url = url.update_query_dict({"mode": "rw"})
+        url, sqlite_file = resolve_sqlite(make_url(options.url), base_dir, "rw")
         self._targets: dict[tuple[str | None, str], _Target] = {}
-        self._where, self._password, self._engine = open_channel_engine(
-            channel, url, self._sqlite_file, options.connect_timeout, _sqlite_foreign_keys
+        self._db = open_channel_engine(
+            channel, url, sqlite_file, options.connect_timeout, writer_session
         )
+        self._engine = self._db.engine
 
     def read(
         self,
@@ -160,15 +172,19 @@ class SqlWriteTransport:
         )
 
     def health(self) -> Health:
-        """Run ``SELECT 1``; report dialect, server version and the masked URL."""
+        """Run ``SELECT 1``; report dialect, server version and the masked URL, or what failed
+        (``dns``, ``refused``, ``timeout``, ``tls``, ``auth``, ``forbidden``, ``schema``)."""
         try:
             with self._engine.connect() as conn:
                 conn.execute(sa.select(sa.literal_column("1"))).scalar_one()
                 dialect = conn.dialect
-        except sa_exc.SQLAlchemyError as exc:
-            return Health(ok=False, detail=str(self._translate(exc)))
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            kind = self._explain(exc)[0]
+            return Health(
+                ok=False, detail=str(self._translate(exc)), category=health_category(kind)
+            )
         version = ".".join(str(part) for part in dialect.server_version_info or ())
-        return Health(ok=True, detail=f"{dialect.name} {version} at {self._where}")
+        return Health(ok=True, detail=f"{dialect.name} {version} at {self._db.where}")
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -200,7 +216,7 @@ class SqlWriteTransport:
             if self._explain(exc)[0] not in _FATAL_KINDS:
                 raise self._translate(exc) from exc
             raise self._refused(found, target, records, rows, exc) from exc
-        except sa_exc.SQLAlchemyError as exc:
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise self._translate(exc) from exc
         return ids
 
@@ -216,14 +232,16 @@ class SqlWriteTransport:
         named += list((target.columns or {}).values())
         columns = found.table.c.keys()
         if missing := sorted({c for c in named if c is not None} - set(columns)):
-            raise FatalError(
+            raise SqlFatal(
                 f"channel {self._channel}: table {found.label} has no column(s) "
-                f"{', '.join(missing)} named in the target; columns found: {', '.join(columns)}"
+                f"{', '.join(missing)} named in the target; columns found: {', '.join(columns)}",
+                "schema",
             )
         if target.mode == "upsert" and frozenset(target.key) not in found.unique:
-            raise FatalError(
+            raise SqlFatal(
                 f"channel {self._channel}: key ({', '.join(target.key)}) of table {found.label} "
-                "is neither its primary key nor a unique constraint, which an upsert needs"
+                "is neither its primary key nor a unique constraint, which an upsert needs",
+                "schema",
             )
         return found
 
@@ -237,8 +255,9 @@ class SqlWriteTransport:
                 constraints = inspector.get_unique_constraints(name, schema)
                 indexes = inspector.get_indexes(name, schema)
         except sa_exc.NoSuchTableError:
-            raise FatalError(
-                f"channel {self._channel}: table {label} does not exist in {self._where}"
+            raise SqlFatal(
+                f"channel {self._channel}: table {label} does not exist in {self._db.where}",
+                "schema",
             ) from None
         unique = {frozenset(primary), *(frozenset(u["column_names"]) for u in constraints)}
         unique |= {frozenset(str(c) for c in i["column_names"]) for i in indexes if i["unique"]}
@@ -284,7 +303,13 @@ class SqlWriteTransport:
         kind = column.type
         try:
             if isinstance(value, str) and isinstance(kind, sa.DateTime):
-                return datetime.fromisoformat(value)
+                value = datetime.fromisoformat(value)
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                # In UTC, as the session's clock: drivers that drop the offset (PyMySQL) then
+                # still write the right moment into TIMESTAMP and naive DATETIME columns.
+                return value.astimezone(UTC)
+            if isinstance(value, datetime):
+                return value
             if isinstance(value, str) and isinstance(kind, sa.Date):
                 return date.fromisoformat(value)
             if isinstance(value, str) and isinstance(kind, sa.Time):
@@ -345,32 +370,32 @@ class SqlWriteTransport:
         try:
             with self._engine.connect() as conn:
                 yield conn
-        except sa_exc.DBAPIError as exc:
+        except (sa_exc.DBAPIError, OSError) as exc:
             raise self._translate(exc) from exc
 
-    def _explain(self, exc: sa_exc.SQLAlchemyError) -> tuple[str, str]:
-        """``(category, message)``; the category says whether waiting can help."""
+    def _explain(self, exc: sa_exc.SQLAlchemyError | OSError) -> tuple[str, str]:
+        """``(kind, message)``; the kind says whether waiting can help."""
         if not isinstance(exc, sa_exc.DBAPIError) and isinstance(exc, sa_exc.StatementError):
             return "unwritable value", " ".join(str(exc.orig).split())
-        category, message = _classify(exc)
-        orig = getattr(exc, "orig", None)
-        code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
-        if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
-            code = orig.args[0]
+        kind, message = classify(exc)
+        code = error_code(exc)
+        sqlite_file = self._db.sqlite_file
         if code in _LOCK_CODES:
-            category = "locked"
-        elif isinstance(exc, _RECORD_ERRORS) and category not in _SCHEMA_KINDS:
-            category = "invalid row"
-        elif category == "cannot open" and self._sqlite_file and not self._sqlite_file.exists():
-            category = "missing database"
-        return category, self._scrub(message)
+            kind = "locked"
+        elif code in _ROW_CODES or (isinstance(exc, _RECORD_ERRORS) and kind not in _SCHEMA_KINDS):
+            kind = "invalid row"
+        elif kind == "cannot open" and sqlite_file and not sqlite_file.exists():
+            kind = "missing database"
+        return kind, self._db.scrub(message)
 
-    def _translate(self, exc: sa_exc.SQLAlchemyError) -> ErpbridgeError:
-        category, message = self._explain(exc)
+    def _translate(self, exc: sa_exc.SQLAlchemyError | OSError) -> ErpbridgeError:
+        kind, message = self._explain(exc)
         where = f"channel {self._channel}"
-        if category in _FATAL_KINDS:
-            return FatalError(f"{where}: {category}: {message}")
-        return SourceUnavailable(f"{where}: {category} at {self._where}: {message}")
+        if kind in _FATAL_KINDS:
+            return SqlFatal(f"{where}: {kind}: {message}", health_category(kind))
+        return SqlUnavailable(
+            f"{where}: {kind} at {self._db.where}: {message}", health_category(kind)
+        )
 
     def _refused(
         self,
@@ -396,7 +421,7 @@ class SqlWriteTransport:
                             return FatalError(self._about(record, problem))
                 finally:
                     transaction.rollback()
-        except sa_exc.SQLAlchemyError as other:
+        except (sa_exc.SQLAlchemyError, OSError) as other:
             return self._translate(other)
         category, message = self._explain(exc)  # gone on its own: name every record of the call
         keys = ", ".join(repr(r.key) for r in records)
@@ -410,16 +435,6 @@ class SqlWriteTransport:
             f"(delivery {record.delivery_id}): {problem}"
         )
 
-    def _scrub(self, message: str) -> str:
-        return message.replace(self._password, "***") if self._password else message
-
 
 def _columns(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(row)
-
-
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite checks the foreign keys a table declares only when asked, per connection.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.close()

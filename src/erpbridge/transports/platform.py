@@ -1,8 +1,8 @@
-"""The ``inbound`` transport: a channel that only pushes to the hub, through its API.
+"""The ``platform`` transport: a web shop or warranty platform that pushes to the hub's API.
 
 A web shop or warranty platform that calls ``POST /api/v1/events/{flow}`` or sends signed
 webhooks to ``POST /hooks/{channel}`` needs no connection of ours: its IN flows (trigger
-``immediate``) are fed by those calls, and :meth:`InboundTransport.read` has nothing to poll.
+``immediate``) are fed by those calls, and :meth:`PlatformTransport.read` has nothing to poll.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from erpbridge.transports.base import Batch, CursorValue, Health, StreamOptions
 
-__all__ = ["InboundTransport"]
+__all__ = ["PlatformTransport"]
 
 
-class InboundChannelOptions(BaseModel):
+class PlatformChannelOptions(BaseModel):
     """No options: the channel's system calls us."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,17 +27,17 @@ class InboundChannelOptions(BaseModel):
     )
 
 
-class InboundStreamOptions(StreamOptions):
+class PlatformStreamOptions(StreamOptions):
     """No source options: records arrive as events."""
 
 
-class InboundTransport:
+class PlatformTransport:
     """Reads nothing; records reach the flow through the API."""
 
-    channel_options = InboundChannelOptions
-    stream_options = InboundStreamOptions
+    channel_options = PlatformChannelOptions
+    stream_options = PlatformStreamOptions
 
-    def __init__(self, channel: str, options: InboundChannelOptions, base_dir: Path) -> None:
+    def __init__(self, channel: str, options: PlatformChannelOptions, base_dir: Path) -> None:
         self.channel = channel
 
     def read(
