@@ -11,6 +11,7 @@ servers=(
   "mariadb:ERPBRIDGE_TEST_MARIADB_URL"
   "restapi:ERPBRIDGE_TEST_RESTAPI"
   "cap:ERPBRIDGE_TEST_CAP_URL"
+  "sshd:ERPBRIDGE_TEST_SFTP"
 )
 
 started=()

@@ -1,7 +1,9 @@
 """``erpbridge channels test``: is a channel reachable, do we get in, does its data fit?
 
-A check never changes anything on either side. It asks the transport for its own
-:meth:`~erpbridge.transports.base.Transport.health` (reachability, auth, folders, tables), then
+A check changes nothing a flow would see on either side (an SFTP channel writes and removes an
+empty hidden probe file, the only way SFTP tells whether a folder is writable). It asks the
+transport for its own :meth:`~erpbridge.transports.base.Transport.health` (reachability, auth,
+folders, tables), then
 reads one sample record for each IN flow of the channel and maps it, which is where a schema
 mismatch shows (a renamed column, a missing field, a value the mapping cannot take). The sample
 batch is never acknowledged, so a file stays in the inbox and no cursor moves.

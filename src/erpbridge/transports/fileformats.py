@@ -1,4 +1,4 @@
-"""File formats of the folder transport: CSV, JSON, JSONL and XML files parsed into records.
+"""File formats of the file transports (folder, sftp): CSV, JSON, JSONL and XML parsed into records.
 
 A bad row becomes a :class:`SourceProblem` and reading goes on; a file that cannot be read as a
 whole raises :class:`BrokenFile`. Files are streamed, so memory holds about one record at a time
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import xml.etree.ElementTree as ET
-from collections.abc import Generator, Iterator
-from pathlib import Path
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager
+from pathlib import PurePath
 from typing import IO, Any, Literal
 from xml.parsers import expat
 
@@ -19,7 +21,7 @@ import orjson
 
 from erpbridge.transports.base import SourceProblem, SourceRecord
 
-__all__ = ["BrokenFile", "Format", "Item", "read_items"]
+__all__ = ["BrokenFile", "Format", "Item", "Opener", "read_items"]
 
 Format = Literal["csv", "json", "jsonl", "xml"]
 Item = SourceRecord | SourceProblem
@@ -37,8 +39,13 @@ class BrokenFile(Exception):
     """The file as a whole cannot be read; it goes to ``error/``."""
 
 
+#: Opens one file for reading, streamed: a local file, a remote one.
+Opener = Callable[[], AbstractContextManager[IO[bytes]]]
+
+
 def read_items(
-    file: Path,
+    name: str,
+    open_file: Opener,
     fmt: Format | None,
     *,
     encoding: str,
@@ -47,28 +54,35 @@ def read_items(
     records_path: str | None,
     required: frozenset[str],
 ) -> Generator[Item, None, None]:
-    """Records and row problems of one file; ``fmt`` ``None`` guesses it from the extension.
+    """Records and row problems of the file ``name`` that ``open_file`` opens; ``fmt`` ``None``
+    guesses the format from the extension.
 
     ``encoding`` applies to CSV, JSON and JSONL (XML declares its own); a UTF-8 BOM is skipped.
     """
-    fmt = fmt or _FORMAT_BY_SUFFIX.get(file.suffix.lower())
+    suffix = PurePath(name).suffix
+    fmt = fmt or _FORMAT_BY_SUFFIX.get(suffix.lower())
     text_encoding = _text_encoding(encoding)
-    name = file.name
     try:
         if fmt == "csv":
-            with file.open(encoding=text_encoding, newline="") as fh:
+            with open_file() as fb, io.TextIOWrapper(fb, text_encoding, newline="") as fh:
                 yield from _csv_items(fh, name, delimiter, required)
         elif fmt == "jsonl":
-            with file.open(encoding=text_encoding) as fh:
+            with open_file() as fb, io.TextIOWrapper(fb, text_encoding) as fh:
                 yield from _jsonl_items(fh, name)
         elif fmt == "json":
-            yield from _json_items(file.read_bytes().decode(text_encoding), name, records_path)
+            # One document: bounded by max_file_mb, which the caller checked before.
+            with open_file() as fb:
+                text = fb.read().decode(text_encoding)
+            yield from _json_items(text, name, records_path)
         elif fmt == "xml":
-            with file.open("rb") as fb:
+            with open_file() as fb:
+                _check_prolog(fb)
+            # Opened again rather than rewound: a remote stream reads ahead and cannot seek.
+            with open_file() as fb:
                 yield from _xml_items(fb, name, record_tag)
         else:
             raise BrokenFile(
-                f"unknown format for extension {file.suffix!r}; set the flow's source.format"
+                f"unknown format for extension {suffix!r}; set the flow's source.format"
             )
     except UnicodeDecodeError as exc:
         raise BrokenFile(f"cannot decode as {encoding}: {exc}") from exc
@@ -176,11 +190,10 @@ def _check_prolog(fb: IO[bytes]) -> None:
         pass
     except expat.ExpatError as exc:
         raise BrokenFile(f"XML syntax error: {exc}") from exc
-    fb.seek(0)
 
 
 def _xml_items(fb: IO[bytes], name: str, record_tag: str | None) -> Iterator[Item]:
-    _check_prolog(fb)
+    """Records of a document whose prolog :func:`_check_prolog` has accepted."""
     # Open elements, root first. Elements end up detached from their parent once done, so
     # memory holds one record and its ancestors, whatever the file size.
     stack: list[ET.Element] = []
