@@ -12,6 +12,7 @@ servers=(
   "restapi:ERPBRIDGE_TEST_RESTAPI"
   "cap:ERPBRIDGE_TEST_CAP_URL"
   "sshd:ERPBRIDGE_TEST_SFTP"
+  "tryton:ERPBRIDGE_TEST_TRYTON"
 )
 
 started=()
