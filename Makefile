@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo demo-erp test lint install bench clean
 
 # Create the virtualenv and install erpbridge with its test tools (again when pyproject changes).
 $(STAMP): pyproject.toml
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	bash examples/demo/run.sh $(abspath $(BIN))/erpbridge
+
+# Tryton (a throwaway server from scripts/tryton.sh), sample data, the MDS-like catalogue.
+demo-erp: $(STAMP)
+	bash examples/tryton/run.sh $(abspath $(BIN))/erpbridge
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -99,3 +99,16 @@ def test_init_writes_an_example_that_checks(project: Path) -> None:
     assert code == 0, out
     code, out = run("init", "new.yaml")
     assert code == 1 and "exists" in out
+
+
+def test_search_reindex(project: Path) -> None:
+    (project / "inbox" / "p.csv").write_text(
+        'Artikel,Bezeichnung,Gewicht\nA-1,Schraube,"1,5"\nA-2,Mutter,2\n', encoding="utf-8"
+    )
+    assert run("sync", "products-in")[0] == 0
+    code, out = run("search", "reindex", "product")
+    assert code == 0 and "product: 2 record(s) indexed" in out
+    code, out = run("search", "reindex", "order")
+    assert code == 2 and "entity 'order' has no search fields" in out
+    code, out = run("search", "reindex", "nope")
+    assert code == 2 and "no entity named 'nope'" in out

@@ -554,8 +554,8 @@ class TestFlows:
         path = write(tmp_path, CHANNEL + "flows:\n" + flow(entity="vehicle"))
         assert problems(path) == [
             f"erpbridge.yaml:{line_of(path, 'entity:')} flows[0].entity: unknown entity 'vehicle' "
-            "(entities: customer, product, price, inventory, order, invoice, rma, payment_token, "
-            "production_order, booking)"
+            "(entities: customer, product, price, inventory, allocation, order, invoice, rma, "
+            "payment_token, production_order, booking)"
         ]
 
     def test_unknown_channel(self, tmp_path: Path) -> None:
@@ -757,7 +757,8 @@ def test_several_problems_are_reported_at_once(tmp_path: Path) -> None:
         "erpbridge.yaml:17 flows[1].name: duplicate flow name 'customers_in'",
         "erpbridge.yaml:18 flows[1].channel: unknown channel 'nowhere' (channels: shop, erp)",
         "erpbridge.yaml:19 flows[1].entity: unknown entity 'vehicle' (entities: customer, "
-        "product, price, inventory, order, invoice, rma, payment_token, production_order, booking)",
+        "product, price, inventory, allocation, order, invoice, rma, payment_token, "
+        "production_order, booking)",
     ]
 
 

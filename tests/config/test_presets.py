@@ -66,3 +66,11 @@ def test_unknown_preset_names_the_known_ones(erp_system: None, tmp_path: Path) -
 def test_preset_without_a_known_channel(erp_system: None, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs the flow's channel"):
         parse_config(_config("  - {preset: customers-in, channel: nope}\n"), tmp_path / "c.yaml")
+
+
+def test_source_merges_key_by_key(erp_system: None, tmp_path: Path) -> None:
+    text = _config("  - preset: customers-in\n    channel: erp\n    source: {format: csv}\n")
+    loaded = parse_config(text, tmp_path / "c.yaml")
+    stream = loaded.streams["customers-in"]
+    assert stream.pattern == "customers*.csv"  # type: ignore[attr-defined]
+    assert stream.format == "csv"  # type: ignore[attr-defined]

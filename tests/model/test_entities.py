@@ -76,11 +76,24 @@ PAYLOADS: dict[str, tuple[dict[str, Any], str]] = {
         },
         "BOLT-M8|WH-BER",
     ),
+    "allocation": (
+        {
+            "customer_code": "C-10001",
+            "sku": "BOLT-M8",
+            "warehouse": "WH-BER",
+            "quantity": "150",
+            "valid_until": "2024-03-31",
+        },
+        "C-10001|BOLT-M8|WH-BER",
+    ),
     "order": (
         {
             "number": "SO-2024-0042",
             "customer_code": "C-10001",
             "po_number": "PO-77",
+            "status": "processing",
+            "shipment_status": "waiting",
+            "invoice_status": "pending",
             "order_date": "2024-03-04",
             "currency": "EUR",
             "total": "35.00",

@@ -7,13 +7,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from erpbridge.store import metadata, open_store
+from erpbridge.store.database import include_name
 
 
 def test_migrations_match_the_declared_tables(hub_url: str) -> None:
     engine = open_store(hub_url)
     try:
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": include_name})
+            diff = compare_metadata(context, metadata)
             tables = set(inspect(conn).get_table_names())
         assert diff == []
         assert {"records", "bindings", "cursors", "runs", "rejected", "audit"} <= tables
@@ -28,7 +30,7 @@ def test_opening_twice_is_harmless(hub_url: str) -> None:
     with second.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
     second.dispose()
-    assert version == "0006"
+    assert version == "0007"
 
 
 def test_sqlite_store_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

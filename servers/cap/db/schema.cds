@@ -1,6 +1,8 @@
 // A subset of SAP S/4HANA's public OData APIs, with their real entity and field names:
-// API_BUSINESS_PARTNER, API_PRODUCT_SRV and API_SALES_ORDER_SRV. LastChangeDateTime is set by
-// the server on every insert and update and carries the ETag, as in S/4HANA.
+// API_BUSINESS_PARTNER, API_PRODUCT_SRV, API_SALES_ORDER_SRV and
+// API_SLSPRICINGCONDITIONRECORD_SRV. LastChangeDateTime is set by the server on every insert and
+// update and carries the ETag, as in S/4HANA (whose A_BusinessPartner has LastChangeDate and
+// LastChangeTime instead; see docs/parts/sap.md).
 namespace s4;
 
 aspect Changed {
@@ -9,6 +11,7 @@ aspect Changed {
 
 entity BusinessPartners : Changed {
   key BusinessPartner          : String(10);
+      Customer                 : String(10) default ''; // KUNNR; empty (as in S/4HANA): no customer role
       BusinessPartnerFullName  : String(81);
       BusinessPartnerCategory  : String(1); // 1 person, 2 organization
       FirstName                : String(40);
@@ -49,6 +52,9 @@ entity SalesOrders : Changed {
   key SalesOrder              : String(10);
       SalesOrderType          : String(4);
       SoldToParty             : String(10);
+      SalesOrganization       : String(4);
+      DistributionChannel     : String(2);
+      OrganizationDivision    : String(2);
       PurchaseOrderByCustomer : String(35);
       TotalNetAmount          : Decimal(16, 3);
       TransactionCurrency     : String(5);
@@ -65,4 +71,34 @@ entity SalesOrderItems {
       RequestedQuantityUnit : String(3);
       NetAmount             : Decimal(16, 3);
       TransactionCurrency   : String(5);
+}
+
+// Sales prices are condition records (transaction VK11): the amount on the record, the key fields
+// (sales area, customer, material) on its validity, as API_SLSPRICINGCONDITIONRECORD_SRV has them.
+// S/4HANA stamps no change time on either, so they are read in full.
+entity PricingConditionRecords {
+  key ConditionRecord            : String(10);
+      ConditionType              : String(4);
+      ConditionValidityStartDate : Date;
+      ConditionValidityEndDate   : Date;
+      ConditionRateValue         : Decimal(12, 3);
+      ConditionRateValueUnit     : String(5);
+      ConditionQuantity          : Decimal(5, 0);
+      ConditionQuantityUnit      : String(3);
+      ConditionIsDeleted         : Boolean default false;
+      to_SlsPrcgCndnRecdValidity : Composition of many PricingConditionValidities
+                                     on to_SlsPrcgCndnRecdValidity.ConditionRecord = ConditionRecord;
+}
+
+entity PricingConditionValidities {
+  key ConditionRecord            : String(10);
+  key ConditionValidityEndDate   : Date;
+      ConditionValidityStartDate : Date;
+      ConditionType              : String(4);
+      SalesOrganization          : String(4);
+      DistributionChannel        : String(2);
+      Customer                   : String(10);
+      Material                   : String(40);
+      to_SlsPrcgConditionRecord  : Association to PricingConditionRecords
+                                     on to_SlsPrcgConditionRecord.ConditionRecord = ConditionRecord;
 }

@@ -1,4 +1,4 @@
-// The three S/4HANA APIs, served as OData V4 at /odata/v4/<name> and, through the OData V2
+// The four S/4HANA APIs, served as OData V4 at /odata/v4/<name> and, through the OData V2
 // adapter, as V2 at /odata/v2/<name>. Every request needs a user (mocked basic auth).
 using { s4 } from '../db/schema';
 
@@ -27,4 +27,15 @@ service API_SALES_ORDER_SRV {
     *, to_Item : redirected to A_SalesOrderItem
   };
   entity A_SalesOrderItem as projection on s4.SalesOrderItems;
+}
+
+@path: 'API_SLSPRICINGCONDITIONRECORD_SRV'
+@requires: 'authenticated-user'
+service API_SLSPRICINGCONDITIONRECORD_SRV {
+  entity A_SlsPrcgConditionRecord as projection on s4.PricingConditionRecords {
+    *, to_SlsPrcgCndnRecdValidity : redirected to A_SlsPrcgCndnRecdValidity
+  };
+  entity A_SlsPrcgCndnRecdValidity as projection on s4.PricingConditionValidities {
+    *, to_SlsPrcgConditionRecord : redirected to A_SlsPrcgConditionRecord
+  };
 }

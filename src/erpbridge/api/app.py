@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
-from erpbridge.api import events, oauth, operations, resources
+from erpbridge.api import events, oauth, operations, resources, search
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders
 from erpbridge.api.ratelimit import Limiter
@@ -69,6 +69,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(events.hooks)
     app.include_router(oauth.router)
     app.include_router(operations.router)
+    app.include_router(search.router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -24,6 +24,7 @@ from erpbridge.cli.common import fail as _fail
 from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import store as _store
+from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import ConfigFile
@@ -572,6 +573,7 @@ def show_conflicts(
 app.add_typer(channels_app, name="channels")
 app.add_typer(clients_app, name="clients")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(search_app, name="search")
 app.command()(api)
 
 

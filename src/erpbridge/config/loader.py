@@ -337,11 +337,14 @@ def _validate_channels(
     return transports, options
 
 
+_MERGED_PRESET_BLOCKS = ("source", "target")
+
+
 def _expand_presets(data: dict[str, Any], problems: _Problems) -> None:
     """Replace each flow's ``preset:`` by the system type's preset, the flow's own keys winning.
 
-    ``name`` defaults to the preset's name; any key given in the flow (``mapping``, ``trigger``,
-    ``source``…) replaces the preset's key as a whole.
+    ``name`` defaults to the preset's name; a key given in the flow (``mapping``, ``trigger``…)
+    replaces the preset's key as a whole, except ``source`` and ``target``, which merge key by key.
     """
     flows, channels = data.get("flows"), data.get("channels")
     if not isinstance(flows, list) or not isinstance(channels, dict):
@@ -365,7 +368,13 @@ def _expand_presets(data: dict[str, Any], problems: _Problems) -> None:
             )
             continue
         own = {k: v for k, v in flow.items() if k != "preset"}
-        flows[index] = {"name": name, **presets[name], **own}
+        merged = {"name": name, **presets[name], **own}
+        for block in _MERGED_PRESET_BLOCKS:
+            # Transport options merge key by key: changing one partner or path keeps the rest.
+            base, given = presets[name].get(block), own.get(block)
+            if isinstance(base, dict) and isinstance(given, dict):
+                merged[block] = {**base, **given}
+        flows[index] = merged
 
 
 def _validate_operations(
@@ -421,6 +430,7 @@ def _validate_flows(
     catalog: EntityCatalog,
     transports: Mapping[str, TransportClass],
     problems: _Problems,
+    channel_options: Mapping[str, Any],
 ) -> tuple[dict[str, CompiledMapping], dict[str, StreamOptions], dict[str, TargetOptions]]:
     mappings: dict[str, CompiledMapping] = {}
     streams: dict[str, StreamOptions] = {}
@@ -461,6 +471,13 @@ def _validate_flows(
             continue
         if flow.direction == "out":
             _validate_target(flow, at, cls, targets, problems)
+            # A transport may refuse a target for its channel's options (a platform channel
+            # without webhook_url takes no OUT flows): refused here, not at delivery time.
+            check = getattr(cls, "check_target", None)
+            if check is not None and flow.name in targets and flow.channel in channel_options:
+                problem = check(flow.channel, channel_options[flow.channel], targets[flow.name])
+                if problem:
+                    problems.add((*at, "channel"), problem)
             continue
         if flow.target:
             problems.add((*at, "target"), "an IN flow reads from a 'source', it has no 'target'")
@@ -533,7 +550,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
             problems.add(("entities", name), f"{name!r} is a built-in entity; choose another name")
     catalog = EntityCatalog(model.entities)
     transports, options = _validate_channels(model, problems)
-    mappings, streams, targets = _validate_flows(model, catalog, transports, problems)
+    mappings, streams, targets = _validate_flows(model, catalog, transports, problems, options)
     _validate_inbound(model, problems)
     operations = _validate_operations(model, transports, problems)
     if problems.found:

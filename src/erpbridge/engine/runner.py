@@ -39,6 +39,7 @@ from erpbridge.store.runs import (
     save_cursor,
     start_run,
 )
+from erpbridge.store.search import SearchSpec
 from erpbridge.store.tables import records as record_rows
 from erpbridge.transports.base import Batch, SourceRecord, Transport
 
@@ -291,6 +292,7 @@ class FlowRunner:
                 None,
                 at,
                 subscribers_of(self.config, flow.entity),
+                search=SearchSpec.of(flow.entity, self.config.entities[flow.entity]),
             )
             upsert_records(conn, lineage, [item])
 
@@ -380,6 +382,7 @@ class _Job:
         self.mapping: CompiledMapping = runner.config.mappings[flow.name]
         self.entity = runner.config.entities[flow.entity]
         self.subscribers = subscribers_of(runner.config, flow.entity)
+        self.search = SearchSpec.of(flow.entity, runner.config.entities[flow.entity])
         keys = [flow.key] if isinstance(flow.key, str) else flow.key
         self.external_id = [getter(k) for k in keys] if keys else None
 
@@ -469,6 +472,7 @@ class _Job:
             now(),
             self.subscribers,
             flow.conflict,
+            self.search,
         )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()

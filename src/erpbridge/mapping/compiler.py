@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from erpbridge.errors import DataError
+from erpbridge.mapping.paths import getter as getter  # re-exported: engine, API
 from erpbridge.mapping.spec import FieldMapping, MappingSpec
 from erpbridge.mapping.transforms import Transform, build_transform
 from erpbridge.mapping.units import convert_currency, unit_factor
@@ -49,31 +50,6 @@ class MappingCompileError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in problems))
-
-
-def getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    """A function reading ``path`` (``a.b.0.c``) from a record; ``None`` when absent.
-
-    A key that contains dots literally (a CSV header ``"addr.city"``) wins over nesting.
-    """
-    parts = path.split(".")
-    if len(parts) == 1:
-        return lambda record: record.get(path)
-
-    def get(record: Mapping[str, Any]) -> Any:
-        if path in record:
-            return record[path]
-        current: Any = record
-        for part in parts:
-            if isinstance(current, Mapping):
-                current = current.get(part)
-            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-                current = current[int(part)]
-            else:
-                return None
-        return current
-
-    return get
 
 
 def _empty(value: Any) -> bool:
@@ -384,7 +360,8 @@ class CompiledMapping:
 
 def _required_fields(spec: MappingSpec) -> frozenset[str]:
     # A dotted path may name a nested value or a key with literal dots (a CSV header
-    # "addr.city"); only the record can tell, so such paths demand no top-level field.
+    # "addr.city"); only the record can tell, so such paths demand no top-level field. The same
+    # holds for a selector step ("E1EDKA1[PARVW=AG]"), which may be a literal key too.
     paths: list[str] = []
     for entry in spec.values():
         if isinstance(entry, str):
@@ -394,7 +371,7 @@ def _required_fields(spec: MappingSpec) -> frozenset[str]:
                 paths.append(entry.from_)
             elif entry.template is not None:
                 paths.extend(n.strip() for n in _PLACEHOLDER.findall(entry.template))
-    return frozenset(path for path in paths if "." not in path)
+    return frozenset(path for path in paths if "." not in path and "[" not in path)
 
 
 class _AnyFields(Mapping[str, FieldSpec]):

@@ -29,6 +29,11 @@ class EntitySpec(BaseModel):
     key: tuple[str, ...] = Field(min_length=1, description="Field(s) forming the business key.")
     fields: dict[str, FieldSpec]
     description: str = ""
+    search: tuple[str, ...] = Field(
+        default=(),
+        description="Fields the search help looks in (dot paths into objects and lists, e.g. "
+        "`addresses.city`); empty: the entity is not searchable.",
+    )
 
     @model_validator(mode="after")
     def _key_fields_exist(self) -> EntitySpec:
@@ -37,6 +42,8 @@ class EntitySpec(BaseModel):
                 raise ValueError(f"key field {name!r} is not among the fields")
             if self.fields[name].type in ("object", "list", "json"):
                 raise ValueError(f"key field {name!r} must be a scalar")
+        for path in self.search:
+            _check_search_path(self.fields, path)
         return self
 
     @cached_property
@@ -62,6 +69,19 @@ class EntitySpec(BaseModel):
             for name in self.key
         )
         return _KEY_SEPARATOR.join(parts)
+
+
+def _check_search_path(fields: Mapping[str, FieldSpec], path: str) -> None:
+    """``path`` must lead through object/list fields to a scalar (or a list of scalars)."""
+    level: Mapping[str, FieldSpec] | None = fields
+    spec: FieldSpec | None = None
+    for part in path.split("."):
+        if level is None or part not in level:
+            raise ValueError(f"search field {path!r}: no field {part!r}")
+        spec = level[part]
+        level = spec.fields  # None below a scalar, so a further part fails above
+    if spec is None or spec.type in ("object", "json") or spec.fields is not None:
+        raise ValueError(f"search field {path!r} must be a scalar field")
 
 
 def _f(type_: str = "string", **kwargs: Any) -> FieldSpec:
@@ -119,6 +139,7 @@ BUILTIN_ENTITIES: dict[str, EntitySpec] = {
             ),
             "updated_at": _f("datetime"),
         },
+        search=("code", "name", "vat_id", "email", "addresses.city", "addresses.postal_code"),
     ),
     "product": EntitySpec(
         key=("sku",),
@@ -135,6 +156,7 @@ BUILTIN_ENTITIES: dict[str, EntitySpec] = {
             "active": _f("boolean", default=True),
             "updated_at": _f("datetime"),
         },
+        search=("sku", "name", "ean", "description"),
     ),
     "price": EntitySpec(
         key=("price_list", "sku", "customer_code", "currency", "min_quantity"),
@@ -166,6 +188,19 @@ BUILTIN_ENTITIES: dict[str, EntitySpec] = {
             "updated_at": _f("datetime"),
         },
     ),
+    "allocation": EntitySpec(
+        key=("customer_code", "sku", "warehouse"),
+        description="Stock of one product in one warehouse set aside for one customer.",
+        fields={
+            "customer_code": _f(required=True),
+            "sku": _f(required=True),
+            "warehouse": _f(required=True),
+            "quantity": _f("decimal", required=True, minimum=0),
+            "unit": _f(default="pcs"),
+            "valid_until": _f("date"),
+            "updated_at": _f("datetime"),
+        },
+    ),
     "order": EntitySpec(
         key=("number",),
         description="A sales order with its lines.",
@@ -174,6 +209,8 @@ BUILTIN_ENTITIES: dict[str, EntitySpec] = {
             "customer_code": _f(required=True),
             "po_number": _f(),
             "status": _f(default="new"),
+            "shipment_status": _f(description="the ERP's shipment state, e.g. waiting, sent"),
+            "invoice_status": _f(description="the ERP's invoice state, e.g. pending, paid"),
             "order_date": _f("date"),
             "currency": _f(pattern=r"[A-Z]{3}"),
             "total": _f("decimal"),
@@ -225,6 +262,8 @@ BUILTIN_ENTITIES: dict[str, EntitySpec] = {
             "exp_year": _f("integer", minimum=2000, maximum=2100),
             "holder": _f(no_card_numbers=True),
             "default": _f("boolean", default=False),
+            # The hub never deletes a record: a deleted card is a version with active false.
+            "active": _f("boolean", default=True, description="false: the card was deleted"),
         },
     ),
     "production_order": EntitySpec(

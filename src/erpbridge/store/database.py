@@ -13,9 +13,28 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from erpbridge.errors import StoreError
 
-__all__ = ["create_hub_engine", "migrate", "open_store"]
+__all__ = ["READ_ONLY", "create_hub_engine", "include_name", "migrate", "open_store"]
+
+#: Execution option of a connection that only reads (``conn.execution_options(**{READ_ONLY:
+#: True})``): on SQLite its transactions begin DEFERRED, so it never waits for the write lock
+#: (WAL lets it read beside a writer).
+READ_ONLY = "erpbridge_read_only"
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# The search help's dialect-specific structures beside the declared ``search_index``: SQLite's
+# FTS5 tables per entity (and their shadow tables), PostgreSQL's trigram index (migration 0007).
+_UNDECLARED_TABLE_PREFIX = "search_fts_"
+_UNDECLARED_INDEXES = frozenset({"ix_search_index_text_trgm"})
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Alembic ``include_name``: leave what tables.py cannot declare (the search help's FTS5
+    tables and trigram index) out of autogenerate's comparison."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(_UNDECLARED_TABLE_PREFIX)
+    return not (type_ == "index" and name in _UNDECLARED_INDEXES)
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -36,7 +55,10 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout instead of
         # one failing with "database is locked" when a read transaction tries to upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_hub_engine(url: str) -> Engine:

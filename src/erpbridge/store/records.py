@@ -18,6 +18,8 @@ from sqlalchemy import Connection, and_, bindparam, select, update
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.conflicts import settle
 from erpbridge.store.deliveries import NewVersion, Subscriber, enqueue
+from erpbridge.store.search import SearchSpec
+from erpbridge.store.searchindex import index_changed, index_created
 from erpbridge.store.tables import audit, bindings, records
 
 __all__ = [
@@ -80,6 +82,8 @@ class Lineage:
     subscribers: tuple[Subscriber, ...] = ()
     #: The IN flow's two-way conflict policy (see ``store.conflicts``); None: no detection.
     conflict: str | None = None
+    #: The entity's search fields (``store.search``); None: not searchable, nothing indexed.
+    search: SearchSpec | None = None
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -169,6 +173,8 @@ def _upsert_round(
             )
             history.append(_audit_row(lineage, at, record_id, item, payload, 1, "created", None))
         copy_rows(conn, records, _RECORD_COLUMNS, rows)
+        if lineage.search is not None:
+            index_created(conn, lineage.search, [(ids[i.key], i.key, i.payload) for i in new])
         counts.created += len(new)
     if changed:
         conn.execute(
@@ -204,6 +210,8 @@ def _upsert_round(
             )
             for item, row in changed
         )
+        if lineage.search is not None:
+            index_changed(conn, lineage.search, [(r.id, i.key, i.payload) for i, r in changed])
         counts.updated += len(changed)
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
     if lineage.subscribers and history:

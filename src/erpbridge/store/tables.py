@@ -40,6 +40,7 @@ __all__ = [
     "rejected",
     "runs",
     "schedule_fires",
+    "search_index",
     "signing_keys",
 ]
 
@@ -54,6 +55,9 @@ metadata = MetaData(
 
 # BigInteger primary keys become INTEGER on SQLite so that they stay rowid aliases.
 _Id = BigInteger().with_variant(Integer(), "sqlite")
+# Compared in code-point order on both dialects, so a key range is exactly a prefix match
+# (SQLite's BINARY; PostgreSQL's database collation may order "a-b" after "ab c").
+_Folded = String(512).with_variant(String(512, collation="C"), "postgresql")
 
 records = Table(
     "records",
@@ -346,4 +350,22 @@ flow_switches = Table(
     Column("enabled", Boolean, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
     Column("changed_by", String(128), nullable=False),
+)
+
+# The search help (``store.search``): one row per searchable record, its text folded (casefold,
+# accents stripped). B-tree indexes answer exact and prefix look-ups of key and label; the
+# substring index lives beside it, per dialect, kept out of this declaration (see
+# ``store.database.include_name``): on SQLite an FTS5 ``trigram`` table per entity, made and
+# written by ``store.searchindex``; on PostgreSQL a ``pg_trgm`` GIN index on ``text``, made by
+# migration 0007.
+search_index = Table(
+    "search_index",
+    metadata,
+    Column("record_id", _Id, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("entity", String(64), nullable=False),
+    Column("key_folded", _Folded, nullable=False),
+    Column("label_folded", _Folded, nullable=False),
+    Column("text", Text, nullable=False),
+    Index(None, "entity", "key_folded"),
+    Index(None, "entity", "label_folded"),
 )

@@ -84,7 +84,7 @@ _BUILTIN = (
         "sap",
         "odata",
         "SAP S/4HANA over its OData APIs (API_BUSINESS_PARTNER, API_PRODUCT_SRV, …).",
-        {},
+        {"version": "2"},
         builtin_presets("sap"),
     ),
     SystemType(

@@ -28,6 +28,7 @@ from erpbridge.transports.fileformats import BrokenFile, Item, read_items
 from erpbridge.transports.fileoptions import DropOptions, FolderStreamOptions, FolderTargetOptions
 from erpbridge.transports.filesystems import FileEntry, FileSystem
 from erpbridge.transports.filewriters import Unwritable, fill_name, render_batch, render_record
+from erpbridge.transports.idoc import render_idocs
 
 __all__ = ["IGNORED_SUFFIXES", "DropFolder"]
 
@@ -188,6 +189,8 @@ class DropFolder:
             record_tag=stream.record_tag,
             records_path=stream.records_path,
             required=required,
+            idoc_type=stream.idoc_type,
+            message_type=stream.message_type,
         )
 
     def _move(self, file: PurePath, subfolder: str, reason: str | None) -> None:
@@ -248,7 +251,7 @@ class DropFolder:
             files, names = {}, []
             owners: dict[str, tuple[str, str]] = {}
             for record in records:
-                name = fill_name(target.name, record, stamp, target.format)
+                name = fill_name(target.name, record, stamp, _extension(target))
                 owner = owners.setdefault(name, (record.entity, record.key))
                 if owner != (record.entity, record.key):
                     raise FatalError(
@@ -312,7 +315,7 @@ class DropFolder:
                 f"channel {self._channel!r}: a batch file holds one entity, got "
                 f"{', '.join([first.entity, *others])}"
             )
-        return fill_name(target.name, first, stamp, target.format)
+        return fill_name(target.name, first, stamp, _extension(target))
 
     def _render(self, target: FolderTargetOptions, records: list[OutgoingRecord]) -> bytes:
         """One file's bytes; :class:`FatalError` naming the record and field it cannot hold."""
@@ -323,6 +326,11 @@ class DropFolder:
             "record_tag": target.record_tag,
         }
         try:
+            if target.idoc is not None:
+                # DOCNUM: the delivery id, so a retried delivery writes the same IDoc again.
+                data = [r.data for r in records]
+                docnums = [r.delivery_id for r in records]
+                return render_idocs(data, target.idoc, docnums=docnums, encoding=target.encoding)
             if target.file_per == "record":
                 return render_record(target.format, records[0].data, **options)
             return render_batch(target.format, [r.data for r in records], **options)
@@ -332,3 +340,8 @@ class DropFolder:
                 r = records[exc.index]
                 where += f": {r.entity} {r.key!r} version {r.version} (delivery {r.delivery_id})"
             raise FatalError(f"{where}: cannot write as {target.format}: {exc}") from exc
+
+
+def _extension(target: FolderTargetOptions) -> str:
+    """``{ext}`` of a file name: the format, but ``xml`` for IDoc XML files."""
+    return "xml" if target.format == "idoc" else target.format

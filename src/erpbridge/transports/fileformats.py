@@ -1,4 +1,5 @@
-"""File formats of the file transports (folder, sftp): CSV, JSON, JSONL and XML parsed into records.
+"""File formats of the file transports (folder, sftp): CSV, JSON, JSONL, XML and IDoc XML
+parsed into records (IDoc XML: :mod:`~.idoc`).
 
 A bad row becomes a :class:`SourceProblem` and reading goes on; a file that cannot be read as a
 whole raises :class:`BrokenFile`. Files are streamed, so memory holds about one record at a time
@@ -21,9 +22,9 @@ import orjson
 
 from erpbridge.transports.base import SourceProblem, SourceRecord
 
-__all__ = ["BrokenFile", "Format", "Item", "Opener", "read_items"]
+__all__ = ["BrokenFile", "Format", "Item", "Opener", "check_prolog", "read_items"]
 
-Format = Literal["csv", "json", "jsonl", "xml"]
+Format = Literal["csv", "json", "jsonl", "xml", "idoc"]
 Item = SourceRecord | SourceProblem
 _FORMAT_BY_SUFFIX: dict[str, Format] = {
     ".csv": "csv",
@@ -53,11 +54,15 @@ def read_items(
     record_tag: str | None,
     records_path: str | None,
     required: frozenset[str],
+    idoc_type: str | None = None,
+    message_type: str | None = None,
 ) -> Generator[Item, None, None]:
     """Records and row problems of the file ``name`` that ``open_file`` opens; ``fmt`` ``None``
     guesses the format from the extension.
 
     ``encoding`` applies to CSV, JSON and JSONL (XML declares its own); a UTF-8 BOM is skipped.
+    ``idoc_type`` and ``message_type`` are the IDocs an ``idoc`` file may hold (others are
+    problems).
     """
     suffix = PurePath(name).suffix
     fmt = fmt or _FORMAT_BY_SUFFIX.get(suffix.lower())
@@ -76,10 +81,15 @@ def read_items(
             yield from _json_items(text, name, records_path)
         elif fmt == "xml":
             with open_file() as fb:
-                _check_prolog(fb)
+                check_prolog(fb)
             # Opened again rather than rewound: a remote stream reads ahead and cannot seek.
             with open_file() as fb:
                 yield from _xml_items(fb, name, record_tag)
+        elif fmt == "idoc":
+            # Imported here: the IDoc reader builds on this module (BrokenFile, check_prolog).
+            from erpbridge.transports.idoc import read_idocs
+
+            yield from read_idocs(name, open_file, idoc_type=idoc_type, message_type=message_type)
         else:
             raise BrokenFile(
                 f"unknown format for extension {suffix!r}; set the flow's source.format"
@@ -168,7 +178,7 @@ class _PrologRead(Exception):
     """The root element started: the prolog had no DOCTYPE."""
 
 
-def _check_prolog(fb: IO[bytes]) -> None:
+def check_prolog(fb: IO[bytes]) -> None:
     """Refuse a DOCTYPE before ElementTree sees the file, so no entity is ever expanded."""
 
     def refuse(*_: object) -> None:
@@ -193,14 +203,14 @@ def _check_prolog(fb: IO[bytes]) -> None:
 
 
 def _xml_items(fb: IO[bytes], name: str, record_tag: str | None) -> Iterator[Item]:
-    """Records of a document whose prolog :func:`_check_prolog` has accepted."""
+    """Records of a document whose prolog :func:`check_prolog` has accepted."""
     # Open elements, root first. Elements end up detached from their parent once done, so
     # memory holds one record and its ancestors, whatever the file size.
     stack: list[ET.Element] = []
     record_depth: int | None = None
     index = 0
     try:
-        # S314: safe here, _check_prolog has refused any DOCTYPE, hence any entity.
+        # S314: safe here, check_prolog has refused any DOCTYPE, hence any entity.
         for event, elem in ET.iterparse(fb, events=("start", "end")):  # noqa: S314
             if event == "start":
                 stack.append(elem)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from erpbridge.transports.base import StreamOptions, TargetOptions
 from erpbridge.transports.fileformats import Format
 from erpbridge.transports.filewriters import template_placeholders
+from erpbridge.transports.idoc import IdocControl
 
 __all__ = [
     "DropOptions",
@@ -69,6 +70,11 @@ class FolderStreamOptions(StreamOptions):
     """XML: element name (without namespace) of one record; default: the root's children."""
     records_path: str | None = None
     """JSON: dot path to the records array (``data.items``); default: the top-level value."""
+    idoc_type: str | None = None
+    """IDoc: the basic type or extension read (``IDOCTYP`` or ``CIMTYP``: ``DEBMAS07``); an
+    IDoc of another type is rejected. Default: any."""
+    message_type: str | None = None
+    """IDoc: the message type read (``MESTYP``: ``DEBMAS``); another is rejected. Default: any."""
 
     @field_validator("pattern")
     @classmethod
@@ -76,6 +82,12 @@ class FolderStreamOptions(StreamOptions):
         if "/" in value or "\\" in value:
             raise ValueError("pattern matches file names in the folder; subfolders are not read")
         return value
+
+    @model_validator(mode="after")
+    def _idoc_options_need_idoc(self) -> FolderStreamOptions:
+        if self.format != "idoc" and (self.idoc_type or self.message_type):
+            raise ValueError("idoc_type and message_type apply to format: idoc")
+        return self
 
 
 _DEFAULT_NAMES = {
@@ -109,6 +121,9 @@ class FolderTargetOptions(TargetOptions):
     """Text encoding of the files written."""
     subfolder: str | None = None
     """Subfolder of the channel's ``path`` to write into (created when missing)."""
+    idoc: IdocControl | None = None
+    """IDoc: the control record (``EDI_DC40``) of the IDocs written, required with ``format:
+    idoc``: IDoc and message type, sender and receiver ports and partners."""
 
     @model_validator(mode="before")
     @classmethod
@@ -127,6 +142,17 @@ class FolderTargetOptions(TargetOptions):
     @classmethod
     def _plain_subfolder(cls, value: str | None) -> str | None:
         return None if value is None else subfolder(value)
+
+    @model_validator(mode="after")
+    def _idoc_block_with_idoc_format(self) -> FolderTargetOptions:
+        if self.format == "idoc" and self.idoc is None:
+            raise ValueError(
+                "format: idoc needs an idoc block (idoc_type, message_type, sender_port, "
+                "sender_partner, receiver_port, receiver_partner)"
+            )
+        if self.format != "idoc" and self.idoc is not None:
+            raise ValueError("an idoc block applies to format: idoc")
+        return self
 
     @model_validator(mode="after")
     def _name_fits_file_per(self) -> FolderTargetOptions:

@@ -68,14 +68,9 @@ class RelatedRecords:
             if not own and spec.when_empty == "omit":
                 values.pop(path, None)
                 continue
-            criteria = (
-                scoped
-                if not own
-                else {
-                    **{name: own.get(name) for name in spec.match or sorted(own)},
-                    **scoped,
-                }
-            )
+            # Without values of its own, the object stands for the scope's oldest record.
+            criteria = {name: own.get(name) for name in spec.match or sorted(own)} if own else {}
+            criteria |= scoped
             key = (spec.model, tuple(sorted((k, repr(v)) for k, v in criteria.items())))
             spots.append((values, key))
             if key in self._known or key in wanted:
