@@ -1,5 +1,5 @@
-"""The test SFTP server (``scripts/sshd.sh``) as the example and IDoc tests use it: a private
-folder per test, files dropped the way a partner system leaves them."""
+"""The test SFTP server (``scripts/sshd.sh``) as the tests use it: its files, keys and password,
+a private folder per test, files dropped the way a partner system leaves them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+import paramiko
 
 from integration.servers import require_server
 
@@ -37,8 +39,19 @@ class Sftp:
         return self.data / "known_hosts"
 
     @property
+    def key(self) -> Path:
+        return self.data / "id_ed25519"
+
+    @property
     def encrypted_key(self) -> Path:
         return self.data / "id_ed25519_enc"
+
+    @property
+    def password(self) -> str:
+        return (self.data / "password").read_text(encoding="utf-8").strip()
+
+    def host_key(self) -> paramiko.PKey:
+        return paramiko.PKey.from_path(self.data / "ssh_host_ed25519_key")
 
     @property
     def passphrase(self) -> str:

@@ -29,9 +29,8 @@ from erpbridge.engine.worker import Worker
 from erpbridge.store.tables import bindings, cursors, deliveries, delivery_attempts, records
 from erpbridge.transports.odata import ODataChannelOptions, ODataTransport
 from erpbridge.transports.odataclient import ODataClient
+from integration.cap_service import PASSWORD, USER, Service
 from integration.servers import require_server
-
-USER, PASSWORD = "erp", "erp-secret"  # the mocked user of servers/cap/package.json
 
 CHANNELS = """
   s4_bp:
@@ -170,33 +169,6 @@ def cap() -> str:
 def version(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value
-
-
-class Service:
-    """The CAP service's own OData V4 API, to make and check changes beside erpbridge."""
-
-    def __init__(self, base: str) -> None:
-        self.client = httpx.Client(base_url=f"{base}/odata/v4/", auth=(USER, PASSWORD))
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        response = self.client.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
-    def count(self, entity_set: str) -> int:
-        response = self.client.get(f"{entity_set}/$count")
-        response.raise_for_status()
-        return int(response.text)
-
-    def patch(self, path: str, body: dict[str, Any]) -> None:
-        # The service demands If-Match on entities with an ETag (428 otherwise): '*' = any.
-        self.client.patch(path, json=body, headers={"If-Match": "*"}).raise_for_status()
-
-    def post(self, path: str, body: dict[str, Any]) -> None:
-        self.client.post(path, json=body).raise_for_status()
 
 
 @pytest.fixture

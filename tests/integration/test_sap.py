@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import Engine, select
@@ -26,9 +25,9 @@ from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.store.tables import bindings, deliveries, records, rejected
+from integration.cap_service import PASSWORD, USER, Service
 from integration.servers import require_server
 
-USER, PASSWORD = "erp", "erp-secret"  # the mocked user of servers/cap/package.json
 API = {
     "s4_bp": "API_BUSINESS_PARTNER",
     "s4_products": "API_PRODUCT_SRV",
@@ -67,28 +66,6 @@ def cap() -> str:
 def version(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value
-
-
-class Service:
-    """The CAP service's own OData V4 API, to make and check changes beside erpbridge."""
-
-    def __init__(self, base: str) -> None:
-        self.client = httpx.Client(base_url=f"{base}/odata/v4/", auth=(USER, PASSWORD))
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        response = self.client.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
-    def post(self, path: str, body: dict[str, Any]) -> None:
-        self.client.post(path, json=body).raise_for_status()
-
-    def patch(self, path: str, body: dict[str, Any]) -> None:
-        # Entities with an ETag demand If-Match (428 otherwise): '*' = whatever it is now.
-        self.client.patch(path, json=body, headers={"If-Match": "*"}).raise_for_status()
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import paramiko
@@ -34,51 +32,18 @@ from erpbridge.transports.base import OutgoingRecord
 from erpbridge.transports.fileoptions import FolderStreamOptions, FolderTargetOptions
 from erpbridge.transports.sftp import SftpChannelOptions, SftpTransport
 from erpbridge.transports.sftpfs import SftpFileSystem
-from integration.servers import require_server
+from integration.sftp_server import Sftp, sftp_server
 
 AN_HOUR_AGO = 3600
 
 
-@dataclass(frozen=True)
-class Server:
-    """The running sshd, as ``scripts/sshd.sh start`` describes it."""
-
-    host: str
-    port: int
-    user: str
-    data: Path
-
-    @property
-    def files(self) -> Path:
-        """Where every SFTP session starts, on the server's file system."""
-        return self.data / "files"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.data / "known_hosts"
-
-    @property
-    def key(self) -> Path:
-        return self.data / "id_ed25519"
-
-    @property
-    def password(self) -> str:
-        return (self.data / "password").read_text(encoding="utf-8").strip()
-
-    def host_key(self) -> paramiko.PKey:
-        return paramiko.PKey.from_path(self.data / "ssh_host_ed25519_key")
-
-
 @pytest.fixture(scope="module")
-def server() -> Server:
-    line = require_server("ERPBRIDGE_TEST_SFTP", "an SFTP server (scripts/sshd.sh)")
-    url = urlsplit(line)
-    assert url.hostname and url.port and url.username, line
-    return Server(url.hostname, url.port, url.username, Path(parse_qs(url.query)["dir"][0]))
+def server() -> Sftp:
+    return sftp_server()
 
 
 @pytest.fixture
-def box(server: Server) -> Iterator[str]:
+def box(server: Sftp) -> Iterator[str]:
     """A fresh folder of the SFTP user with ``inbox`` and ``erp`` in it; its relative path."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     for folder in (name, f"{name}/inbox", f"{name}/erp"):
@@ -96,7 +61,7 @@ def hub(tmp_path: Path) -> Iterator[Engine]:
 
 
 @contextmanager
-def partner(server: Server) -> Iterator[paramiko.SFTPClient]:
+def partner(server: Sftp) -> Iterator[paramiko.SFTPClient]:
     """An SFTP session of the partner who drops files (password login)."""
     client = paramiko.SSHClient()
     client.load_host_keys(str(server.known_hosts))
@@ -114,7 +79,7 @@ def partner(server: Server) -> Iterator[paramiko.SFTPClient]:
         client.close()
 
 
-def upload(server: Server, path: str, content: str | bytes, age: float = AN_HOUR_AGO) -> None:
+def upload(server: Sftp, path: str, content: str | bytes, age: float = AN_HOUR_AGO) -> None:
     """Upload ``content`` to ``path`` and date it ``age`` seconds back."""
     data = content.encode("utf-8") if isinstance(content, str) else content
     with partner(server) as sftp:
@@ -132,7 +97,7 @@ def names(folder: Path) -> list[str]:
 
 def write_config(
     tmp_path: Path,
-    server: Server,
+    server: Sftp,
     box: str,
     flows: list[dict[str, Any]],
     **options: Any,
@@ -210,7 +175,7 @@ def payloads(engine: Engine, entity: str) -> dict[str, dict[str, Any]]:
 
 
 def test_csv_xml_and_json_flow_in_and_are_archived_on_the_server(
-    tmp_path: Path, server: Server, box: str, hub: Engine
+    tmp_path: Path, server: Sftp, box: str, hub: Engine
 ) -> None:
     upload(server, f"{box}/inbox/customers-1.csv", CUSTOMERS_CSV)
     upload(server, f"{box}/inbox/products-1.xml", PRODUCTS_XML)
@@ -246,7 +211,7 @@ def test_csv_xml_and_json_flow_in_and_are_archived_on_the_server(
 
 
 def test_records_flow_out_to_the_server_through_the_worker(
-    tmp_path: Path, server: Server, box: str, hub: Engine, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: Sftp, box: str, hub: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ERP_SFTP_PASSWORD", server.password)
     flows = [
@@ -322,7 +287,7 @@ def test_records_flow_out_to_the_server_through_the_worker(
     ]
 
 
-def test_writing_a_version_again_replaces_the_file_in_one_step(server: Server, box: str) -> None:
+def test_writing_a_version_again_replaces_the_file_in_one_step(server: Sftp, box: str) -> None:
     transport = SftpTransport("erp", options(server, f"{box}/erp"), Path("."))
     try:
         target = FolderTargetOptions(format="json")
@@ -341,7 +306,7 @@ def test_writing_a_version_again_replaces_the_file_in_one_step(server: Server, b
 
 
 def test_wrong_password_fails_the_run_and_reads_nothing(
-    tmp_path: Path, server: Server, box: str, hub: Engine, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: Sftp, box: str, hub: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PARTNER_PASSWORD", "not-the-password")
     path = write_config(tmp_path, server, box, [CUSTOMERS_IN])
@@ -365,7 +330,7 @@ def test_wrong_password_fails_the_run_and_reads_nothing(
 
 
 def test_unknown_host_key_is_refused_with_its_fingerprint(
-    tmp_path: Path, server: Server, box: str, hub: Engine
+    tmp_path: Path, server: Sftp, box: str, hub: Engine
 ) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("", encoding="utf-8")
@@ -389,7 +354,7 @@ def test_unknown_host_key_is_refused_with_its_fingerprint(
 
 
 def test_accept_new_trusts_on_first_use_but_never_a_changed_key(
-    tmp_path: Path, server: Server, box: str
+    tmp_path: Path, server: Sftp, box: str
 ) -> None:
     known = tmp_path / "ssh" / "known_hosts"  # missing: created on first use
     first = SftpTransport(
@@ -424,7 +389,7 @@ def test_accept_new_trusts_on_first_use_but_never_a_changed_key(
         list(changed.read(FolderStreamOptions(), None, 10, frozenset()))
 
 
-def test_unknown_host_name_is_a_dns_failure(tmp_path: Path, server: Server, box: str) -> None:
+def test_unknown_host_name_is_a_dns_failure(tmp_path: Path, server: Sftp, box: str) -> None:
     transport = SftpTransport(
         "partner", options(server, box, host="sftp.erpbridge.invalid", connect_timeout=5), tmp_path
     )
@@ -434,7 +399,7 @@ def test_unknown_host_name_is_a_dns_failure(tmp_path: Path, server: Server, box:
         list(transport.read(FolderStreamOptions(), None, 10, frozenset()))
 
 
-def test_missing_or_forbidden_folders(tmp_path: Path, server: Server, box: str) -> None:
+def test_missing_or_forbidden_folders(tmp_path: Path, server: Sftp, box: str) -> None:
     missing = SftpTransport("partner", options(server, f"{box}/nowhere"), tmp_path)
     health = missing.health()
     assert (health.ok, health.category) == (False, "schema")
@@ -454,7 +419,7 @@ def test_missing_or_forbidden_folders(tmp_path: Path, server: Server, box: str) 
 
 
 def test_malformed_csv_and_xml_go_to_error_with_a_reason(
-    tmp_path: Path, server: Server, box: str, hub: Engine
+    tmp_path: Path, server: Sftp, box: str, hub: Engine
 ) -> None:
     upload(server, f"{box}/inbox/customers-1.csv", "Nummer;Name\n1;x\n")  # wrong header
     upload(server, f"{box}/inbox/customers-2.csv", CUSTOMERS_CSV)
@@ -490,7 +455,7 @@ def test_malformed_csv_and_xml_go_to_error_with_a_reason(
 
 
 def test_a_file_still_being_written_is_left_for_a_later_run(
-    tmp_path: Path, server: Server, box: str, hub: Engine
+    tmp_path: Path, server: Sftp, box: str, hub: Engine
 ) -> None:
     path = write_config(tmp_path, server, box, [CUSTOMERS_IN], min_age_seconds=60)
     runner = FlowRunner(load_config(path), hub)
@@ -509,7 +474,7 @@ def test_a_file_still_being_written_is_left_for_a_later_run(
 
 
 def test_a_file_that_grows_during_the_stable_check_is_left_alone(
-    tmp_path: Path, server: Server, box: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: Sftp, box: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upload(server, f"{box}/inbox/customers-1.csv", CUSTOMERS_CSV)
     upload(server, f"{box}/inbox/customers-2.csv", "KdNr;Name;Limit\nC7;Growing;1\n")
@@ -543,7 +508,7 @@ def test_a_file_that_grows_during_the_stable_check_is_left_alone(
 
 
 def test_an_oversized_file_is_refused_by_its_size_without_download(
-    tmp_path: Path, server: Server, box: str, hub: Engine, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: Sftp, box: str, hub: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big = "KdNr;Name;Limit\n" + "".join(f"C{i};Name {i};{i}\n" for i in range(20_000))
     upload(server, f"{box}/inbox/customers-1.csv", big)
@@ -567,7 +532,7 @@ def test_an_oversized_file_is_refused_by_its_size_without_download(
 
 
 def test_a_dropped_connection_is_made_again_and_a_download_resumes(
-    tmp_path: Path, server: Server, box: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, server: Sftp, box: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     rows = 60_000  # about 1.5 MB: several read-ahead windows
     upload(
@@ -593,7 +558,7 @@ def test_a_dropped_connection_is_made_again_and_a_download_resumes(
     assert (server.files / box / "inbox" / written[0]).exists()
 
 
-def drop_sessions(server: Server) -> None:
+def drop_sessions(server: Sftp) -> None:
     """Kill the sshd processes serving connections (children of our sshd listener only)."""
     listener = psutil.Process(int((server.data / "sshd.pid").read_text(encoding="utf-8")))
     sessions = listener.children(recursive=True)
@@ -616,7 +581,7 @@ def alive(process: psutil.Process) -> bool:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def options(server: Server, path: str, **extra: Any) -> SftpChannelOptions:
+def options(server: Sftp, path: str, **extra: Any) -> SftpChannelOptions:
     values: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
