@@ -30,6 +30,7 @@ from erpbridge.store.tables import bindings, cursors, deliveries, delivery_attem
 from erpbridge.transports.odata import ODataChannelOptions, ODataTransport
 from erpbridge.transports.odataclient import ODataClient
 from integration.cap_service import PASSWORD, USER, Service
+from integration.ledger import deliver, ledger
 from integration.servers import require_server
 
 CHANNELS = """
@@ -202,26 +203,6 @@ def hub_payload(engine: Engine, entity: str, key: str) -> dict[str, Any]:
         ).scalar_one()
     payload: dict[str, Any] = orjson.loads(row)
     return payload
-
-
-def ledger(engine: Engine, flow: str) -> list[tuple[str, int, str, str | None]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                deliveries.c.key, deliveries.c.version, deliveries.c.state, deliveries.c.last_error
-            )
-            .where(deliveries.c.flow == flow)
-            .order_by(deliveries.c.id)
-        )
-        return [(r.key, r.version, r.state, r.last_error) for r in rows]
-
-
-def deliver(config: LoadedConfig, engine: Engine) -> None:
-    worker = Worker(config, engine)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
 
 
 def drop(config_path: Path, name: str, content: str | list[dict[str, Any]]) -> None:

@@ -23,9 +23,9 @@ from sqlalchemy import Engine, select
 
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
-from erpbridge.engine.worker import Worker
-from erpbridge.store.tables import bindings, deliveries, records, rejected
+from erpbridge.store.tables import bindings, records, rejected
 from integration.cap_service import PASSWORD, USER, Service
+from integration.ledger import deliver, ledger
 from integration.servers import require_server
 
 API = {
@@ -116,26 +116,6 @@ def payload_of(engine: Engine, entity: str, key: str) -> dict[str, Any] | None:
 
 def moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def ledger(engine: Engine, flow: str) -> list[tuple[str, int, str, str | None]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                deliveries.c.key, deliveries.c.version, deliveries.c.state, deliveries.c.last_error
-            )
-            .where(deliveries.c.flow == flow)
-            .order_by(deliveries.c.id)
-        )
-        return [(r.key, r.version, r.state, r.last_error) for r in rows]
-
-
-def deliver(config: LoadedConfig, engine: Engine) -> None:
-    worker = Worker(config, engine)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
 
 
 def bound(engine: Engine, channel: str, entity: str) -> set[str]:
