@@ -31,7 +31,9 @@ flows:
     direction: in
     source: {{table: production_orders}}
     key: id
-    cursor: {{column: updated_at, tiebreaker: id}}
+    # No window: these runs count exactly what a resume at the (value, id) boundary re-reads;
+    # the default window's re-reads are tests/integration/test_sql_late_commits.py's part.
+    cursor: {{column: updated_at, tiebreaker: id, safety_window: 0}}
     batch_size: 4
     mapping:
       order_code: order_code
@@ -46,7 +48,7 @@ flows:
     direction: in
     trigger: initial
     source: {{table: production_orders}}
-    cursor: {{column: updated_at, tiebreaker: id}}
+    cursor: {{column: updated_at, tiebreaker: id, safety_window: 0}}
     batch_size: 4
     mapping: {{order_code: order_code, machine_code: machine_code, start: start, end: end}}
   - name: bookings-in

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, func, select
@@ -65,9 +66,12 @@ def check(
     """Validate a configuration and report every problem with file, line and path."""
     config = _load(path)
     model = config.model
+    for warning in config.warnings:
+        console.print(f"[yellow]warning[/] {escape(str(warning))}")
     console.print(
         f"[green]ok[/] {path}: {len(model.channels)} channel(s), {len(model.flows)} "
         f"flow(s), {len(model.entities)} declared entit(y/ies)"
+        + (f", {len(config.warnings)} warning(s)" if config.warnings else "")
     )
 
 

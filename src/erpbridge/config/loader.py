@@ -68,14 +68,22 @@ class _Problems:
     file: str
     lines: dict[Loc, int]
     found: list[ConfigProblem] = field(default_factory=list)
+    #: Not errors: the configuration works, but probably not as its author wants.
+    warnings: list[ConfigProblem] = field(default_factory=list)
 
     def add(self, loc: Loc, message: str) -> None:
+        self.found.append(self._at(loc, message))
+
+    def warn(self, loc: Loc, message: str) -> None:
+        self.warnings.append(self._at(loc, message))
+
+    def _at(self, loc: Loc, message: str) -> ConfigProblem:
         line = None
         for end in range(len(loc), -1, -1):
             if loc[:end] in self.lines:
                 line = self.lines[loc[:end]]
                 break
-        self.found.append(ConfigProblem(self.file, line, format_loc(loc), message))
+        return ConfigProblem(self.file, line, format_loc(loc), message)
 
     def add_validation(self, prefix: Loc, exc: ValidationError) -> None:
         errors = []
@@ -244,6 +252,8 @@ class LoadedConfig:
     operations: dict[str, dict[str, tuple[OperationSettings, OperationOptions]]] = field(
         default_factory=dict
     )
+    #: What ``erpbridge check`` warns about (``file:line path: message``); not errors.
+    warnings: list[ConfigProblem] = field(default_factory=list)
 
     @property
     def base_dir(self) -> Path:
@@ -484,6 +494,11 @@ def _validate_flows(
         source = dict(flow.source)
         if flow.cursor is not None:
             source["cursor"] = flow.cursor.model_dump()
+            cursor = flow.cursor
+            _warn_no_window(cursor.safety_window, cursor.column, (*at, "cursor"), problems)
+        elif isinstance(source.get("cursor"), dict):
+            window, column = source["cursor"].get("safety_window"), source["cursor"].get("column")
+            _warn_no_window(window, column, (*at, "source", "cursor"), problems)
         try:
             streams[flow.name] = cls.stream_options.model_validate(source)
         except ValidationError as exc:
@@ -492,6 +507,18 @@ def _validate_flows(
                 where: Loc = (*at, *loc) if loc[:1] == ("cursor",) else (*at, "source", *loc)
                 problems.add(where, _message(err))
     return mappings, streams, targets
+
+
+def _warn_no_window(window: Any, column: Any, at: Loc, problems: _Problems) -> None:
+    """A cursor set to re-read nothing loses late commits when its column is a date/time."""
+    if window == 0:
+        problems.warn(
+            (*at, "safety_window"),
+            f"0 re-reads nothing: if {column} is a date/time column, a row committed after the "
+            f"hub read rows with a later {column} is never read (late commits are lost); leave "
+            "safety_window out (300 s for date/time columns) or size it to the longest "
+            "transaction of the source",
+        )
 
 
 def _validate_target(
@@ -565,6 +592,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         transports=transports,
         channel_options=options,
         operations=operations,
+        warnings=problems.warnings,
     )
 
 

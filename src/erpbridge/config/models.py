@@ -105,8 +105,13 @@ class CursorConfig(_Strict):
 
     column: str = Field(description="Cursor column, e.g. updated_at or a sequence.")
     tiebreaker: str = Field(description="A unique column (the primary key) breaking ties.")
-    safety_window: float = Field(
-        default=0, ge=0, description="Re-read this much before the cursor (seconds for times)."
+    safety_window: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Re-read this much before the cursor: seconds for date/time columns (default 300, "
+            "so rows committed late are read), units for numbers (default 0)."
+        ),
     )
 
 

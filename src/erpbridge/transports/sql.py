@@ -101,8 +101,9 @@ class CursorSpec(BaseModel):
     """E.g. ``updated_at`` or a sequence."""
     tiebreaker: str = Field(min_length=1)
     """A unique column, e.g. the primary key."""
-    safety_window: float = Field(0, ge=0)
-    """Re-read this much before the stored value: seconds (date/time columns) or column units."""
+    safety_window: float | None = Field(None, ge=0)
+    """Re-read this much before the stored value: seconds (date/time columns) or column units.
+    Unset: 300 s for date/time columns (late commits), 0 for numbers (``DEFAULT_TIME_WINDOW``)."""
 
 
 class SqlStreamOptions(StreamOptions):

@@ -15,7 +15,14 @@ from uuid import UUID
 from erpbridge.errors import FatalError
 from erpbridge.transports.base import CursorValue
 
-__all__ = ["decode_cursor", "earlier", "encode_cursor", "minus_window"]
+__all__ = ["DEFAULT_TIME_WINDOW", "decode_cursor", "earlier", "encode_cursor", "minus_window"]
+
+#: Seconds a date/time cursor re-reads when the flow sets no ``safety_window``. A row whose
+#: transaction took its timestamp before other rows but committed after the hub read them is
+#: found on the next run only if it committed within this window; five minutes covers ordinary
+#: ERP/MES transactions and replication lag, at the price of re-reading (and hashing, as
+#: unchanged) the rows changed in the last five minutes on every run.
+DEFAULT_TIME_WINDOW = 300.0
 
 _DECODERS: dict[str, Any] = {
     "datetime": datetime.fromisoformat,
@@ -71,8 +78,14 @@ def _decode(encoded: Any) -> Any:
     return _DECODERS[encoded["type"]](encoded["value"])
 
 
-def minus_window(value: Any, window: float, column: str) -> Any:
-    """The lowest cursor value a read starts from; only ever earlier than ``value``."""
+def minus_window(value: Any, window: float | None, column: str) -> Any:
+    """The lowest cursor value a read starts from; only ever earlier than ``value``.
+
+    ``window`` ``None`` (not set) is :data:`DEFAULT_TIME_WINDOW` for date/time values and 0 for
+    numbers: a number is a sequence or version whose units say nothing about time.
+    """
+    if window is None:
+        window = DEFAULT_TIME_WINDOW if _is_time(value) else 0
     if not window:
         return value
     if isinstance(value, date):  # also datetime; a date drops the part below a day
@@ -95,6 +108,19 @@ def minus_window(value: Any, window: float, column: str) -> Any:
                 return moment.date().isoformat()
             return moment.replace(microsecond=0, tzinfo=None).isoformat(sep=value[10])
     raise FatalError(f"safety_window needs a date/time or numeric cursor; {column} holds {value!r}")
+
+
+def _is_time(value: Any) -> bool:
+    """A date, a date-time, or an ISO date/time kept as text (SQLite, text exports)."""
+    if isinstance(value, date):
+        return True
+    if not (isinstance(value, str) and value[4:5] == "-"):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def earlier(last: tuple[Any, Any], start: tuple[Any, Any] | None) -> bool:
