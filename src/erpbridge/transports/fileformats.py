@@ -16,13 +16,13 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager
 from pathlib import PurePath
 from typing import IO, Any, Literal
-from xml.parsers import expat
 
 import orjson
 
+from erpbridge.transports import xmlguard
 from erpbridge.transports.base import SourceProblem, SourceRecord
 
-__all__ = ["BrokenFile", "Format", "Item", "Opener", "check_prolog", "read_items"]
+__all__ = ["BrokenFile", "Format", "Item", "Opener", "read_items", "xml_events"]
 
 Format = Literal["csv", "json", "jsonl", "xml", "idoc"]
 Item = SourceRecord | SourceProblem
@@ -81,12 +81,9 @@ def read_items(
             yield from _json_items(text, name, records_path)
         elif fmt == "xml":
             with open_file() as fb:
-                check_prolog(fb)
-            # Opened again rather than rewound: a remote stream reads ahead and cannot seek.
-            with open_file() as fb:
                 yield from _xml_items(fb, name, record_tag)
         elif fmt == "idoc":
-            # Imported here: the IDoc reader builds on this module (BrokenFile, check_prolog).
+            # Imported here: the IDoc reader builds on this module (BrokenFile, xml_events).
             from erpbridge.transports.idoc import read_idocs
 
             yield from read_idocs(name, open_file, idoc_type=idoc_type, message_type=message_type)
@@ -174,64 +171,43 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), "a number")
 
 
-class _PrologRead(Exception):
-    """The root element started: the prolog had no DOCTYPE."""
-
-
-def check_prolog(fb: IO[bytes]) -> None:
-    """Refuse a DOCTYPE before ElementTree sees the file, so no entity is ever expanded."""
-
-    def refuse(*_: object) -> None:
-        raise BrokenFile("DOCTYPE/entity declarations are not accepted")
-
-    def stop(*_: object) -> None:
-        raise _PrologRead
-
-    # ElementTree offers no DOCTYPE hook, so a bare expat parser reads only the prolog first.
-    parser = expat.ParserCreate()
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.StartElementHandler = stop
+def xml_events(fb: IO[bytes]) -> Iterator[tuple[str, ET.Element]]:
+    """The ``start``/``end`` events of an XML file, parsed by :mod:`~.xmlguard` (DOCTYPE and
+    entities refused, depth bounded); anything it refuses or cannot parse is :class:`BrokenFile`."""
     try:
-        while chunk := fb.read(_CHUNK):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except _PrologRead:
-        pass
-    except expat.ExpatError as exc:
+        yield from xmlguard.iterparse(fb)
+    except xmlguard.XmlRefused as exc:
+        raise BrokenFile(str(exc)) from None
+    except ET.ParseError as exc:
         raise BrokenFile(f"XML syntax error: {exc}") from exc
 
 
 def _xml_items(fb: IO[bytes], name: str, record_tag: str | None) -> Iterator[Item]:
-    """Records of a document whose prolog :func:`check_prolog` has accepted."""
+    """Records of an XML document: the root's children, or the elements named ``record_tag``."""
     # Open elements, root first. Elements end up detached from their parent once done, so
     # memory holds one record and its ancestors, whatever the file size.
     stack: list[ET.Element] = []
     record_depth: int | None = None
     index = 0
-    try:
-        # S314: safe here, check_prolog has refused any DOCTYPE, hence any entity.
-        for event, elem in ET.iterparse(fb, events=("start", "end")):  # noqa: S314
-            if event == "start":
-                stack.append(elem)
-                is_record = _local(elem.tag) == record_tag if record_tag else len(stack) == 2
-                if record_depth is None and is_record:
-                    record_depth = len(stack)
-                continue
-            depth = len(stack)
-            stack.pop()
-            if record_depth is not None and depth > record_depth:
-                continue  # part of the record being read: kept until the record ends
-            if depth == record_depth:
-                # ElementTree keeps no line numbers, so the position is the record's index.
-                yield SourceRecord(data=_element_dict(elem), position=f"{name}[{index}]")
-                index += 1
-                record_depth = None
-            elem.clear()
-            if stack:
-                stack[-1].remove(elem)
-    except ET.ParseError as exc:
-        raise BrokenFile(f"XML syntax error: {exc}") from exc
+    for event, elem in xml_events(fb):
+        if event == "start":
+            stack.append(elem)
+            is_record = _local(elem.tag) == record_tag if record_tag else len(stack) == 2
+            if record_depth is None and is_record:
+                record_depth = len(stack)
+            continue
+        depth = len(stack)
+        stack.pop()
+        if record_depth is not None and depth > record_depth:
+            continue  # part of the record being read: kept until the record ends
+        if depth == record_depth:
+            # ElementTree keeps no line numbers, so the position is the record's index.
+            yield SourceRecord(data=_element_dict(elem), position=f"{name}[{index}]")
+            index += 1
+            record_depth = None
+        elem.clear()
+        if stack:
+            stack[-1].remove(elem)
 
 
 def _element_dict(elem: ET.Element) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from erpbridge.transports.base import SourceProblem, SourceRecord
-from erpbridge.transports.fileformats import BrokenFile, Item, Opener, check_prolog
+from erpbridge.transports.fileformats import BrokenFile, Item, Opener, xml_events
 from erpbridge.transports.filewriters import Unwritable
 
 __all__ = [
@@ -117,33 +117,28 @@ def read_idocs(
 
     ``idoc_type`` (``IDOCTYP`` or ``CIMTYP``) and ``message_type`` (``MESTYP``), when given, are
     what the flow reads: an IDoc of another type is a problem, not a record. DOCTYPE and entity
-    declarations are refused; a file that is no XML, or holds no IDoc, is :class:`BrokenFile`.
+    declarations, and nesting deeper than :data:`~.xmlguard.MAX_DEPTH`, are refused; a file that
+    is no XML, or holds no IDoc, is :class:`BrokenFile`.
     """
-    with open_file() as fb:
-        check_prolog(fb)
     stack: list[ET.Element] = []
     record_depth = 2  # the root's children; 1 when the root is a lone <IDOC>
     index = 0
-    try:
-        with open_file() as fb:
-            # S314: safe here, check_prolog has refused any DOCTYPE, hence any entity.
-            for event, elem in ET.iterparse(fb, events=("start", "end")):  # noqa: S314
-                if event == "start":
-                    stack.append(elem)
-                    if len(stack) == 1 and _local(elem.tag) == "IDOC":
-                        record_depth = 1
-                    continue
-                depth = len(stack)
-                stack.pop()
-                if depth != record_depth:
-                    continue  # inside an IDoc (kept until it ends), or the root
-                yield _item(elem, f"{name}[{index}]", idoc_type, message_type)
-                index += 1
-                elem.clear()
-                if stack:
-                    stack[-1].remove(elem)  # one IDoc in memory at a time, whatever the size
-    except ET.ParseError as exc:
-        raise BrokenFile(f"XML syntax error: {exc}") from exc
+    with open_file() as fb:
+        for event, elem in xml_events(fb):
+            if event == "start":
+                stack.append(elem)
+                if len(stack) == 1 and _local(elem.tag) == "IDOC":
+                    record_depth = 1
+                continue
+            depth = len(stack)
+            stack.pop()
+            if depth != record_depth:
+                continue  # inside an IDoc (kept until it ends), or the root
+            yield _item(elem, f"{name}[{index}]", idoc_type, message_type)
+            index += 1
+            elem.clear()
+            if stack:
+                stack[-1].remove(elem)  # one IDoc in memory at a time, whatever the size
     if index == 0:
         raise BrokenFile("no IDOC element in the file (is it an IDoc XML file?)")
 

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from erpbridge.transports import xmlguard
+
 __all__ = [
     "EntityType",
     "Metadata",
@@ -97,12 +99,12 @@ def _children(element: ET.Element, name: str) -> list[ET.Element]:
 
 
 def parse_metadata(content: bytes) -> Metadata:
-    """Parse an EDMX document (OData V2 or V4); ``ValueError`` when it is not one."""
-    if b"<!DOCTYPE" in content or b"<!ENTITY" in content:
-        raise ValueError("DOCTYPE/entity declarations are not accepted in $metadata")
+    """Parse an EDMX document (OData V2 or V4); ``ValueError`` when it is not one, or when
+    :mod:`~.xmlguard` refuses it (DOCTYPE or entities in any encoding, nesting too deep)."""
     try:
-        # S314: safe here, a DOCTYPE (hence any entity declaration) was refused above.
-        root = ET.fromstring(content)  # noqa: S314
+        root = xmlguard.fromstring(content)
+    except xmlguard.XmlRefused as exc:
+        raise ValueError(f"$metadata refused: {exc}") from None
     except ET.ParseError as exc:
         raise ValueError(f"$metadata is not XML: {exc}") from None
     if _local(root.tag) != "Edmx":

@@ -7,8 +7,9 @@ Tryton tags the values JSON has no type for (``{"__class__": "Decimal", "decimal
 values: dates and datetimes travel as text (``2024-05-01 06:00:00``, UTC), decimals as floats,
 empty values as ``false``.
 
-XML-RPC bodies are built and read with :mod:`xmlrpc.client`'s marshaller, but parsed by an
-expat parser that refuses any DOCTYPE, so no entity can expand (the defusedxml rule).
+XML-RPC bodies are built and read with :mod:`xmlrpc.client`'s marshaller, but parsed by
+:mod:`~.xmlguard` (defusedxml's parser: any DOCTYPE is refused, so no entity can expand, and
+the depth is bounded).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from xml.parsers import expat
 
 from erpbridge.errors import FatalError, RetriableError
+from erpbridge.transports import xmlguard
 from erpbridge.transports.base import HealthCategory
 
 __all__ = [
@@ -185,32 +187,18 @@ def xml_loads(body: bytes) -> Any:
     """The value of an XML-RPC ``methodResponse``.
 
     Raises :class:`RpcFault` for a ``<fault>`` and ``ValueError`` for anything that is not a
-    well-formed response, including any document with a DOCTYPE (no entity is ever expanded).
+    well-formed response, including any document with a DOCTYPE (no entity is ever expanded) or
+    nested too deep (:class:`~.xmlguard.XmlRefused`, a ``ValueError``).
     """
-    target = xmlrpc.client.Unmarshaller(use_datetime=False, use_builtin_types=True)
-    parser = expat.ParserCreate()
-    parser.StartElementHandler = target.start
-    parser.EndElementHandler = target.end
-    parser.CharacterDataHandler = target.data
-    parser.StartDoctypeDeclHandler = _refuse_doctype
-    parser.EntityDeclHandler = _refuse_entity
-    target.xml("", None)  # no encoding: expat hands over text, not bytes, nothing to decode
     try:
-        parser.Parse(body, True)
-        values = target.close()
+        values = xmlguard.xmlrpc_values(body)
     except xmlrpc.client.Fault as fault:
         code = fault.faultCode if isinstance(fault.faultCode, int) else None
         raise RpcFault(str(fault.faultCode), str(fault.faultString), code) from None
+    except xmlguard.XmlRefused as exc:
+        raise ValueError(f"XML-RPC response refused: {exc}") from None
     except (expat.ExpatError, xmlrpc.client.ResponseError, IndexError, TypeError) as exc:
         raise ValueError(f"not an XML-RPC response ({exc})") from exc
     if len(values) != 1:
         raise ValueError(f"an XML-RPC response holds one value, this one {len(values)}")
     return values[0]
-
-
-def _refuse_doctype(*_args: Any) -> None:
-    raise ValueError("a DOCTYPE in an XML-RPC response is refused (entity expansion)")
-
-
-def _refuse_entity(*_args: Any) -> None:
-    raise ValueError("an entity declaration in an XML-RPC response is refused")
