@@ -80,6 +80,10 @@ def test_bad_input_is_refused(project: Path) -> None:
     assert code == 2 and "unknown scope(s) root" in out
     code, out = run("clients", "add", "x", "--scope", "read", "--channel", "erp")
     assert code == 2 and "no channel named erp" in out
+    for days in ("0", "-1", "nan", "inf", "40000"):
+        # 0 used to register a client that never expires; "never" is leaving the option out.
+        code, out = run("clients", "add", "x", "--scope", "read", "--expires-in-days", days)
+        assert code == 2 and "--expires-in-days" in out and "above 0" in out, (days, out)
     code, out = run("clients", "add", "x", "--scope", "read", "--rate-limit", "lots")
     assert code == 2 and "--rate-limit" in out
     assert run("clients", "add", "x", "--scope", "read")[0] == 0
@@ -103,3 +107,21 @@ def test_rotate_secrets_to_a_new_key(project: Path, monkeypatch: pytest.MonkeyPa
     code, out = run("secrets", "rotate")
     assert code == 1 and "cannot be decrypted" in out and "s3cret" not in out
     engine.dispose()
+
+
+def test_list_shows_the_identities_mapped_to_a_client(project: Path) -> None:
+    (project / "erpbridge.yaml").write_text(
+        CONFIG
+        + """
+hub:
+  api:
+    identity_providers:
+      - issuer: https://login.example
+        jwks_url: https://login.example/keys
+        identities: {app-7f3a: shop-app}
+""",
+        encoding="utf-8",
+    )
+    assert run("clients", "add", "shop-app", "--scope", "events")[0] == 0
+    code, out = run("clients", "list")
+    assert code == 0 and "app-7f3a @ https://login.example" in out

@@ -186,7 +186,8 @@ def test_identity_provider_token_via_public_key(project: Project) -> None:
     text = text.replace(
         "    trusted_proxies:",
         "    identity_providers:\n"
-        "      - {issuer: 'https://idp.example', audience: erp, public_key_file: idp.pem}\n"
+        "      - {issuer: 'https://idp.example', audience: erp, public_key_file: idp.pem,\n"
+        "         unmapped: {scopes: [read, events]}}\n"
         "    trusted_proxies:",
     )
     (project.root / "erpbridge.yaml").write_text(text)

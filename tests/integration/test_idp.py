@@ -1,6 +1,7 @@
 """JWTs of an external identity provider, verified through its JWKS URL: the OAuth 2.0 server of
 the REST test API (``oauth2-mock-server`` from npm, started by ``scripts/restapi.sh``) issues RS256
-tokens by the client credentials grant, and the hub's API accepts them with their scopes."""
+tokens by the client credentials grant, and the hub's API accepts them for the local client their
+(issuer, subject) is mapped to, narrowed to their scopes; an identity not mapped is refused."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from api.conftest import ApiClient
 from erpbridge.api import build_hub, create_app
 from erpbridge.config.loader import load_config
 from erpbridge.store import open_store
+from erpbridge.store.apiclients import create_client
 from integration.servers import require_server
 
 
@@ -27,11 +29,11 @@ def idp() -> dict[str, str]:
     return info
 
 
-def _token(idp: dict[str, str], scope: str) -> str:
+def _token(idp: dict[str, str], scope: str, client_id: str | None = None) -> str:
     answer = httpx.post(
         idp["token_url"],
         data={"grant_type": "client_credentials", "scope": scope},
-        auth=(idp["client_id"], idp["client_secret"]),
+        auth=(client_id or idp["client_id"], idp["client_secret"]),
     )
     answer.raise_for_status()
     token: str = answer.json()["access_token"]
@@ -46,7 +48,12 @@ def app(idp: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "hub": {
             "api": {
                 "identity_providers": [
-                    {"issuer": issuer, "jwks_url": f"{issuer}/jwks", "algorithms": ["RS256"]}
+                    {
+                        "issuer": issuer,
+                        "jwks_url": f"{issuer}/jwks",
+                        "algorithms": ["RS256"],
+                        "identities": {idp["client_id"]: "crm"},
+                    }
                 ]
             }
         },
@@ -64,6 +71,7 @@ def app(idp: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     }
     (tmp_path / "erpbridge.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     engine = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    create_client(engine, "crm", {"read", "events"}, channels={"shop"})
     return create_app(build_hub(load_config(tmp_path / "erpbridge.yaml"), engine))
 
 
@@ -84,3 +92,11 @@ def test_a_tampered_provider_token_is_refused(idp: dict[str, str], app: object) 
     forged = f"{header}.{claims}.{signature[::-1]}"
     answer = ApiClient(app, "127.0.0.1", {"Authorization": f"Bearer {forged}"}).get("/api/v1/flows")
     assert answer.status_code == 401
+
+
+def test_an_unmapped_provider_identity_is_refused(idp: dict[str, str], app: object) -> None:
+    # The provider's other client ("<client_id>-short") has a valid token, but no mapping.
+    token = _token(idp, "read events admin", f"{idp['client_id']}-short")
+    answer = ApiClient(app, "127.0.0.1", {"Authorization": f"Bearer {token}"}).get("/api/v1/flows")
+    assert answer.status_code == 401
+    assert "is not mapped to an API client" in answer.json()["error"]["message"]

@@ -5,11 +5,19 @@ Every protected route depends on :func:`require` with the scope it needs and its
 (for per-route limits). The checks run in this order, and each refusal writes nothing:
 
 1. the address must be inside ``hub.api.allowed_ips`` (403 ``address_not_allowed``);
-2. a credential must be present and valid (401 ``unauthenticated`` with ``WWW-Authenticate``);
-   failed attempts count against the per-address anonymous limit (429);
-3. the address must be inside the client's own allow-list (403 ``address_not_allowed``);
-4. the client's rate limits (429 ``rate_limited`` with ``Retry-After``);
-5. the scope (403 ``missing_scope``).
+2. an address whose failed logins used up the per-address ``anonymous`` limit is refused before
+   its credential is looked at (429 with ``Retry-After``);
+3. a credential must be present and valid (401 ``unauthenticated`` with ``WWW-Authenticate``);
+   each failure counts against that per-address limit (429 once it is used up). Every credential
+   leads to a client that must still be usable, revoked or expired clients are refused on every
+   path (key, token, certificate, mapped identity);
+4. the address must be inside the client's own allow-list (403 ``address_not_allowed``);
+5. the client's rate limits (429 ``rate_limited`` with ``Retry-After``);
+6. the scope, with the scopes it implies (403 ``missing_scope``).
+
+An identity provider's token acts as a local client only through an explicit mapping of its
+issuer and subject (``identity_providers[].identities``); an unmapped identity gets what the
+provider's ``unmapped`` grant allows, or nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +31,15 @@ from fastapi import Depends, Request
 from erpbridge.api.context import ApiError, Hub, get_hub
 from erpbridge.api.network import allowed as address_allowed
 from erpbridge.api.network import client_address
-from erpbridge.api.tokens import ISSUER, TokenRefused
-from erpbridge.store.apiclients import SCOPES, ApiClient, ClientRefused, find_client, verify_key
+from erpbridge.api.ratelimit import Decision
+from erpbridge.api.tokens import ISSUER, Claims, TokenRefused
+from erpbridge.store.apiclients import (
+    ApiClient,
+    ClientRefused,
+    expand_scopes,
+    usable_client,
+    verify_key,
+)
 
 __all__ = ["Principal", "authenticate", "require"]
 
@@ -37,6 +52,7 @@ class Principal:
     """An authenticated caller."""
 
     name: str
+    #: Every scope the caller holds, implied ones included.
     scopes: frozenset[str]
     #: Channels the caller may touch; ``None``: all.
     channels: frozenset[str] | None
@@ -45,8 +61,8 @@ class Principal:
     rate_limit: str | None = None
 
     def may(self, scope: str) -> bool:
-        """True when the caller holds ``scope`` (``admin`` holds all)."""
-        return scope in self.scopes or "admin" in self.scopes
+        """True when the caller holds ``scope`` (``admin`` holds all, ``write`` holds ``read``)."""
+        return scope in expand_scopes(self.scopes)
 
     def may_channel(self, channel: str) -> bool:
         """True when the caller may touch ``channel``."""
@@ -67,6 +83,9 @@ def authenticate(request: Request, hub: Hub) -> Principal:
     shown = str(address) if address else None
     if not address_allowed(address, settings.allowed_ips):
         raise ApiError(403, "address_not_allowed", f"address {shown} may not call this API")
+    blocked = hub.limiter.blocked(shown or "unknown")
+    if blocked is not None:
+        raise _too_many(shown, blocked)
     try:
         principal = _credential(request, hub, shown)
     except (ClientRefused, TokenRefused) as exc:
@@ -123,11 +142,7 @@ def _credential(request: Request, hub: Hub, address: str | None) -> Principal | 
         return _from_client(verify_key(hub.engine, key), "key", address)
     common_name = request.scope.get(CLIENT_CERT_SCOPE_KEY)
     if common_name:
-        client = find_client(hub.engine, common_name)
-        if client is None:
-            raise ClientRefused(f"no API client named {common_name!r} (certificate CN)")
-        if client.revoked_at is not None:
-            raise ClientRefused(f"client {client.name!r} was revoked")
+        client = usable_client(hub.engine, common_name, "certificate CN")
         return _from_client(client, "certificate", address)
     return None
 
@@ -135,24 +150,52 @@ def _credential(request: Request, hub: Hub, address: str | None) -> Principal | 
 def _from_token(hub: Hub, token: str, address: str | None) -> Principal:
     claims = hub.keyring.verify(token)
     if claims.issuer == ISSUER:
-        # Our own token: the client must still exist and be usable (revocation is immediate).
-        client = find_client(hub.engine, claims.subject)
-        if client is None or client.revoked_at is not None:
-            raise TokenRefused(f"client {claims.subject!r} was revoked")
-        principal = _from_client(client, "token", address)
-        return Principal(
-            principal.name,
-            claims.scopes & client.scopes,
-            principal.channels,
-            "token",
-            address,
-            client.rate_limit,
+        # Our own token: its client must still be usable (revocation and expiry are immediate).
+        client = usable_client(hub.engine, claims.subject, "token subject")
+        return _narrowed(_from_client(client, "token", address), claims)
+    return _from_identity(hub, claims, address)
+
+
+def _from_identity(hub: Hub, claims: Claims, address: str | None) -> Principal:
+    """An identity provider's token: the client its (issuer, subject) is mapped to, else the
+    provider's grant for unmapped identities, else refused."""
+    provider = next(
+        p for p in hub.config.model.hub.api.identity_providers if p.issuer == claims.issuer
+    )
+    identity = f"{claims.subject!r} of {claims.issuer}"
+    if not claims.subject:
+        raise TokenRefused(f"the token of {claims.issuer} names no {provider.client_claim!r}")
+    mapped = provider.identities.get(claims.subject)
+    if mapped is not None:
+        client = usable_client(hub.engine, mapped, f"mapped from identity {identity}")
+        return _narrowed(_from_client(client, "idp", address), claims)
+    grant = provider.unmapped
+    if grant is None:
+        raise TokenRefused(
+            f"identity {identity} is not mapped to an API client "
+            "(hub.api.identity_providers[].identities)"
         )
-    return Principal(claims.subject, claims.scopes & SCOPES, None, "idp", address)
+    channels = frozenset(grant.channels) if grant.channels is not None else None
+    scopes = expand_scopes(claims.scopes) & expand_scopes(grant.scopes)
+    # "idp:" keeps the name (and its rate-limit counts) apart from any local client's.
+    return Principal(f"idp:{claims.subject}@{claims.issuer}", scopes, channels, "idp", address)
+
+
+def _narrowed(principal: Principal, claims: Claims) -> Principal:
+    """``principal`` holding only the scopes both it and the token's claims hold."""
+    scopes = expand_scopes(claims.scopes) & principal.scopes
+    return Principal(
+        principal.name,
+        scopes,
+        principal.channels,
+        principal.via,
+        principal.address,
+        principal.rate_limit,
+    )
 
 
 def _from_client(
-    client: ApiClient, via: Literal["key", "token", "certificate"], address: str | None
+    client: ApiClient, via: Literal["key", "token", "idp", "certificate"], address: str | None
 ) -> Principal:
     from ipaddress import ip_address
 
@@ -164,15 +207,26 @@ def _from_client(
                 "address_not_allowed",
                 f"client {client.name!r} may not call from {address}",
             )
-    return Principal(client.name, client.scopes, client.channels, via, address, client.rate_limit)
+    return Principal(
+        client.name,
+        expand_scopes(client.scopes),
+        client.channels,
+        via,
+        address,
+        client.rate_limit,
+    )
 
 
 def _count_failure(hub: Hub, address: str | None) -> None:
     decision = hub.limiter.hit_anonymous(address or "unknown")
     if not decision.allowed:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many unauthenticated requests from {address}; retry in {decision.reset_s} s",
-            decision.headers(),
-        )
+        raise _too_many(address, decision)
+
+
+def _too_many(address: str | None, decision: Decision) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many failed logins from {address}; retry in {decision.reset_s} s",
+        decision.headers(),
+    )

@@ -1,5 +1,13 @@
 """OAuth 2.0 client credentials: ``POST /oauth/token`` issues the hub's short-lived JWTs, and
-``GET /.well-known/jwks.json`` publishes the keys that verify them."""
+``GET /.well-known/jwks.json`` publishes the keys that verify them.
+
+Throttling, in this order: an address whose failed logins used up the per-address ``anonymous``
+limit gets 429 before anything else is looked at; each failed login counts for its address only;
+the per-client ``oauth`` limit counts only requests that authenticated as that client, so nobody
+without the secret can use it up. A token's scopes are the requested subset of what the client
+holds, implied scopes included (``store.apiclients.narrow_scopes``); anything else is
+``invalid_scope``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,8 @@ from pydantic import BaseModel
 
 from erpbridge.api.context import Hub, get_hub
 from erpbridge.api.network import allowed, client_address
-from erpbridge.store.apiclients import ClientRefused, check_secret
+from erpbridge.api.ratelimit import Decision
+from erpbridge.store.apiclients import ClientRefused, ScopeRefused, check_secret, narrow_scopes
 
 __all__ = ["router"]
 
@@ -38,6 +47,23 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status, headers)
 
 
+def _slow_down(decision: Decision, who: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "slow_down",
+            "error_description": f"too many token requests {who}; retry in {decision.reset_s} s",
+        },
+        429,
+        {**decision.headers(), "Cache-Control": "no-store"},
+    )
+
+
+def _failed(hub: Hub, address: str, refusal: JSONResponse) -> JSONResponse:
+    """Count a failed login against ``address`` (never against a client): 429 once too many."""
+    decision = hub.limiter.hit_anonymous(address)
+    return refusal if decision.allowed else _slow_down(decision, f"from {address}")
+
+
 @router.post(
     "/oauth/token",
     response_model=TokenOut,
@@ -56,33 +82,33 @@ def token(
     address = client_address(request, settings.trusted_proxies)
     if not allowed(address, settings.allowed_ips):
         return _oauth_error(403, "access_denied", f"address {address} may not call this API")
+    shown = str(address) if address else "unknown"
+    blocked = hub.limiter.blocked(shown)
+    if blocked is not None:
+        return _slow_down(blocked, f"from {shown}")
     if grant_type != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
     basic = _basic(request.headers.get("authorization", ""))
     if basic:
         client_id, client_secret = basic
     if not client_id or not client_secret:
-        return _oauth_error(401, "invalid_client", "client authentication is missing")
-    decision = hub.limiter.hit(f"oauth:{client_id}", "oauth")
-    if not decision.allowed:
-        return JSONResponse(
-            {"error": "slow_down", "error_description": "too many token requests"},
-            429,
-            decision.headers(),
-        )
+        missing = _oauth_error(401, "invalid_client", "client authentication is missing")
+        return _failed(hub, shown, missing)
     try:
         client = check_secret(hub.engine, client_id, client_secret)
     except ClientRefused as exc:
-        hub.limiter.hit_anonymous(str(address))
-        return _oauth_error(401, "invalid_client", str(exc))
+        return _failed(hub, shown, _oauth_error(401, "invalid_client", str(exc)))
+    decision = hub.limiter.hit(f"oauth:{client.name}", "oauth")
+    if not decision.allowed:
+        return _slow_down(decision, f"by client {client.name!r}")
     if client.allowed_ips is not None and not allowed(address, list(client.allowed_ips)):
         return _oauth_error(
             403, "access_denied", f"client {client_id!r} may not call from {address}"
         )
-    wanted = frozenset(scope.split()) if scope else client.scopes
-    if not wanted <= client.scopes and "admin" not in client.scopes:
-        extra = ", ".join(sorted(wanted - client.scopes))
-        return _oauth_error(400, "invalid_scope", f"client {client_id!r} does not hold {extra}")
+    try:
+        wanted = narrow_scopes(client.scopes, scope)
+    except ScopeRefused as exc:
+        return _oauth_error(400, "invalid_scope", f"client {client_id!r}: {exc}")
     issued, ttl = hub.keyring.issue(client.name, wanted)
     body = TokenOut(
         access_token=issued,

@@ -5,6 +5,11 @@ Each limit is a moving window (``20/second`` lets 20 through back to back, then 
 processes must share the counts (``hub.api.rate_limits.storage``). A refused request gets 429 with
 ``Retry-After``; every answer carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` for the tightest limit.
+
+Failed logins (a missing, wrong, revoked or expired credential, on ``/api/v1`` and at
+``/oauth/token``) count per address against ``anonymous``; an address that used it up is refused
+before its credential is even looked at (:meth:`Limiter.blocked`). No limit counts failures in a
+client's name, so a stranger guessing with a real ``client_id`` never locks that client out.
 """
 
 from __future__ import annotations
@@ -58,8 +63,18 @@ class Limiter:
         return self._hit(who, checks)
 
     def hit_anonymous(self, address: str) -> Decision:
-        """Count one unauthenticated request from ``address``."""
+        """Count one failed login (or unauthenticated request) from ``address``."""
         return self._hit(f"anon:{address}", [(self.settings.anonymous, "*")])
+
+    def blocked(self, address: str) -> Decision | None:
+        """The refusal for ``address`` while its failed logins fill the ``anonymous`` limit;
+        ``None`` when it may try. Counts nothing."""
+        for item in self._items(self.settings.anonymous):
+            if not self.limiter.test(item, f"anon:{address}", "*"):
+                stats = self.limiter.get_window_stats(item, f"anon:{address}", "*")
+                reset = max(1, math.ceil(stats.reset_time - time.time()))
+                return Decision(False, item.amount, 0, reset)
+        return None
 
     def _hit(self, who: str, checks: list[tuple[str, str]]) -> Decision:
         tightest: Decision | None = None

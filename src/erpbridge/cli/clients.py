@@ -20,6 +20,9 @@ __all__ = ["clients_app", "secrets_app"]
 clients_app = typer.Typer(help="API clients: add, list, revoke.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
 
+#: Longest lifetime ``--expires-in-days`` takes (100 years).
+_MAX_DAYS = 36500
+
 
 @clients_app.command(name="add")
 def add_client(
@@ -34,7 +37,11 @@ def add_client(
         list[str] | None, typer.Option(help="Repeat: CIDR ranges it may call from.")
     ] = None,
     expires_in_days: Annotated[
-        float | None, typer.Option(help="The credential expires after this many days.")
+        float | None,
+        typer.Option(
+            help=f"The client expires after this many days (more than 0, at most "
+            f"{_MAX_DAYS}); leave it out for a client that never expires."
+        ),
     ] = None,
     rate_limit: Annotated[
         str | None, typer.Option(help="Its own limit, e.g. '10/second; 5000/day'.")
@@ -53,7 +60,16 @@ def add_client(
             parse_many(rate_limit)
         except ValueError as exc:
             raise fail(f"--rate-limit {rate_limit!r}: {exc}", 2) from None
-    expires = now() + timedelta(days=expires_in_days) if expires_in_days else None
+    expires = None
+    if expires_in_days is not None:
+        # 0 (or less) used to mean "never": refused, so a typo never makes an eternal client.
+        if not 0 < expires_in_days <= _MAX_DAYS:
+            raise fail(
+                f"--expires-in-days {expires_in_days:g}: give a number of days above 0 and at "
+                f"most {_MAX_DAYS}; leave the option out for a client that never expires",
+                2,
+            )
+        expires = now() + timedelta(days=expires_in_days)
     client_engine = store(loaded)
     try:
         client, key = create_client(
@@ -82,10 +98,18 @@ def add_client(
 
 @clients_app.command(name="list")
 def show_clients(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Every client: scopes, channels, networks, expiry, state, last use (never a credential)."""
-    table = Table("name", "scopes", "channels", "networks", "expires", "state", "last used")
+    """Every client: scopes, channels, networks, identity-provider identities mapped to it
+    (``hub.api.identity_providers[].identities``), expiry, state, last use (never a credential)."""
+    loaded = load(config)
+    identities: dict[str, list[str]] = {}
+    for provider in loaded.model.hub.api.identity_providers:
+        for subject, name in provider.identities.items():
+            identities.setdefault(name, []).append(f"{subject} @ {provider.issuer}")
+    table = Table(
+        "name", "scopes", "channels", "networks", "identities", "expires", "state", "last used"
+    )
     at = now()
-    for c in list_clients(store(load(config))):
+    for c in list_clients(store(loaded)):
         state = (
             "revoked"
             if c.revoked_at
@@ -98,6 +122,7 @@ def show_clients(config: ConfigOption = DEFAULT_CONFIG) -> None:
             ", ".join(sorted(c.scopes)),
             ", ".join(sorted(c.channels)) if c.channels is not None else "all",
             ", ".join(map(str, c.allowed_ips)) if c.allowed_ips is not None else "any",
+            ", ".join(identities.get(c.name, [])) or "-",
             f"{c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "never",
             state,
             f"{c.last_used_at:%Y-%m-%d %H:%M}" if c.last_used_at else "-",
@@ -110,7 +135,8 @@ def revoke(
     name: Annotated[str, typer.Argument(help="The client to revoke.")],
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Revoke a client for good: its key and every token issued to it stop working at once."""
+    """Revoke a client for good: its key, its tokens, its certificate and the identities mapped
+    to it stop working at once."""
     engine = store(load(config))
     if not revoke_client(engine, name):
         raise fail(f"no active client named {name!r}")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 __all__ = [
     "ApiSettings",
+    "IdentityGrant",
     "IdentityProvider",
     "InboundConfig",
     "Network",
@@ -70,8 +71,27 @@ class RateLimits(_Strict):
         return value
 
 
+Scope = Literal["read", "write", "events", "operations", "admin"]
+
+
+class IdentityGrant(_Strict):
+    """What a provider's identities that no ``identities`` entry maps get: a ceiling on the
+    token's scopes, and the channels they may touch."""
+
+    scopes: list[Scope] = Field(min_length=1, description="Most these identities may hold.")
+    channels: list[str] | None = Field(
+        default=None, description="Channels they may touch; null: all."
+    )
+
+
 class IdentityProvider(_Strict):
-    """An external identity provider whose JWTs the API accepts (OAuth 2.0 / OIDC)."""
+    """An external identity provider whose JWTs the API accepts (OAuth 2.0 / OIDC).
+
+    A token's identity is its issuer plus its ``client_claim`` (``sub`` by default). It acts as a
+    local API client only when ``identities`` maps that subject to the client's name; then the
+    client's scopes (narrowed by the token's), channels, networks, rate limit, expiry and
+    revocation apply. An identity not mapped is refused, unless ``unmapped`` grants it scopes.
+    """
 
     issuer: str = Field(description="The `iss` claim its tokens carry.")
     audience: str | None = Field(default=None, description="The `aud` claim required.")
@@ -82,6 +102,13 @@ class IdentityProvider(_Strict):
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     scope_claim: str = Field(default="scope", description="Claim with space-separated scopes.")
     client_claim: str = Field(default="sub", description="Claim naming the client.")
+    identities: dict[str, str] = Field(
+        default_factory=dict,
+        description="Subject (the `client_claim`) -> name of the local API client it acts as.",
+    )
+    unmapped: IdentityGrant | None = Field(
+        default=None, description="What identities not in `identities` get; null: refused."
+    )
 
 
 class ApiSettings(_Strict):

@@ -435,6 +435,19 @@ def _validate_inbound(model: ConfigFile, problems: _Problems) -> None:
             )
 
 
+def _validate_identity_providers(model: ConfigFile, problems: _Problems) -> None:
+    seen: set[str] = set()
+    for i, provider in enumerate(model.hub.api.identity_providers):
+        loc: Loc = ("hub", "api", "identity_providers", i)
+        if provider.issuer in seen:
+            problems.add((*loc, "issuer"), f"issuer {provider.issuer!r} is listed twice")
+        seen.add(provider.issuer)
+        grant = provider.unmapped
+        for channel in grant.channels or [] if grant else []:
+            if channel not in model.channels:
+                problems.add((*loc, "unmapped", "channels"), f"no channel named {channel!r}")
+
+
 def _validate_flows(
     model: ConfigFile,
     catalog: EntityCatalog,
@@ -579,6 +592,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     transports, options = _validate_channels(model, problems)
     mappings, streams, targets = _validate_flows(model, catalog, transports, problems, options)
     _validate_inbound(model, problems)
+    _validate_identity_providers(model, problems)
     operations = _validate_operations(model, transports, problems)
     if problems.found:
         raise ConfigError(problems.found)

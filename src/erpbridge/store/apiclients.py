@@ -4,6 +4,14 @@ A client has one credential, ``ebk_<prefix>_<secret>``: shown once when the clie
 stored only as a SHA-256 hash. It serves as an API key (``X-API-Key`` header) and as the OAuth 2.0
 client secret (``client_id`` = the client's name) for ``POST /oauth/token``. The secret is 256
 random bits, so a fast hash is enough; comparison is constant-time.
+
+Whatever the credential (key, token, certificate, mapped identity of an identity provider), the
+client behind it is checked on every request by :func:`usable_client`: a revoked or expired
+client is refused at once, on every path.
+
+Scopes form a small hierarchy (:data:`IMPLIED`): ``admin`` implies every other scope and
+``write`` implies ``read``; ``events`` and ``operations`` imply nothing, so a shop that pushes
+events cannot read the hub's data. :func:`narrow_scopes` gives a token the subset it asks for.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -26,16 +35,25 @@ __all__ = [
     "SCOPES",
     "ApiClient",
     "ClientRefused",
+    "ScopeRefused",
     "check_secret",
     "create_client",
+    "expand_scopes",
     "find_client",
     "list_clients",
+    "narrow_scopes",
     "revoke_client",
+    "usable_client",
     "verify_key",
 ]
 
-#: The scopes a client can hold. ``admin`` implies all others.
+#: The scopes a client can hold.
 SCOPES = frozenset({"read", "write", "events", "operations", "admin"})
+#: What each scope implies besides itself: ``admin`` everything, ``write`` also ``read``.
+IMPLIED: dict[str, frozenset[str]] = {
+    "admin": frozenset({"read", "write", "events", "operations"}),
+    "write": frozenset({"read"}),
+}
 _PREFIX = "ebk"
 _TOUCH_EVERY = timedelta(minutes=1)
 
@@ -44,6 +62,35 @@ Network = IPv4Network | IPv6Network
 
 class ClientRefused(ErpbridgeError):
     """A credential that does not open the API: unknown, wrong, revoked or expired."""
+
+
+class ScopeRefused(ErpbridgeError):
+    """A requested scope that is unknown or not held (OAuth ``invalid_scope``)."""
+
+
+def expand_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """``scopes`` with every scope they imply (``admin`` -> all, ``write`` -> ``read``)."""
+    held = set(scopes)
+    for scope in list(held):
+        held |= IMPLIED.get(scope, frozenset())
+    return frozenset(held)
+
+
+def narrow_scopes(held: Iterable[str], requested: str | None) -> frozenset[str]:
+    """The scopes of a token asked for with ``requested`` (space-separated, RFC 6749 §3.3) by a
+    client holding ``held``: every requested scope must be known and held, directly or implied;
+    nothing requested means everything held. :class:`ScopeRefused` names the offending scopes."""
+    held = frozenset(held)
+    wanted = frozenset(requested.split()) if requested and requested.strip() else held
+    unknown = sorted(wanted - SCOPES)
+    if unknown:
+        raise ScopeRefused(
+            f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}"
+        )
+    missing = sorted(wanted - expand_scopes(held))
+    if missing:
+        raise ScopeRefused(f"the client does not hold {', '.join(missing)}")
+    return wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +110,8 @@ class ApiClient:
     last_used_at: datetime | None
 
     def has(self, scope: str) -> bool:
-        """True when the client holds ``scope`` (``admin`` holds every scope)."""
-        return scope in self.scopes or "admin" in self.scopes
+        """True when the client holds ``scope``, directly or implied (see :data:`IMPLIED`)."""
+        return scope in expand_scopes(self.scopes)
 
 
 def create_client(
@@ -126,6 +173,16 @@ def check_secret(engine: Engine, name: str, secret: str) -> ApiClient:
         row = _row_by_name(conn, name)
     if row is None or not hmac.compare_digest(row.key_hash, _digest(secret)):
         raise ClientRefused("unknown client or wrong secret")
+    return _usable(engine, row)
+
+
+def usable_client(engine: Engine, name: str, credential: str) -> ApiClient:
+    """The client ``name`` if it exists and is neither revoked nor expired; the credential that
+    named it (``"certificate CN"``, ``"token"``, …) appears in the refusal."""
+    with engine.connect() as conn:
+        row = _row_by_name(conn, name)
+    if row is None:
+        raise ClientRefused(f"no API client named {name!r} ({credential})")
     return _usable(engine, row)
 
 
