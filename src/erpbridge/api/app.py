@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from erpbridge.api import events, oauth, operations, resources, search
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders
+from erpbridge.api.network import ForwardedScheme
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
@@ -64,6 +65,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.state.hub = hub
     settings = hub.config.model.hub.api
     app.add_middleware(SecurityHeaders, hsts_max_age_s=settings.hsts_max_age_s if tls else None)
+    app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
     app.include_router(resources.router)
     app.include_router(events.router)
     app.include_router(events.hooks)

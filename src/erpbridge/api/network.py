@@ -3,7 +3,11 @@
 The client address is the TCP peer, unless the peer is one of ``hub.api.trusted_proxies``: then
 ``X-Forwarded-For`` is read from the right, skipping trusted proxies, and the first address that
 is not one is the client. An ``X-Forwarded-For`` from any other peer is ignored, so a client
-cannot claim an allowed address by writing the header itself.
+cannot claim an allowed address by writing the header itself. The same goes for the scheme:
+``X-Forwarded-Proto`` is believed from trusted proxies only (:class:`ForwardedScheme`).
+
+The server must not rewrite either before the app sees them: ``erpbridge run`` and ``erpbridge
+api`` start uvicorn with ``proxy_headers=False`` (its default believes 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from erpbridge.config.api import Network
 
-__all__ = ["IpAddress", "allowed", "client_address"]
+__all__ = ["ForwardedScheme", "IpAddress", "allowed", "client_address"]
 
 IpAddress = IPv4Address | IPv6Address
 
@@ -34,6 +40,27 @@ def client_address(request: HTTPConnection, trusted: Sequence[Network]) -> IpAdd
         if not _inside(address, trusted):
             return address
     return peer
+
+
+class ForwardedScheme:
+    """ASGI middleware: the scheme a trusted proxy names in ``X-Forwarded-Proto`` (``http`` or
+    ``https``, its last value) becomes the request's scheme, so that redirects and absolute URLs
+    name what the caller used. From any other peer the header is ignored."""
+
+    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
+        self.app = app
+        self.trusted = list(trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.trusted:
+            client = scope.get("client")
+            peer = _parse(client[0] if client else None)
+            if peer is not None and _inside(peer, self.trusted):
+                named = Headers(scope=scope).get("x-forwarded-proto", "")
+                proto = named.rsplit(",", 1)[-1].strip().lower()
+                if proto in ("http", "https"):
+                    scope = {**scope, "scheme": proto}
+        await self.app(scope, receive, send)
 
 
 def allowed(address: IpAddress | None, networks: Sequence[Network] | None) -> bool:

@@ -66,7 +66,18 @@ def serve(app: FastAPI, host: str, port: int, tls: dict[str, Any]) -> None:
     # a quiet one here, so that the caller's cleanup runs afterwards.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(app, host=host, port=port, log_level="warning", **tls)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For/-Proto from 127.0.0.1
+    # (or FORWARDED_ALLOW_IPS) and rewrite the client address and scheme before the app sees
+    # them. Only hub.api.trusted_proxies may do that (erpbridge.api.network), on every path.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+        **tls,
+    )
 
 
 def api(
