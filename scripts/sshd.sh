@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # A throwaway OpenSSH SFTP server for the test suite, on 127.0.0.1 only.
 #   scripts/sshd.sh start   install openssh-server (Debian package) if missing, start a private
-#                           sshd; prints sftp://erpsftp@127.0.0.1:<port>/?dir=<data dir>
+#                           sshd; prints sftp://erpsftp<port>@127.0.0.1:<port>/?dir=<data dir>
 #   scripts/sshd.sh stop    stop it (and its sessions) and remove its data
 # Port and folder: ERPBRIDGE_SSHD_PORT (52222), ERPBRIDGE_SSHD_DIR (/tmp/erpbridge-sshd-<port>).
 #
 # The data dir holds what a client needs: known_hosts (the server's host key for
 # [127.0.0.1]:<port>), id_ed25519 (a client key the server accepts), id_ed25519_enc (the same
 # kind, encrypted with the passphrase in `passphrase`), `password` (the user's password) and
-# files/, where every SFTP session starts. The only system-wide changes: the unprivileged user
-# erpsftp (created once, no home, no shell; its password is set on start and locked on stop)
-# and sshd's privilege separation folder /run/sshd. The system's own sshd is never started.
+# files/, where every SFTP session starts. The only system-wide changes: an unprivileged user
+# erpsftp<port> of this instance's own (no home, no shell; created on start with a fresh password,
+# removed on stop, so that two test runs with their own ports never share a login) and sshd's
+# privilege separation folder /run/sshd. The system's own sshd is never started.
 set -euo pipefail
 
 port="${ERPBRIDGE_SSHD_PORT:-52222}"
 dir="${ERPBRIDGE_SSHD_DIR:-/tmp/erpbridge-sshd-$port}"
-user=erpsftp
+user="erpsftp$port"
 sshd=/usr/sbin/sshd
 
 need_root() {
@@ -70,8 +71,8 @@ wait_ready() {
 start() {
   need_root start
   install
-  ensure_user
   stop quiet
+  ensure_user
   mkdir -p "$dir/files" /run/sshd
   chmod 755 "$dir" /run/sshd
   chown "$user:" "$dir/files"
@@ -141,7 +142,7 @@ stop() {
   fi
   rm -rf "$dir"
   if id "$user" >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    passwd -q -l "$user" >/dev/null 2>&1 || true
+    userdel "$user" >/dev/null 2>&1 || passwd -q -l "$user" >/dev/null 2>&1 || true
   fi
   if [ "${1:-}" != quiet ]; then echo "sshd.sh: stopped" >&2; fi
 }
