@@ -269,6 +269,22 @@ def test_failed_logins_from_one_address_are_limited(project: Project) -> None:
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
 
 
+def test_failures_in_a_clients_name_never_lock_it_out(project: Project) -> None:
+    project.hub.limiter.settings = project.hub.limiter.settings.model_copy(
+        update={"per_route": {"oauth": "3/minute"}, "anonymous": "4/minute"}
+    )
+    form = {"grant_type": "client_credentials"}
+    with project.client("203.0.113.1") as http:  # a stranger, guessing in the name of 'shop'
+        codes = [
+            http.post("/oauth/token", data=form, auth=("shop", "wrong")).status_code
+            for _ in range(6)
+        ]
+    assert codes == [401] * 4 + [429] * 2
+    with project.client("192.0.2.200") as http:  # the real client, from its own address
+        answer = http.post("/oauth/token", data=form, auth=("shop", project.keys["shop"]))
+    assert answer.status_code == 200, answer.text
+
+
 def test_security_headers(project: Project) -> None:
     with project.client(**{"X-API-Key": project.keys["reader"]}) as http:
         answer = http.get("/api/v1/flows")

@@ -159,9 +159,10 @@ def _from_token(hub: Hub, token: str, address: str | None) -> Principal:
 def _from_identity(hub: Hub, claims: Claims, address: str | None) -> Principal:
     """An identity provider's token: the client its (issuer, subject) is mapped to, else the
     provider's grant for unmapped identities, else refused."""
-    provider = next(
-        p for p in hub.config.model.hub.api.identity_providers if p.issuer == claims.issuer
-    )
+    providers = hub.config.model.hub.api.identity_providers
+    provider = next((p for p in providers if p.issuer == claims.issuer), None)
+    if provider is None:  # the keyring verified it, so the configuration changed meanwhile
+        raise TokenRefused(f"tokens of issuer {claims.issuer!r} are not accepted")
     identity = f"{claims.subject!r} of {claims.issuer}"
     if not claims.subject:
         raise TokenRefused(f"the token of {claims.issuer} names no {provider.client_claim!r}")
