@@ -787,3 +787,44 @@ class TestLaterChecks:
         assert problems(path) == [
             "erpbridge.yaml:3 currency_rates.rates.USD: Input should be greater than 0"
         ]
+
+
+class TestIdentityProviders:
+    def test_mappings_and_grants_are_checked(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            """\
+            hub:
+              api:
+                identity_providers:
+                  - issuer: https://login.example
+                    jwks_url: https://login.example/keys
+                    identities: {app-1: crm}
+                  - issuer: https://login.example
+                    jwks_url: https://login.example/keys
+                    unmapped: {scopes: [read], channels: [shop, nowhere]}
+            channels:
+              shop: {system: platform}
+            """,
+        )
+        assert problems(path) == [
+            f"erpbridge.yaml:{line_of(path, 'issuer:', 2)} hub.api.identity_providers[1].issuer: "
+            "issuer 'https://login.example' is listed twice",
+            f"erpbridge.yaml:{line_of(path, 'unmapped:')} "
+            "hub.api.identity_providers[1].unmapped.channels: no channel named 'nowhere'",
+        ]
+
+    def test_an_unmapped_grant_names_known_scopes(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            """\
+            hub:
+              api:
+                identity_providers:
+                  - issuer: https://other.example
+                    public_key_file: idp.pem
+                    unmapped: {scopes: [root]}
+            """,
+        )
+        [problem] = problems(path)
+        assert "hub.api.identity_providers[0].unmapped.scopes[0]: Input should be 'read'" in problem
