@@ -46,7 +46,8 @@ class RateLimits(_Strict):
         description="Per client and route group (events, hooks, operations, search, oauth, …).",
     )
     anonymous: str = Field(
-        default="20/second", description="Per address, for requests without credentials."
+        default="20/second",
+        description="Per address: failed logins (missing or bad credentials); refused first.",
     )
     storage: str = Field(
         default="memory://",
