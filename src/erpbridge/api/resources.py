@@ -1,4 +1,10 @@
-"""``/api/v1``: channels, flows, runs, records, deliveries, rejected records, the admin audit."""
+"""``/api/v1``: channels, flows, runs, records, deliveries, rejected records, conflicts, the
+admin audit.
+
+Every listing and look-up of stored rows goes through the read model (``store.read``) with the
+caller's scope: a client restricted to channels sees their rows only, filtered in SQL before
+``LIMIT``, and a row outside its scope answers 404 like one that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,29 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Row
 
 from erpbridge.api.auth import Principal, require
 from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.api.scope import read_scope
 from erpbridge.engine.credentials import apply_stored_credentials
 from erpbridge.engine.diagnose import check_channel
 from erpbridge.store.deliveries import cancel, requeue
-from erpbridge.store.records import bindings_of, find_record, history_of
+from erpbridge.store.read import (
+    Version,
+    audit_page,
+    conflicts_page,
+    deliveries_page,
+    delivery_by_id,
+    record_view,
+    rejected_page,
+    run_by_id,
+    runs_page,
+)
 from erpbridge.store.runs import now
 from erpbridge.store.secretbox import store_credential
+from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
 from erpbridge.store.switches import flow_enabled, set_flow_enabled
-from erpbridge.store.tables import admin_audit, deliveries, rejected, runs
 from erpbridge.systems import system_types
 
 __all__ = ["router"]
@@ -148,6 +165,11 @@ class VersionOut(BaseModel):
     channel: str | None
     external_id: str | None
     source_position: str | None
+    lineage_withheld: bool = Field(
+        default=False,
+        description="The version came in through a channel this client may not see: its run, "
+        "flow, channel, external id and source position are not shown.",
+    )
 
 
 class BindingOut(BaseModel):
@@ -158,7 +180,8 @@ class BindingOut(BaseModel):
 
 
 class RecordOut(BaseModel):
-    """A record: its current payload, bindings and every version with its lineage."""
+    """A record: its current payload, bindings and every version with its lineage (for a
+    channel-restricted client: the bindings of its channels, lineage of their versions)."""
 
     entity: str
     key: str
@@ -178,7 +201,7 @@ class DeliveryOut(BaseModel):
     entity: str
     key: str
     version: int
-    state: str
+    state: DeliveryState
     attempts: int
     max_attempts: int
     next_attempt_at: Stamp
@@ -206,6 +229,25 @@ class RejectionOut(BaseModel):
     reason: str
     status: str
     created_at: Stamp
+
+
+class ConflictOut(BaseModel):
+    """A two-way conflict: a change that came in while the hub's own was on its way out."""
+
+    id: int
+    flow: str
+    channel: str
+    entity: str
+    key: str
+    hub_version: int
+    incoming_payload: dict[str, Any]
+    external_id: str | None
+    policy: str
+    status: ConflictStatus
+    winner: str | None
+    run_id: int | None
+    created_at: Stamp
+    resolved_at: Stamp | None
 
 
 class AuditOut(BaseModel):
@@ -372,7 +414,7 @@ def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
     )
 
 
-def _run_out(row: Any) -> RunOut:
+def _run_out(row: Row[Any]) -> RunOut:
     data = dict(row._mapping)
     for name in ("cursor_before", "cursor_after", "warnings"):
         data[name] = orjson.loads(data[name]) if data[name] else None
@@ -381,22 +423,25 @@ def _run_out(row: Any) -> RunOut:
 
 
 @router.get("/runs", tags=["runs"])
-def list_runs(hub: HubDep, who: Reader, flow: str | None = None, limit: Limit = 50) -> list[RunOut]:
+def list_runs(
+    hub: HubDep,
+    who: Reader,
+    flow: str | None = None,
+    status: RunStatus | None = None,
+    limit: Limit = 50,
+) -> list[RunOut]:
     """Recent runs, newest first."""
-    query = select(runs).order_by(runs.c.id.desc()).limit(limit)
-    if flow:
-        query = query.where(runs.c.flow == flow)
     with hub.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [_run_out(r) for r in rows if who.may_channel(r.channel)]
+        rows = runs_page(conn, read_scope(hub, who), flow=flow, status=status, limit=limit)
+    return [_run_out(r) for r in rows]
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
 def show_run(run_id: RowId, hub: HubDep, who: Reader) -> RunOut:
     """One run."""
     with hub.engine.connect() as conn:
-        row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
-    if row is None or not who.may_channel(row.channel):
+        row = run_by_id(conn, read_scope(hub, who), run_id)
+    if row is None:
         raise ApiError(404, "not_found", f"no run {run_id}")
     return _run_out(row)
 
@@ -405,66 +450,62 @@ def show_run(run_id: RowId, hub: HubDep, who: Reader) -> RunOut:
 def show_record(entity: Name, key: str, hub: HubDep, who: Reader) -> RecordOut:
     """A record with its bindings and every version's lineage (run, flow, source position)."""
     with hub.engine.connect() as conn:
-        row = find_record(conn, entity, key)
-        if row is None:
-            raise ApiError(404, "not_found", f"no {entity} record with key {key!r}")
-        history = history_of(conn, row.id)
-        links = bindings_of(conn, row.id)
+        view = record_view(conn, read_scope(hub, who), entity, key)
+    if view is None:
+        raise ApiError(404, "not_found", f"no {entity} record with key {key!r}")
+    row = view.row
     return RecordOut(
         entity=entity,
         key=key,
         version=row.version,
         payload=orjson.loads(row.payload),
         updated_at=row.updated_at,
-        bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in links],
-        versions=[
-            VersionOut(
-                version=h.version,
-                action=h.action,
-                at=h.at,
-                payload=orjson.loads(h.payload),
-                changed_fields=orjson.loads(h.changed_fields) if h.changed_fields else None,
-                run_id=h.run_id,
-                flow=h.flow,
-                channel=h.channel,
-                external_id=h.external_id,
-                source_position=h.source_position,
-            )
-            for h in history
-        ],
+        bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in view.bindings],
+        versions=[_version_out(v) for v in view.versions],
     )
+
+
+def _version_out(version: Version) -> VersionOut:
+    h = version.row
+    out = VersionOut(
+        version=h.version,
+        action=h.action,
+        at=h.at,
+        payload=orjson.loads(h.payload),
+        changed_fields=orjson.loads(h.changed_fields) if h.changed_fields else None,
+        run_id=h.run_id,
+        flow=h.flow,
+        channel=h.channel,
+        external_id=h.external_id,
+        source_position=h.source_position,
+    )
+    if version.withheld:
+        return out.model_copy(
+            update=dict.fromkeys(("run_id", "flow", "channel", "external_id", "source_position"))
+            | {"lineage_withheld": True}
+        )
+    return out
 
 
 @router.get("/deliveries", tags=["deliveries"])
 def list_deliveries(
     hub: HubDep,
     who: Reader,
-    state: Literal["pending", "in_flight", "failed", "delivered", "dead", "cancelled"]
-    | None = None,
+    state: DeliveryState | None = None,
     flow: str | None = None,
     limit: Limit = 50,
 ) -> list[DeliveryOut]:
     """The delivery ledger, newest first."""
-    query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
-    if state:
-        query = query.where(deliveries.c.state == state)
-    if flow:
-        query = query.where(deliveries.c.flow == flow)
     with hub.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        DeliveryOut.model_validate(dict(r._mapping)) for r in rows if who.may_channel(r.channel)
-    ]
+        rows = deliveries_page(conn, read_scope(hub, who), state=state, flow=flow, limit=limit)
+    return [DeliveryOut.model_validate(dict(r._mapping)) for r in rows]
 
 
 def _delivery_channel(hub: Hub, delivery_id: int, who: Principal) -> None:
     with hub.engine.connect() as conn:
-        channel = conn.execute(
-            select(deliveries.c.channel).where(deliveries.c.id == delivery_id)
-        ).scalar()
-    if channel is None:
+        row = delivery_by_id(conn, read_scope(hub, who), delivery_id)
+    if row is None:
         raise ApiError(404, "not_found", f"no delivery {delivery_id}")
-    who.check_channel(channel)
 
 
 @router.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
@@ -498,8 +539,13 @@ def retry_dead(hub: HubDep, who: Admin, flow: str | None = None) -> CountOut:
     """Make every dead delivery (of one flow) due again, after the cause was fixed."""
     if flow is not None:
         _flow(hub, flow, who)
+    scope = read_scope(hub, who)
+    # A channel-restricted admin's "every dead delivery" is every dead delivery of its flows.
+    flows = [flow] if flow is not None or scope.unrestricted else sorted(scope.flows)
     with hub.engine.begin() as conn:
-        changed = requeue(conn, None, now(), dead_of_flow=flow, all_dead=True)
+        changed = sum(
+            requeue(conn, None, now(), dead_of_flow=name, all_dead=True) for name in flows
+        )
     hub.audit(who.name, who.address, "delivery.retry_dead", flow, detail={"changed": changed})
     if hub.wake and changed:
         hub.wake()
@@ -511,23 +557,32 @@ def list_rejected(
     hub: HubDep,
     who: Reader,
     flow: str | None = None,
-    status: Literal["open", "replayed", "superseded"] = "open",
+    status: RejectionStatus = "open",
     limit: Limit = 50,
 ) -> list[RejectionOut]:
     """Rejected records with their reason and place (open ones by default)."""
-    query = (
-        select(rejected)
-        .where(rejected.c.status == status)
-        .order_by(rejected.c.id.desc())
-        .limit(limit)
-    )
-    if flow:
-        query = query.where(rejected.c.flow == flow)
     with hub.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        RejectionOut.model_validate(dict(r._mapping)) for r in rows if who.may_channel(r.channel)
-    ]
+        rows = rejected_page(conn, read_scope(hub, who), flow=flow, status=status, limit=limit)
+    return [RejectionOut.model_validate(dict(r._mapping)) for r in rows]
+
+
+@router.get("/conflicts", tags=["conflicts"])
+def list_conflicts(
+    hub: HubDep,
+    who: Reader,
+    flow: str | None = None,
+    status: ConflictStatus | None = "open",
+    limit: Limit = 50,
+) -> list[ConflictOut]:
+    """Two-way conflicts, newest first (open ones by default; settle them with the CLI)."""
+    with hub.engine.connect() as conn:
+        rows = conflicts_page(conn, read_scope(hub, who), flow=flow, status=status, limit=limit)
+    out = []
+    for r in rows:
+        data = dict(r._mapping)
+        data["incoming_payload"] = orjson.loads(data["incoming_payload"])
+        out.append(ConflictOut.model_validate(data))
+    return out
 
 
 @router.get("/audit", tags=["audit"])
@@ -538,14 +593,10 @@ def list_audit(
     action: str | None = None,
     limit: Limit = 100,
 ) -> list[AuditOut]:
-    """Administrative actions, newest first: who, when, what, from which address."""
-    query = select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit)
-    if actor:
-        query = query.where(admin_audit.c.actor == actor)
-    if action:
-        query = query.where(admin_audit.c.action == action)
+    """Administrative actions, newest first: who, when, what, from which address (for a
+    channel-restricted client: its own actions and those about its channels and flows)."""
     with hub.engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = audit_page(conn, read_scope(hub, who), actor=actor, action=action, limit=limit)
     out = []
     for r in rows:
         data = dict(r._mapping)

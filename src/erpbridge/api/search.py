@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from erpbridge.api.auth import Principal, require
 from erpbridge.api.context import ApiError, Hub, get_engine, get_hub
+from erpbridge.api.scope import read_scope
 from erpbridge.store.database import READ_ONLY
 from erpbridge.store.search import MAX_LIMIT, MatchKind, SearchSpec, search, searchable
 
@@ -70,12 +71,13 @@ def search_records(
         ),
         AfterValidator(_has_text),
     ],
-    _reader: Reader,
+    who: Reader,
     hub: Annotated[Hub, Depends(get_hub)],
     engine: Annotated[Engine, Depends(get_engine)],
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most hits returned.")] = 20,
 ) -> SearchOut:
-    """Records of ``entity`` matching every word of ``q``: exact key, prefix, word, substring."""
+    """Records of ``entity`` matching every word of ``q``: exact key, prefix, word, substring
+    (for a channel-restricted client: only records of its channels)."""
     entities = hub.config.entities
     spec = SearchSpec.of(entity, entities[entity]) if entity in entities else None
     if spec is None:
@@ -85,7 +87,8 @@ def search_records(
         )
     began = time.perf_counter()
     with engine.connect() as conn:
-        hits = search(conn.execution_options(**{READ_ONLY: True}), spec, q, limit)
+        reading = conn.execution_options(**{READ_ONLY: True})
+        hits = search(reading, spec, q, limit, read_scope(hub, who))
     took_ms = (time.perf_counter() - began) * 1000
     return SearchOut(
         entity=entity,

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from erpbridge.cli.channels import channels_app
 from erpbridge.cli.clients import clients_app, secrets_app
@@ -34,9 +34,17 @@ from erpbridge.engine.service import Service, WakeListener, worker_loop
 from erpbridge.engine.worker import Worker
 from erpbridge.store.deliveries import DISPATCHER_ENV, requeue
 from erpbridge.store.deliveries import cancel as cancel_deliveries
-from erpbridge.store.records import bindings_of, find_record, history_of
+from erpbridge.store.read import (
+    EVERYTHING,
+    conflicts_page,
+    deliveries_page,
+    record_view,
+    records_page,
+    rejected_page,
+    runs_page,
+)
 from erpbridge.store.runs import now
-from erpbridge.store.tables import conflicts, deliveries, records, rejected, runs
+from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
 
 app = typer.Typer(
     help="erpbridge — an ERP integration hub.",
@@ -194,9 +202,6 @@ def list_runs(
 ) -> None:
     """Show recent runs with their counts, cursors and errors."""
     engine = _store(_load(config_path))
-    query = select(runs).order_by(runs.c.id.desc()).limit(limit)
-    if flow:
-        query = query.where(runs.c.flow == flow)
     table = Table(title="runs")
     for column in (
         "run",
@@ -214,7 +219,7 @@ def list_runs(
     ):
         table.add_column(column)
     with engine.connect() as conn:
-        for r in conn.execute(query):
+        for r in runs_page(conn, EVERYTHING, flow=flow, limit=limit):
             table.add_row(
                 str(r.id),
                 r.flow,
@@ -243,19 +248,11 @@ def show_records(
     engine = _store(_load(config_path))
     with engine.connect() as conn:
         if key is None:
-            total = conn.execute(
-                select(func.count()).where(records.c.entity == entity)
-            ).scalar_one()
+            total, rows = records_page(conn, EVERYTHING, entity, limit)
             table = Table(title=f"{entity}: {total} record(s)")
             for column in ("id", "key", "version", "updated", "payload"):
                 table.add_column(column)
-            query = (
-                select(records)
-                .where(records.c.entity == entity)
-                .order_by(records.c.key)
-                .limit(limit)
-            )
-            for r in conn.execute(query):
+            for r in rows:
                 table.add_row(
                     str(r.id),
                     r.key,
@@ -265,9 +262,10 @@ def show_records(
                 )
             console.print(table)
             return
-        row = find_record(conn, entity, key)
-        if row is None:
+        view = record_view(conn, EVERYTHING, entity, key)
+        if view is None:
             raise _fail(f"no {entity} record with key {key!r}")
+        row = view.row
         console.print(
             f"[bold]{entity} {key}[/] v{row.version} (record {row.id}, hash {row.content_hash})"
         )
@@ -275,13 +273,13 @@ def show_records(
         table = Table(title="bindings")
         for column in ("channel", "external id", "since"):
             table.add_column(column)
-        for b in bindings_of(conn, row.id):
+        for b in view.bindings:
             table.add_row(b.channel, b.external_id, f"{b.created_at:%Y-%m-%d %H:%M:%S}")
         console.print(table)
         table = Table(title="versions (audit trail)")
         for column in ("version", "action", "at", "run", "flow", "source", "changed fields"):
             table.add_column(column)
-        for a in history_of(conn, row.id):
+        for a in (v.row for v in view.versions):
             changed = ", ".join(orjson.loads(a.changed_fields)) if a.changed_fields else ""
             table.add_row(
                 str(a.version),
@@ -311,14 +309,11 @@ def show_rejected(
             console.print("nothing to replay")
             return
         console.print(_summary(results))
-    query = select(rejected).where(rejected.c.status == "open").order_by(rejected.c.id).limit(limit)
-    if flow:
-        query = query.where(rejected.c.flow == flow)
     table = Table(title="open rejections")
     for column in ("id", "flow", "run", "position", "field", "reason"):
         table.add_column(column)
     with engine.connect() as conn:
-        for r in conn.execute(query):
+        for r in rejected_page(conn, EVERYTHING, flow=flow, limit=limit, order="oldest"):
             table.add_row(str(r.id), r.flow, str(r.run_id), r.position, r.field_path, r.reason)
     console.print(table)
 
@@ -463,18 +458,15 @@ def run(
 def list_deliveries(
     config_path: ConfigOption = DEFAULT_CONFIG,
     state: Annotated[
-        str | None, typer.Option(help="pending, in_flight, failed, delivered, dead or cancelled.")
+        str | None, typer.Option(help=f"Only this state: {', '.join(DELIVERY_STATES)}.")
     ] = None,
     flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
 ) -> None:
     """Show the delivery ledger with states, attempts and errors."""
+    if state is not None and state not in DELIVERY_STATES:
+        raise _fail(f"--state {state!r}: no such state (states: {', '.join(DELIVERY_STATES)})")
     engine = _store(_load(config_path))
-    query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
-    if state:
-        query = query.where(deliveries.c.state == state)
-    if flow:
-        query = query.where(deliveries.c.flow == flow)
     table = Table(title="deliveries")
     for column in (
         "id",
@@ -489,7 +481,8 @@ def list_deliveries(
     ):
         table.add_column(column)
     with engine.connect() as conn:
-        for d in conn.execute(query):
+        rows = deliveries_page(conn, EVERYTHING, state=state, flow=flow, limit=limit)
+        for d in rows:
             table.add_row(
                 str(d.id),
                 d.flow,
@@ -553,14 +546,12 @@ def show_conflicts(
             raise _fail(str(exc)) from None
         console.print(f"conflict {resolve} settled for the {take}")
         return
-    query = select(conflicts).order_by(conflicts.c.id)
-    if not all_:
-        query = query.where(conflicts.c.status == "open")
     table = Table(title="conflicts")
     for column in ("id", "flow", "record", "hub version", "policy", "status", "winner", "at"):
         table.add_column(column)
     with engine.connect() as conn:
-        for c in conn.execute(query):
+        status: ConflictStatus | None = None if all_ else "open"
+        for c in conflicts_page(conn, EVERYTHING, status=status, limit=None, order="oldest"):
             table.add_row(
                 str(c.id),
                 c.flow,

@@ -47,6 +47,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker, WorkerStats
 from erpbridge.store.deliveries import backoff
 from erpbridge.store.runs import now
+from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import deliveries
 
 __all__ = [
@@ -164,7 +165,7 @@ class LedgerRetry(BaseRetryStrategy):
 
 # States a job waits for. Not ``held``: that waits for a person (a conflict), and the sweep
 # sends it once released; a job polling for it would spin for days.
-_WAITING = ("pending", "failed", "in_flight")
+_WAITING = tuple(s for s in OPEN_DELIVERY_STATES if s != "held")
 
 
 def _blocked_wait(attempts: int) -> timedelta:

@@ -24,19 +24,19 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, insert, select, update
 
+from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import conflicts, deliveries
 
 __all__ = ["POLICIES", "settle", "take_hub", "take_source_payload"]
 
 POLICIES = ("source_wins", "target_wins", "newest_wins", "manual")
-_OPEN = ("pending", "failed", "in_flight", "held")
 
 
 def _open_deliveries(conn: Connection, channel: str, record_ids: list[int]) -> dict[int, list[int]]:
     query = select(deliveries.c.id, deliveries.c.record_id).where(
         deliveries.c.channel == channel,
         deliveries.c.record_id.in_(record_ids),
-        deliveries.c.state.in_(_OPEN),
+        deliveries.c.state.in_(OPEN_DELIVERY_STATES),
     )
     found: dict[int, list[int]] = {}
     for row in conn.execute(query):

@@ -33,11 +33,11 @@ from sqlalchemy.orm import aliased
 
 from erpbridge.schedules import Schedule
 from erpbridge.store.bulk import copy_rows, timestamp
+from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import deliveries, delivery_attempts
 
 __all__ = [
     "DISPATCHER_ENV",
-    "OPEN_STATES",
     "WAKE_CHANNEL",
     "Claim",
     "NewVersion",
@@ -62,9 +62,6 @@ DISPATCHER_ENV = "ERPBRIDGE_DISPATCHER"
 
 #: A claim looks at this many times its batch of due rows for heads of their ordering key.
 _WINDOW = 5
-
-#: States a delivery is still on its way in; the head of an ordering key is one of these.
-OPEN_STATES = ("pending", "failed", "in_flight", "held")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +161,7 @@ def _head_of_key() -> ColumnElement[bool]:
     return ~exists().where(
         earlier.c.ordering_key == deliveries.c.ordering_key,
         earlier.c.id < deliveries.c.id,
-        earlier.c.state.in_(OPEN_STATES),
+        earlier.c.state.in_(OPEN_DELIVERY_STATES),
     )
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.conflicts import settle
@@ -27,11 +27,8 @@ __all__ = [
     "Lineage",
     "UpsertCounts",
     "bind",
-    "bindings_of",
     "content_hash",
     "dump_payload",
-    "find_record",
-    "history_of",
     "upsert_records",
 ]
 
@@ -318,22 +315,3 @@ def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, in
             .values(record_id=bindparam("b_record"), updated_at=lineage.at),
             moved,
         )
-
-
-def find_record(conn: Connection, entity: str, key: str) -> Any:
-    """The current row of record ``entity``/``key``, or ``None``."""
-    query = select(records).where(and_(records.c.entity == entity, records.c.key == key))
-    return conn.execute(query).first()
-
-
-def history_of(conn: Connection, record_id: int) -> list[Any]:
-    """The audit trail of one record, oldest first."""
-    return list(
-        conn.execute(select(audit).where(audit.c.record_id == record_id).order_by(audit.c.id))
-    )
-
-
-def bindings_of(conn: Connection, record_id: int) -> list[Any]:
-    """Every channel's id for one record."""
-    query = select(bindings).where(bindings.c.record_id == record_id).order_by(bindings.c.channel)
-    return list(conn.execute(query))

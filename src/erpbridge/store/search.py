@@ -7,7 +7,9 @@ its records has one ``search_index`` row, written in the transaction that writes
 must all match. Candidates come from indexes only: exact and prefix matches of the whole query
 on key and label from B-trees, substring matches from the trigram index (FTS5 ``trigram`` on
 SQLite, ``pg_trgm`` GIN on PostgreSQL), capped; they are ranked exact key, prefix, word start,
-substring. A query without a word of three characters is a prefix look-up only.
+substring. A query without a word of three characters is a prefix look-up only. A reader
+restricted to channels finds only the records it may see (``store.read.scope``): the condition
+sits inside each candidate query, before its cap.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from erpbridge.model.entities import EntitySpec
+from erpbridge.store.read.scope import EVERYTHING, VISIBLE_RECORD_SQL, Scope
 
 __all__ = [
     "MAX_LIMIT",
@@ -246,15 +249,24 @@ def _fts_quote(value: str) -> str:
 # Hand-written SQL: the look-ups run per keystroke, and composing them in SQLAlchemy Core cost
 # 4 ms a query (a union of subqueries, compiled each time: measured) against 0.01 ms to run.
 _COLUMNS = "record_id, key_folded, label_folded, text"
-_BTREE = text(
-    f"SELECT {_COLUMNS} FROM search_index WHERE entity = :entity AND key_folded = :whole "
-    f"UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM search_index "
-    "WHERE entity = :entity AND key_folded >= :whole AND key_folded < :above "
-    "ORDER BY key_folded LIMIT :limit) AS by_key "
-    f"UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM search_index "
-    "WHERE entity = :entity AND label_folded >= :whole AND label_folded < :above "
-    "ORDER BY label_folded LIMIT :limit) AS by_label"
-)
+# A channel-restricted reader's condition, inside every branch before its LIMIT.
+_VISIBLE = " AND " + VISIBLE_RECORD_SQL.format(id="search_index.record_id")
+
+
+def _btree(visible: str) -> TextClause:
+    return text(
+        f"SELECT {_COLUMNS} FROM search_index WHERE entity = :entity AND key_folded = :whole"
+        f"{visible} UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM search_index "
+        f"WHERE entity = :entity AND key_folded >= :whole AND key_folded < :above{visible} "
+        "ORDER BY key_folded LIMIT :limit) AS by_key "
+        f"UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM search_index "
+        f"WHERE entity = :entity AND label_folded >= :whole AND label_folded < :above{visible} "
+        "ORDER BY label_folded LIMIT :limit) AS by_label"
+    )
+
+
+_BTREE = _btree("")
+_BTREE_SCOPED = _btree(_VISIBLE)
 _DETAILS = text("SELECT id, key, version, payload FROM records WHERE id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
@@ -281,7 +293,7 @@ def _spellings(terms: list[_Term]) -> list[tuple[str, ...]]:
     return [tuple(t.variants[0] for t in terms), tuple(t.variants[-1] for t in terms)]
 
 
-def _trigram_query(entity: str, terms: list[_Term], pool: int) -> Any:
+def _trigram_query(entity: str, terms: list[_Term], pool: int, visible: str) -> Any:
     """PostgreSQL: one branch per spelling, each word a LIKE answered by the ``pg_trgm`` GIN
     index. Only a plain AND of LIKEs reliably gets the index: with an OR of two spellings (or a
     regular expression of both) the planner filtered row by row (80–300 ms at 1 M, measured).
@@ -296,7 +308,7 @@ def _trigram_query(entity: str, terms: list[_Term], pool: int) -> Any:
             params[f"p{b}_{i}"] = _like(word)
             likes.append(f" AND text LIKE :p{b}_{i} ESCAPE '\\'")
         branches.append(
-            f"(SELECT {_COLUMNS} FROM search_index WHERE entity = :entity{''.join(likes)} "
+            f"(SELECT {_COLUMNS} FROM search_index WHERE entity = :entity{''.join(likes)}{visible} "
             f"LIMIT :{'scan' if short else 'pool'})"
         )
     found = " UNION ALL ".join(branches)
@@ -309,7 +321,7 @@ def _trigram_query(entity: str, terms: list[_Term], pool: int) -> Any:
     ).bindparams(**params)
 
 
-def _fts_query(entity: str, terms: list[_Term], pool: int) -> Any:
+def _fts_query(entity: str, terms: list[_Term], pool: int, scoped: bool) -> Any:
     """SQLite: the words of three characters or more through the entity's FTS5 table; the
     shorter ones (no trigram) narrow the first ``_SCAN`` rows it finds. CROSS JOIN makes
     SQLite walk the matches and fetch their rows: left to itself it scanned the rows and
@@ -321,27 +333,34 @@ def _fts_query(entity: str, terms: list[_Term], pool: int) -> Any:
         "pool": pool,
         "scan": _SCAN,
     }
-    narrow = _contains([t for t in terms if not t.long], params, "si.text")
+    narrow = _contains([t for t in terms if not t.long], params, "search_index.text")
+    table = fts_table(entity)
+    visible = " AND " + VISIBLE_RECORD_SQL.format(id=f"{table}.rowid") if scoped else ""
     return text(
-        f"SELECT si.record_id, si.key_folded, si.label_folded, si.text FROM (SELECT rowid "
-        f"FROM {fts_table(entity)} WHERE text MATCH :match LIMIT :scan) AS fts "
-        f"CROSS JOIN search_index AS si ON si.record_id = fts.rowid WHERE TRUE{narrow} "
+        f"SELECT {_COLUMNS} FROM (SELECT rowid FROM {table} WHERE text MATCH :match{visible} "
+        "LIMIT :scan) AS fts "
+        f"CROSS JOIN search_index ON search_index.record_id = fts.rowid WHERE TRUE{narrow} "
         "LIMIT :pool"
     ).bindparams(**params)
 
 
-def _candidates(conn: Connection, entity: str, terms: list[_Term], limit: int) -> list[Any]:
+def _candidates(
+    conn: Connection, entity: str, terms: list[_Term], limit: int, scope: Scope
+) -> list[Any]:
     """Index rows that may be hits: exact key, key and label prefixes, then substrings."""
+    btree, visible = (_BTREE, "") if scope.unrestricted else (_BTREE_SCOPED, _VISIBLE)
     queries = [
-        _BTREE.bindparams(entity=entity, whole=whole, above=_next(whole), limit=limit)
+        btree.bindparams(entity=entity, whole=whole, above=_next(whole), limit=limit)
         for whole in _wholes(terms)
     ]
     if any(t.long for t in terms):
         pool = limit * _POOL
         if conn.dialect.name != "sqlite":
-            queries.append(_trigram_query(entity, terms, pool))
+            queries.append(_trigram_query(entity, terms, pool, visible))
         elif conn.execute(_FTS_EXISTS, {"name": fts_name(entity)}).first():
-            queries.append(_fts_query(entity, terms, pool))
+            queries.append(_fts_query(entity, terms, pool, bool(visible)))
+    if visible:
+        queries = [q.bindparams(scope.channels_param()) for q in queries]
     found: dict[int, Any] = {}
     for query in queries:
         for row in conn.execute(query):
@@ -377,8 +396,11 @@ def _matched(spec: SearchSpec, payload: Mapping[str, Any], terms: list[_Term]) -
     )
 
 
-def search(conn: Connection, spec: SearchSpec, query: str, limit: int = 20) -> list[SearchHit]:
-    """The records of ``spec.entity`` matching every word of ``query``, best first."""
+def search(
+    conn: Connection, spec: SearchSpec, query: str, limit: int = 20, scope: Scope = EVERYTHING
+) -> list[SearchHit]:
+    """The records of ``spec.entity`` within ``scope`` matching every word of ``query``, best
+    first."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     terms = _terms(query)
@@ -386,7 +408,10 @@ def search(conn: Connection, spec: SearchSpec, query: str, limit: int = 20) -> l
         return []
     wholes = _wholes(terms)
     ranked = sorted(
-        ((_rank(row, wholes, terms), row) for row in _candidates(conn, spec.entity, terms, limit)),
+        (
+            (_rank(row, wholes, terms), row)
+            for row in _candidates(conn, spec.entity, terms, limit, scope)
+        ),
         key=lambda pair: (
             pair[0],
             len(pair[1].label_folded),

@@ -199,6 +199,7 @@ deliveries = Table(
     UniqueConstraint("idempotency_key"),
     Index(None, "state", "priority", "next_attempt_at", "id"),
     Index(None, "ordering_key", "id"),
+    Index(None, "record_id"),
 )
 
 delivery_attempts = Table(

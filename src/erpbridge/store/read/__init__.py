@@ -1,0 +1,36 @@
+"""The read model: what the CLI, the API (and a back office) list and show from the hub store.
+
+Every listing is one query here, with its filters and the reader's :class:`Scope` (the channels
+an API client is restricted to) applied in SQL before ``LIMIT``. Callers never query
+``store.tables`` for these themselves.
+"""
+
+from erpbridge.store.read.audit import audit_page
+from erpbridge.store.read.ledger import (
+    Order,
+    conflicts_page,
+    deliveries_page,
+    delivery_by_id,
+    rejected_page,
+    run_by_id,
+    runs_page,
+)
+from erpbridge.store.read.records import RecordView, Version, record_view, records_page
+from erpbridge.store.read.scope import EVERYTHING, Scope
+
+__all__ = [
+    "EVERYTHING",
+    "Order",
+    "RecordView",
+    "Scope",
+    "Version",
+    "audit_page",
+    "conflicts_page",
+    "deliveries_page",
+    "delivery_by_id",
+    "record_view",
+    "records_page",
+    "rejected_page",
+    "run_by_id",
+    "runs_page",
+]

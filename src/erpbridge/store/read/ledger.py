@@ -1,0 +1,124 @@
+"""Runs, deliveries, rejected records and conflicts as the CLI and the API list them.
+
+One query per listing, every filter (the reader's channels included) in SQL before ``LIMIT``.
+A row outside the reader's scope is not found, exactly like a row that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Connection, Row, Table, select
+
+from erpbridge.store.read.scope import Scope
+from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
+from erpbridge.store.tables import conflicts, deliveries, rejected, runs
+
+__all__ = [
+    "Order",
+    "conflicts_page",
+    "deliveries_page",
+    "delivery_by_id",
+    "rejected_page",
+    "run_by_id",
+    "runs_page",
+]
+
+#: Newest rows first (the default everywhere), or oldest first (a work list to go through).
+Order = Literal["newest", "oldest"]
+
+
+def _page(
+    conn: Connection,
+    table: Table,
+    scope: Scope,
+    conditions: Sequence[ColumnElement[bool] | None],
+    limit: int | None,
+    order: Order,
+) -> list[Row[Any]]:
+    """The rows of ``table`` that match every condition and the scope, ``limit`` of them."""
+    wanted = [c for c in (*conditions, scope.channel_condition(table.c.channel)) if c is not None]
+    sort = table.c.id.desc() if order == "newest" else table.c.id.asc()
+    query = select(table).where(*wanted).order_by(sort)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query))
+
+
+def _by_id(conn: Connection, table: Table, scope: Scope, row_id: int) -> Row[Any] | None:
+    rows = _page(conn, table, scope, [table.c.id == row_id], 1, "newest")
+    return rows[0] if rows else None
+
+
+def runs_page(
+    conn: Connection,
+    scope: Scope,
+    *,
+    flow: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = 50,
+) -> list[Row[Any]]:
+    """Recent runs, newest first."""
+    conditions = [
+        runs.c.flow == flow if flow else None,
+        runs.c.status == status if status else None,
+    ]
+    return _page(conn, runs, scope, conditions, limit, "newest")
+
+
+def run_by_id(conn: Connection, scope: Scope, run_id: int) -> Row[Any] | None:
+    """One run, or ``None`` when it does not exist or is outside ``scope``."""
+    return _by_id(conn, runs, scope, run_id)
+
+
+def deliveries_page(
+    conn: Connection,
+    scope: Scope,
+    *,
+    state: DeliveryState | None = None,
+    flow: str | None = None,
+    limit: int = 50,
+) -> list[Row[Any]]:
+    """The delivery ledger, newest first."""
+    conditions = [
+        deliveries.c.state == state if state else None,
+        deliveries.c.flow == flow if flow else None,
+    ]
+    return _page(conn, deliveries, scope, conditions, limit, "newest")
+
+
+def delivery_by_id(conn: Connection, scope: Scope, delivery_id: int) -> Row[Any] | None:
+    """One delivery, or ``None`` when it does not exist or is outside ``scope``."""
+    return _by_id(conn, deliveries, scope, delivery_id)
+
+
+def rejected_page(
+    conn: Connection,
+    scope: Scope,
+    *,
+    flow: str | None = None,
+    status: RejectionStatus = "open",
+    limit: int = 50,
+    order: Order = "newest",
+) -> list[Row[Any]]:
+    """Rejected records of one status (open by default)."""
+    conditions = [rejected.c.status == status, rejected.c.flow == flow if flow else None]
+    return _page(conn, rejected, scope, conditions, limit, order)
+
+
+def conflicts_page(
+    conn: Connection,
+    scope: Scope,
+    *,
+    flow: str | None = None,
+    status: ConflictStatus | None = "open",
+    limit: int | None = 50,
+    order: Order = "newest",
+) -> list[Row[Any]]:
+    """Two-way conflicts (open ones by default; ``status=None``: settled ones too)."""
+    conditions = [
+        conflicts.c.status == status if status else None,
+        conflicts.c.flow == flow if flow else None,
+    ]
+    return _page(conn, conflicts, scope, conditions, limit, order)

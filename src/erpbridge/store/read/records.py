@@ -1,0 +1,70 @@
+"""Records as the CLI and the API show them: a page of an entity, or one record with its
+bindings and every version's lineage, within the reader's scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, TextClause, func, select
+
+from erpbridge.store.read.scope import Scope
+from erpbridge.store.tables import audit, bindings, records
+
+__all__ = ["RecordView", "Version", "record_view", "records_page"]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a record (an ``audit`` row) and whether its lineage is withheld."""
+
+    row: Row[Any]
+    #: It came in through a channel outside the reader's scope: show its payload, not its
+    #: run, flow, channel, external id or source position.
+    withheld: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    """A record, the bindings the reader may see, and its versions oldest first."""
+
+    row: Row[Any]
+    bindings: list[Row[Any]]
+    versions: list[Version]
+
+
+def record_view(conn: Connection, scope: Scope, entity: str, key: str) -> RecordView | None:
+    """Record ``entity``/``key``, or ``None`` when it does not exist or is outside ``scope``."""
+    query = select(records).where(records.c.entity == entity, records.c.key == key)
+    visible = scope.record_condition("records.id")
+    if visible is not None:
+        query = query.where(visible)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    links = select(bindings).where(bindings.c.record_id == row.id)
+    mine = scope.channel_condition(bindings.c.channel)
+    if mine is not None:
+        links = links.where(mine)
+    history = select(audit).where(audit.c.record_id == row.id).order_by(audit.c.id)
+    return RecordView(
+        row,
+        list(conn.execute(links.order_by(bindings.c.channel))),
+        [
+            Version(a, a.channel is not None and not scope.sees_channel(a.channel))
+            for a in conn.execute(history)
+        ],
+    )
+
+
+def records_page(
+    conn: Connection, scope: Scope, entity: str, limit: int = 20
+) -> tuple[int, list[Row[Any]]]:
+    """How many records of ``entity`` are in scope, and the first ``limit`` of them by key."""
+    visible = scope.record_condition("records.id")
+    conditions: list[ColumnElement[bool] | TextClause] = [records.c.entity == entity]
+    if visible is not None:
+        conditions.append(visible)
+    total = conn.execute(select(func.count()).select_from(records).where(*conditions))
+    page = select(records).where(*conditions).order_by(records.c.key).limit(limit)
+    return total.scalar_one(), list(conn.execute(page))
