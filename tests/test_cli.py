@@ -112,3 +112,13 @@ def test_search_reindex(project: Path) -> None:
     assert code == 2 and "entity 'order' has no search fields" in out
     code, out = run("search", "reindex", "nope")
     assert code == 2 and "no entity named 'nope'" in out
+
+
+def test_deliveries_state_is_the_ledger_vocabulary(project: Path) -> None:
+    code, out = run("deliveries", "--help")
+    assert code == 0 and "held" in out and "cancelled" in out
+    code, out = run("deliveries", "--state", "held")
+    assert code == 0, out
+    code, out = run("deliveries", "--state", "lost")
+    assert code != 0
+    assert "'lost': no such state" in out and "in_flight, failed, held, delivered" in out

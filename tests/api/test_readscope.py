@@ -22,6 +22,7 @@ from erpbridge.config.loader import load_config
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
 from erpbridge.store.tables import admin_audit, conflicts, deliveries, records, rejected, runs
+from hubprocess import serve_hub
 
 CONFIG = """
 hub:
@@ -365,3 +366,34 @@ def test_delivery_states_are_one_vocabulary_with_held(scoped: Scoped) -> None:
         if p["name"] == "state"
     )  # fmt: skip
     assert "held" in str(state["schema"])
+
+
+def test_served_hub_applies_the_restriction(hub_url: str, tmp_path: Path) -> None:
+    """``erpbridge api`` as a user starts it, on the test's dialect: the restriction holds on the
+    served process's records, search, runs and deliveries."""
+    config = CONFIG.replace("options: {path: erp}", f"options: {{path: {tmp_path / 'erp'}}}")
+    (tmp_path / "erp").mkdir()
+    with serve_hub(tmp_path / "hub", config, env={"ERPBRIDGE_DATABASE_URL": hub_url}) as served:
+        engine = open_store(hub_url)
+        try:
+            feeder = create_client(engine, "feeder", {"events"})[1]
+            reader = create_client(engine, "shop-reader", {"read"}, channels={"shop"})[1]
+        finally:
+            engine.dispose()
+        with served.client(headers={"X-API-Key": feeder}) as http:
+            for flow, key in (("customers-in", "S-1"), ("partners-in", "O-1")):
+                pushed = http.post(
+                    f"/api/v1/events/{flow}", json={"id": key, "name": f"Acme {key}"}
+                )
+                assert pushed.status_code == 202, pushed.text
+        with served.client(headers={"X-API-Key": reader}) as http:
+            own = http.get("/api/v1/records/customer/S-1")
+            foreign = http.get("/api/v1/records/customer/O-1")
+            hits = http.get("/api/v1/search/customer", params={"q": "acme"}).json()["hits"]
+            ran = http.get("/api/v1/runs", params={"limit": 1}).json()
+            ledger = http.get("/api/v1/deliveries").json()
+    assert own.status_code == 200, own.text
+    assert foreign.status_code == 404
+    assert [h["key"] for h in hits] == ["S-1"]
+    assert [r["flow"] for r in ran] == ["customers-in"]
+    assert ledger == []  # the deliveries go to erp, not to the shop
