@@ -5,6 +5,11 @@ Both validate the body through the flow's mapping and store the records and thei
 one transaction (:meth:`FlowRunner.ingest`), answering 202 with the record ids. A record that fails
 the mapping fails the whole request with 422 and the field path of each problem; nothing of it is
 stored. An ``Idempotency-Key`` makes a retried POST answer exactly as the first one did.
+
+A webhook's signature is spent by the webhook it accepts: the same signed request again while
+its timestamp is inside the tolerance is a replay, refused with 409 ``replayed_webhook`` before
+anything is stored (:mod:`erpbridge.store.webhooks`). A webhook that is not accepted (422, flow
+paused) does not spend its signature.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -30,6 +36,7 @@ from erpbridge.mapping.compiler import getter
 from erpbridge.store.runs import now
 from erpbridge.store.switches import flow_enabled
 from erpbridge.store.tables import idempotency_keys
+from erpbridge.store.webhooks import claim_signature, release_signature
 
 __all__ = ["hooks", "router"]
 
@@ -55,6 +62,8 @@ class Accepted(BaseModel):
     created: int
     updated: int
     unchanged: int
+    #: Records older than the stored version (the flow's ``version_field``): not applied.
+    stale: int
     records: list[RecordRef]
 
 
@@ -102,9 +111,20 @@ async def post_event(
     return answer
 
 
-@hooks.post("/hooks/{channel}", status_code=202, tags=["events"], response_model=Accepted)
+@hooks.post(
+    "/hooks/{channel}",
+    status_code=202,
+    tags=["events"],
+    response_model=Accepted,
+    responses={
+        401: {"description": "signature missing, wrong, or signed outside the tolerance"},
+        409: {"description": "a replay (this signature was accepted before), or flow paused"},
+        422: {"model": Rejected},
+    },
+)
 async def post_hook(channel: Name, request: Request, hub: HubDep) -> JSONResponse:
-    """A webhook of the channel's system, verified by its HMAC signature and timestamp."""
+    """A webhook of the channel's system, verified by its HMAC signature and timestamp; the
+    same signed webhook again inside the tolerance is refused as a replay (409)."""
     model = hub.config.model.channels.get(channel)
     hook = model.inbound.webhook if model and model.inbound else None
     if model is None or hook is None:
@@ -116,10 +136,35 @@ async def post_hook(channel: Name, request: Request, hub: HubDep) -> JSONRespons
         )
     body = await _body(request, hub)
     secret = model.credentials[hook.secret].get_secret_value()
-    _verify_signature(hook, request, body, secret, channel)
+    signed_at = _verify_signature(hook, request, body, secret, channel)
     _in_flow(hub, hook.flow)
     items = _records(orjson_loads(body), hook.records_path, hub.config.model.hub.api.max_batch)
-    return _ingest(hub, hook.flow, items, f"hook:{channel}")
+    signature = request.headers.get(hook.signature_header, "").strip()
+    _claim(hub, channel, hook, signature, signed_at)
+    try:
+        answer = _ingest(hub, hook.flow, items, f"hook:{channel}")
+    except BaseException:
+        release_signature(hub.engine, channel, signature)
+        raise
+    if answer.status_code != 202:
+        release_signature(hub.engine, channel, signature)
+    return answer
+
+
+def _claim(
+    hub: Hub, channel: str, hook: WebhookConfig, signature: str, signed_at: int | None
+) -> None:
+    """Spend the signature, or refuse the webhook as a replay. It is kept until its timestamp
+    leaves the tolerance (without a timestamp header: the tolerance from now)."""
+    at = datetime.now(UTC)
+    start = at if signed_at is None else datetime.fromtimestamp(signed_at, UTC)
+    expires_at = start + timedelta(seconds=hook.tolerance_s)
+    if not claim_signature(hub.engine, channel, signature, at=at, expires_at=expires_at):
+        raise ApiError(
+            409,
+            "replayed_webhook",
+            f"webhook of {channel!r}: this signature was accepted before; a replay is refused",
+        )
 
 
 def orjson_loads(body: bytes) -> Any:
@@ -193,6 +238,7 @@ def _ingest(hub: Hub, flow: str, items: list[dict[str, Any]], origin: str) -> JS
         created=done.created,
         updated=done.updated,
         unchanged=done.unchanged,
+        stale=done.stale,
         records=[RecordRef(key=k, id=i, version=v) for k, i, v in done.records],
     )
     return JSONResponse(accepted.model_dump(), status_code=202)
@@ -200,7 +246,9 @@ def _ingest(hub: Hub, flow: str, items: list[dict[str, Any]], origin: str) -> JS
 
 def _verify_signature(
     hook: WebhookConfig, request: Request, body: bytes, secret: str, channel: str
-) -> None:
+) -> int | None:
+    """Check the signature (and the timestamp's tolerance); return the signing time, if any."""
+    signed_at: int | None = None
     given = request.headers.get(hook.signature_header, "")
     signed = body
     if hook.timestamp_header:
@@ -216,7 +264,7 @@ def _verify_signature(
                 f"webhook of {channel!r} signed at {stamp}, outside ±{hook.tolerance_s} s: "
                 "a replay or a wrong clock",
             )
-        signed = stamp.encode() + b"." + body
+        signed, signed_at = stamp.encode() + b"." + body, int(stamp)
     expected = (
         hook.signature_prefix
         + hmac.new(secret.encode(), signed, getattr(hashlib, hook.algorithm)).hexdigest()
@@ -225,6 +273,7 @@ def _verify_signature(
         raise ApiError(
             401, "bad_signature", f"webhook of {channel!r}: the signature does not match"
         )
+    return signed_at
 
 
 def _request_hash(body: bytes) -> str:

@@ -133,6 +133,8 @@ class RunOut(BaseModel):
     updated: int
     unchanged: int
     rejected: int
+    #: Records older than the stored version (the flow's ``version_field``): not applied.
+    stale: int = 0
     cursor_before: Any = None
     cursor_after: Any = None
     warnings: list[str] = Field(default_factory=list)
@@ -149,6 +151,7 @@ class DryRunOut(BaseModel):
     updated: int
     unchanged: int
     rejected: int
+    stale: int
     error: str | None
 
 
@@ -410,6 +413,7 @@ def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
         updated=result.updated,
         unchanged=result.unchanged,
         rejected=result.rejected,
+        stale=result.stale,
         error=result.error,
     )
 

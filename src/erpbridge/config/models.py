@@ -159,6 +159,12 @@ class FlowConfig(_Strict):
         description="IN, two-way: what to do when a change arrives from the channel while the "
         "hub's own change to that record is still on its way out to it.",
     )
+    version_field: str | None = Field(
+        default=None,
+        description="IN: field of the mapped record that orders its versions (`updated_at`, "
+        "a version number; dotted for nested): an incoming record older than the stored one is "
+        "skipped and counted as stale, never applied.",
+    )
     echo: bool = Field(
         default=False,
         description="OUT: also deliver record versions that arrived from this same channel.",

@@ -79,6 +79,7 @@ class RunResult:
     unchanged: int = 0
     rejected: int = 0
     conflicts: int = 0
+    stale: int = 0
     duration_s: float = 0.0
     cursor_before: Any = None
     cursor_after: Any = None
@@ -109,6 +110,8 @@ class Ingested:
     updated: int
     unchanged: int
     records: list[tuple[str, int, int]]
+    #: Records older than the stored version (the flow's ``version_field``): not applied.
+    stale: int = 0
 
 
 class FlowRunner:
@@ -185,6 +188,8 @@ class FlowRunner:
                         f"{counts.conflicts} two-way conflict(s) ({flow.conflict}): "
                         "see erpbridge conflicts"
                     )
+                if counts.stale:
+                    result.warnings.append(_stale_warning(flow, counts.stale))
                 if progress is not None:
                     progress(counts)
             if full and not dry_run:
@@ -257,13 +262,15 @@ class FlowRunner:
         except BaseException as exc:
             finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
             raise
-        finish_run(self.engine, job.run_id, status="succeeded", error=None, warnings=[])
+        warnings = [_stale_warning(flow, counts.stale)] if counts.stale else []
+        finish_run(self.engine, job.run_id, status="succeeded", error=None, warnings=warnings)
         return Ingested(
             job.run_id,
             counts.created,
             counts.updated,
             counts.unchanged,
             [(key, *found[key]) for key in keys],
+            counts.stale,
         )
 
     def resolve_conflict(self, conflict_id: int, take: str) -> None:
@@ -352,6 +359,13 @@ def subscribers_of(config: LoadedConfig, entity: str) -> tuple[Subscriber, ...]:
     )
 
 
+def _stale_warning(flow: FlowConfig, stale: int) -> str:
+    return (
+        f"{stale} record(s) older than the stored version ({flow.version_field}): skipped, "
+        "not applied"
+    )
+
+
 def _add(result: RunResult, counts: BatchCounts) -> None:
     result.read += counts.read
     result.created += counts.created
@@ -359,6 +373,7 @@ def _add(result: RunResult, counts: BatchCounts) -> None:
     result.unchanged += counts.unchanged
     result.rejected += counts.rejected
     result.conflicts += counts.conflicts
+    result.stale += counts.stale
 
 
 class _Job:
@@ -473,6 +488,7 @@ class _Job:
             self.subscribers,
             flow.conflict,
             self.search,
+            flow.version_field,
         )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
@@ -485,6 +501,7 @@ class _Job:
                     upserted.unchanged,
                     len(rejections),
                     upserted.conflicts,
+                    upserted.stale,
                 )
                 self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)
             except BaseException:

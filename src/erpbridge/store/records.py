@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.conflicts import settle
 from erpbridge.store.deliveries import NewVersion, Subscriber, enqueue
+from erpbridge.store.ordering import is_older
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.searchindex import index_changed, index_created
 from erpbridge.store.tables import audit, bindings, records
@@ -64,6 +65,8 @@ class UpsertCounts:
     unchanged: int = 0
     #: Changes that met an open delivery to their own channel (two-way conflicts).
     conflicts: int = 0
+    #: Records older than the stored version (``Lineage.version_field``): not applied.
+    stale: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class Lineage:
     conflict: str | None = None
     #: The entity's search fields (``store.search``); None: not searchable, nothing indexed.
     search: SearchSpec | None = None
+    #: The IN flow's ``version_field`` (``store.ordering``): an incoming record older than the
+    #: stored one is skipped, never applied. None: every change is applied.
+    version_field: str | None = None
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -142,6 +148,14 @@ def _upsert_round(
         else:
             counts.unchanged += 1
             ids[item.key] = row.id
+    if lineage.version_field is not None and changed:
+        fresh = [
+            (item, row)
+            for item, row in changed
+            if not is_older(lineage.version_field, item.payload, orjson.loads(row.payload))
+        ]
+        counts.stale += len(changed) - len(fresh)
+        changed = fresh
     if lineage.conflict is not None and changed:
         changed, found = settle(conn, policy=lineage.conflict, flow=lineage.flow,
                                 channel=lineage.channel, entity=lineage.entity,

@@ -63,6 +63,8 @@ class BatchCounts:
     rejected: int = 0
     #: Two-way conflicts met (not a column of the runs table: see the conflicts table).
     conflicts: int = 0
+    #: Records older than the stored version (the flow's ``version_field``), not applied.
+    stale: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ def add_batch(conn: Connection, run_id: int, counts: BatchCounts, cursor_after: 
             updated=runs.c.updated + counts.updated,
             unchanged=runs.c.unchanged + counts.unchanged,
             rejected=runs.c.rejected + counts.rejected,
+            stale=runs.c.stale + counts.stale,
             cursor_after=_json(cursor_after),
         )
     )

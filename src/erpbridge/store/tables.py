@@ -42,6 +42,7 @@ __all__ = [
     "schedule_fires",
     "search_index",
     "signing_keys",
+    "webhook_signatures",
 ]
 
 metadata = MetaData(
@@ -106,6 +107,8 @@ runs = Table(
     Column("updated", Integer, nullable=False, default=0),
     Column("unchanged", Integer, nullable=False, default=0),
     Column("rejected", Integer, nullable=False, default=0),
+    # Records older than the stored version (the flow's version_field): skipped, not applied.
+    Column("stale", Integer, nullable=False, default=0, server_default="0"),
     Column("cursor_before", Text, nullable=True),
     Column("cursor_after", Text, nullable=True),
     Column("warnings", Text, nullable=True),
@@ -315,6 +318,17 @@ idempotency_keys = Table(
     Column("response", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("scope", "key"),
+)
+
+# Signatures of accepted webhooks, kept until they leave the timestamp tolerance: the same
+# signed request again inside the window is a replay (refused by every API process).
+webhook_signatures = Table(
+    "webhook_signatures",
+    metadata,
+    Column("channel", String(128), primary_key=True),
+    Column("digest", String(64), primary_key=True),  # sha256 of the signature header's value
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index(None, "expires_at"),
 )
 
 # Administrative actions through the API and CLI: who, when, what, from which address.
