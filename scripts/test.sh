@@ -15,6 +15,38 @@ servers=(
   "tryton:ERPBRIDGE_TEST_TRYTON"
 )
 
+# Each server gets free ports of its own unless the caller chose them, so that two test runs on one
+# machine never answer each other's tests (each script derives its data folder from its port).
+free_ports() {
+  # $1 consecutive free ports on 127.0.0.1; prints the first.
+  python3 - "$1" <<'PY'
+import socket, sys
+count = int(sys.argv[1])
+for _ in range(200):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        first = probe.getsockname()[1]
+    if first + count > 65535:
+        continue
+    try:
+        for port in range(first, first + count):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(first)
+    break
+else:
+    sys.exit("test.sh: no free ports")
+PY
+}
+export ERPBRIDGE_PG_PORT="${ERPBRIDGE_PG_PORT:-$(free_ports 1)}"
+export ERPBRIDGE_MARIADB_PORT="${ERPBRIDGE_MARIADB_PORT:-$(free_ports 1)}"
+export ERPBRIDGE_RESTAPI_PORT="${ERPBRIDGE_RESTAPI_PORT:-$(free_ports 3)}"
+export ERPBRIDGE_CAP_PORT="${ERPBRIDGE_CAP_PORT:-$(free_ports 1)}"
+export ERPBRIDGE_SSHD_PORT="${ERPBRIDGE_SSHD_PORT:-$(free_ports 1)}"
+export ERPBRIDGE_TRYTON_PORT="${ERPBRIDGE_TRYTON_PORT:-$(free_ports 1)}"
+
 started=()
 stop_all() {
   for ((i = ${#started[@]} - 1; i >= 0; i--)); do
