@@ -430,6 +430,8 @@ def test_malformed_csv_and_xml_go_to_error_with_a_reason(
         '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "a">]><r><Artikel nr="X">&a;</Artikel></r>',
     )
     upload(server, f"{box}/inbox/customers-3.csv", b"KdNr;Name\nC9;M\xfcller\n")  # not UTF-8
+    deep = "<r><Artikel nr='D'>" + "<x>" * 5000 + "</x>" * 5000 + "</Artikel></r>"
+    upload(server, f"{box}/inbox/products-3.xml", deep)  # nested past the depth limit
     path = write_config(tmp_path, server, box, [CUSTOMERS_IN, PRODUCTS_XML_IN])
     runner = FlowRunner(load_config(path), hub)
 
@@ -440,13 +442,20 @@ def test_malformed_csv_and_xml_go_to_error_with_a_reason(
     # The truncated file's records before the break are kept; the file still goes to error/.
     assert (products.status, products.created) == ("succeeded", 1)
     error = server.files / box / "inbox" / "error"
-    broken = ["customers-1.csv", "customers-3.csv", "products-1.xml", "products-2.xml"]
+    broken = [
+        "customers-1.csv",
+        "customers-3.csv",
+        "products-1.xml",
+        "products-2.xml",
+        "products-3.xml",
+    ]
     assert names(error) == sorted([*broken, *(f"{n}.reason.txt" for n in broken)])
     reasons = {n: (error / f"{n}.reason.txt").read_text(encoding="utf-8") for n in broken}
     assert "header lacks column(s) 'KdNr'" in reasons["customers-1.csv"]
     assert "cannot decode as utf-8" in reasons["customers-3.csv"]
     assert "XML syntax error" in reasons["products-1.xml"]
     assert "DOCTYPE/entity declarations are not accepted" in reasons["products-2.xml"]
+    assert "XML nested more than 100 elements deep" in reasons["products-3.xml"]
     assert all("channel 'partner'" in text for text in reasons.values())
     assert names(server.files / box / "inbox" / "archive") == ["customers-2.csv"]
     with hub.connect() as conn:
