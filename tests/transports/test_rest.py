@@ -474,6 +474,17 @@ def test_upsert_creates_under_the_hub_key_then_updates(monkeypatch: pytest.Monke
     assert api.items["C-1"]["name"] == "B"
 
 
+@pytest.mark.parametrize("key", ["..", ".", "%2e%2E", "%2E.", ""])
+def test_an_item_id_that_would_change_the_path_is_fatal_and_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    api = Api()
+    rest = transport(monkeypatch, api)
+    with pytest.raises(FatalError, match=r"the item id .*would change the request's path"):
+        write(rest, {"resource": "customers"}, [record(key=key, code=key, name="Anna")])
+    assert api.log == []
+
+
 def test_upsert_by_lookup_updates_the_server_id_and_creates_without_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,10 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException
 
 from erpbridge.api import events, oauth, operations, resources, search
 from erpbridge.api.context import ApiError, Hub
-from erpbridge.api.headers import SecurityHeaders
+from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
 from erpbridge.api.network import ForwardedScheme
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
@@ -21,6 +22,9 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.store.secretbox import SecretBox
 
 __all__ = ["build_hub", "create_app"]
+
+#: Codes of the router's own refusals (no route, wrong method, a body it cannot parse).
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 _DESCRIPTION = """erpbridge's REST API: channels, flows, runs, records with lineage, the delivery
 ledger, rejected records, inbound events and webhooks, search helps.
@@ -64,7 +68,8 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app = FastAPI(title="erpbridge", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan)
     app.state.hub = hub
     settings = hub.config.model.hub.api
-    app.add_middleware(SecurityHeaders, hsts_max_age_s=settings.hsts_max_age_s if tls else None)
+    hsts_max_age_s = settings.hsts_max_age_s if tls else None
+    app.add_middleware(SecurityHeaders, hsts_max_age_s=hsts_max_age_s)
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
     app.include_router(resources.router)
     app.include_router(events.router)
@@ -77,6 +82,26 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         body = {"error": {"code": exc.code, "message": exc.message}}
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if exc.status_code == 404:
+            message = f"no route {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        body = {"error": {"code": code, "message": message}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's outermost middleware answers with this, outside SecurityHeaders: add them.
+        # It raises the exception again afterwards, and the server logs it with its traceback.
+        body = {"error": {"code": "internal", "message": "the hub failed; its log has details"}}
+        headers = security_headers(request.url.path, hsts_value(hsts_max_age_s))
+        return JSONResponse(body, status_code=500, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from erpbridge.api.auth import Principal, require
+from erpbridge.api.body import parse_json, read_body
 from erpbridge.api.context import ApiError, Hub, get_hub
 from erpbridge.api.network import allowed, client_address
 from erpbridge.config.api import WebhookConfig
@@ -104,7 +105,7 @@ async def post_event(
         earlier = _earlier_answer(hub, scope, idempotency_key, body)
         if earlier is not None:
             return earlier
-    items = _records(orjson_loads(body), None, hub.config.model.hub.api.max_batch)
+    items = _records(parse_json(body), None, hub.config.model.hub.api.max_batch)
     answer = _ingest(hub, flow, items, f"event:{who.name}")
     if idempotency_key:
         answer = _remember(hub, scope, idempotency_key, body, answer)
@@ -138,7 +139,7 @@ async def post_hook(channel: Name, request: Request, hub: HubDep) -> JSONRespons
     secret = model.credentials[hook.secret].get_secret_value()
     signed_at = _verify_signature(hook, request, body, secret, channel)
     _in_flow(hub, hook.flow)
-    items = _records(orjson_loads(body), hook.records_path, hub.config.model.hub.api.max_batch)
+    items = _records(parse_json(body), hook.records_path, hub.config.model.hub.api.max_batch)
     signature = request.headers.get(hook.signature_header, "").strip()
     _claim(hub, channel, hook, signature, signed_at)
     try:
@@ -167,14 +168,6 @@ def _claim(
         )
 
 
-def orjson_loads(body: bytes) -> Any:
-    """The JSON body, or 400 naming the place of the syntax error."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
-
-
 def _in_flow(hub: Hub, name: str) -> Any:
     try:
         flow = hub.config.flow(name)
@@ -189,17 +182,7 @@ def _in_flow(hub: Hub, name: str) -> Any:
 
 
 async def _body(request: Request, hub: Hub) -> bytes:
-    limit = int(hub.config.model.hub.api.max_body_mb * 1024 * 1024)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, hub.config.model.hub.api.max_body_mb)
 
 
 def _records(data: Any, path: str | None, max_batch: int) -> list[dict[str, Any]]:
@@ -253,7 +236,7 @@ def _verify_signature(
     signed = body
     if hook.timestamp_header:
         stamp = request.headers.get(hook.timestamp_header, "")
-        if not stamp.isdigit():
+        if not (stamp.isascii() and stamp.isdigit()):
             raise ApiError(
                 401, "bad_signature", f"{hook.timestamp_header} is missing or not a Unix time"
             )
@@ -269,7 +252,8 @@ def _verify_signature(
         hook.signature_prefix
         + hmac.new(secret.encode(), signed, getattr(hashlib, hook.algorithm)).hexdigest()
     )
-    if not given or not hmac.compare_digest(given.strip(), expected):
+    # Header values arrive as latin-1 text; compared as bytes, non-ASCII is just a mismatch.
+    if not given or not hmac.compare_digest(given.strip().encode("latin-1"), expected.encode()):
         raise ApiError(
             401, "bad_signature", f"webhook of {channel!r}: the signature does not match"
         )

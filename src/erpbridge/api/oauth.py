@@ -129,7 +129,8 @@ def _basic(header: str) -> tuple[str, str] | None:
     if header[:6].lower() != "basic ":
         return None
     try:
-        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        raw = base64.b64decode(header[6:].strip().encode("latin-1"))
+        user, _, password = raw.decode().partition(":")
+    except (binascii.Error, UnicodeError):
         return None
     return (user, password) if user else None

@@ -28,12 +28,12 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import httpx
 import orjson
 
-from erpbridge.errors import FatalError
+from erpbridge.errors import DataError, FatalError
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
@@ -52,6 +52,7 @@ from erpbridge.transports.http import (
     HttpUnreachable,
     health_of,
 )
+from erpbridge.transports.pathparams import path_segment
 from erpbridge.transports.restcall import RestOperationOptions, call_rest
 from erpbridge.transports.restcursor import CursorTracker, dig
 from erpbridge.transports.restoptions import (
@@ -208,13 +209,15 @@ class RestTransport:
             item_id = self._own_id(target, record)
         if target.delete_if is not None and dig(data, target.delete_if):
             if item_id is not None:
-                self._send(target, record, "DELETE", self._path(target, "delete", item_id), None)
+                self._send(
+                    target, record, "DELETE", self._path(target, record, "delete", item_id), None
+                )
             return item_id
         if item_id is None:
             if target.mode == "update":
                 raise FatalError(self._about(record, "no item matches the lookup to update"))
             return self._create(target, record, data)
-        path = self._path(target, "update", item_id)
+        path = self._path(target, record, "update", item_id)
         missing = frozenset({404}) if target.mode == "upsert" else frozenset()
         method = target.resource.update_method
         response = self._send(target, record, method, path, data, ok=missing)
@@ -331,9 +334,18 @@ class RestTransport:
         except (HttpUnreachable, HttpRetriable, HttpRefused) as exc:
             raise self._retold(record, exc) from exc
 
-    def _path(self, target: RestTargetOptions, kind: Literal["update", "delete"], item: str) -> str:
+    def _path(
+        self,
+        target: RestTargetOptions,
+        record: OutgoingRecord,
+        kind: Literal["update", "delete"],
+        item: str,
+    ) -> str:
         template = str(target.resource.url(kind))
-        return template.replace("{id}", quote(item, safe=""))
+        try:
+            return template.replace("{id}", path_segment("id", item, lax=True))
+        except DataError as exc:
+            raise FatalError(self._about(record, f"the item id {exc.reason}")) from None
 
     def _about(self, record: OutgoingRecord, problem: str) -> str:
         return (

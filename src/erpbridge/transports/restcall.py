@@ -9,7 +9,9 @@ operations:
     timeout_s: 5
 ```
 
-Placeholders in ``path`` are the caller's parameters, URL-quoted; ``query`` and ``body`` are
+Placeholders in ``path`` are the caller's parameters, URL-quoted, each one path segment (a value
+that would change the path, such as ``..`` or one holding ``/``, is refused: see
+:mod:`.pathparams`); ``query`` and ``body`` are
 templates too (a value that is exactly one placeholder keeps its JSON type). ``not_found`` says
 what a 404 means: an error (default) or an answer (``null``), as for a look-up that may miss.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import quote
 
 import orjson
 from pydantic import Field
@@ -26,6 +27,7 @@ from pydantic import Field
 from erpbridge.errors import DataError
 from erpbridge.transports.base import OperationOptions
 from erpbridge.transports.http import HttpClient
+from erpbridge.transports.pathparams import path_segment
 from erpbridge.transports.restpaging import json_body
 from erpbridge.transports.templates import lookup, placeholders, render
 
@@ -55,8 +57,8 @@ def call_rest(
     needed |= placeholders(operation.body)
     for name in sorted(needed - set(params)):
         raise DataError(name, "missing parameter")
-    quoted = {k: quote(str(v), safe="") for k, v in params.items()}
-    path = render(operation.path, quoted)
+    in_path = placeholders(operation.path)
+    path = render(operation.path, {k: path_segment(k, params[k]) for k in in_path})
     query = {k: v for k, v in render(operation.query, params).items() if v is not None}
     content = None
     headers = {"Accept": "application/json"}

@@ -1,0 +1,72 @@
+"""Reading a request body as the hub accepts it: at most ``hub.api.max_body_mb`` bytes (413),
+JSON (400 naming the place of the syntax error) nested at most :data:`MAX_JSON_DEPTH` levels.
+
+The depth bound is below what every later step handles: orjson parses 1024 levels but writes only
+254, Python's recursion limit is 1000, so a body that parsed could otherwise fail with a 500 while
+it is mapped or stored. Every route that takes a body reads it through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from erpbridge.api.context import ApiError
+
+__all__ = ["MAX_JSON_DEPTH", "json_body", "parse_json", "read_body"]
+
+#: The deepest nesting of arrays and objects a JSON body may have (the top level is 1).
+MAX_JSON_DEPTH = 100
+
+
+async def read_body(request: Request, max_body_mb: float) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``max_body_mb``."""
+    limit = int(max_body_mb * 1024 * 1024)
+    declared = request.headers.get("content-length")
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON body, or 400 naming the place of the syntax error or the nesting too deep."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+    if _deeper_than(data, MAX_JSON_DEPTH):
+        raise ApiError(
+            400,
+            "too_deep",
+            f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+        )
+    return data
+
+
+async def json_body(request: Request, max_body_mb: float) -> Any:
+    """:func:`read_body`, then :func:`parse_json`."""
+    return parse_json(await read_body(request, max_body_mb))
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
