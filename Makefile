@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-erp test lint install bench clean
+.PHONY: demo demo-erp test lint install system-packages bench clean
 
 # Create the virtualenv and install erpbridge with its test tools (again when pyproject changes).
 $(STAMP): pyproject.toml
@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,postgres,mysql,mssql,oracle,soap,sftp]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages beyond Python (xmlsec1 for SAML signatures); installed when missing.
+system-packages:
+	bash scripts/system-packages.sh
+
+install: system-packages $(STAMP)
 
 demo: $(STAMP)
 	bash examples/demo/run.sh $(abspath $(BIN))/erpbridge
@@ -27,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy src
 
-test: lint
+test: system-packages lint
 	bash scripts/test.sh
 
 bench: $(STAMP)

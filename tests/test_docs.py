@@ -18,6 +18,7 @@ from erpbridge.config.api import (
     WebhookConfig,
 )
 from erpbridge.config.models import FlowConfig
+from erpbridge.config.saml import SamlGrant, SamlSettings
 from erpbridge.mapping.spec import FieldMapping
 from erpbridge.mapping.transforms import TRANSFORMS
 from erpbridge.mapping.units import UNITS
@@ -78,7 +79,16 @@ def test_commands_are_documented() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [ApiSettings, RateLimits, IdentityProvider, InboundConfig, WebhookConfig, OperationSettings],
+    [
+        ApiSettings,
+        RateLimits,
+        IdentityProvider,
+        InboundConfig,
+        WebhookConfig,
+        OperationSettings,
+        SamlSettings,
+        SamlGrant,
+    ],
 )
 def test_api_settings_are_documented(model: type) -> None:
     for name in model.model_fields:

@@ -19,6 +19,7 @@ from erpbridge.api.network import ForwardedScheme
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.saml import SamlTrust
 from erpbridge.store.secretbox import SecretBox
 
 __all__ = ["build_hub", "create_app"]
@@ -30,7 +31,8 @@ _DESCRIPTION = """erpbridge's REST API: channels, flows, runs, records with line
 ledger, rejected records, inbound events and webhooks, search helps.
 
 Authenticate with an API key (`X-API-Key`), a bearer JWT from `POST /oauth/token` (client
-credentials) or a configured identity provider, or a client certificate (mutual TLS)."""
+credentials, or a SAML 2.0 bearer assertion) or a configured identity provider, or a client
+certificate (mutual TLS)."""
 
 
 def build_hub(
@@ -43,6 +45,7 @@ def build_hub(
     """The :class:`Hub` an app serves: keys, limits and the secret box set up from ``config``."""
     settings = config.model.hub.api
     box = SecretBox.from_environment(config.base_dir)
+    saml = SamlTrust(settings.saml, config.base_dir) if settings.saml else None
     return Hub(
         config=config,
         engine=engine,
@@ -51,6 +54,7 @@ def build_hub(
         box=box,
         wake=wake,
         health=health,
+        saml=saml,
     )
 
 

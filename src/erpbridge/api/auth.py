@@ -56,7 +56,7 @@ class Principal:
     scopes: frozenset[str]
     #: Channels the caller may touch; ``None``: all.
     channels: frozenset[str] | None
-    via: Literal["key", "token", "idp", "certificate"]
+    via: Literal["key", "token", "idp", "certificate", "saml"]
     address: str | None
     rate_limit: str | None = None
 
@@ -149,6 +149,8 @@ def _credential(request: Request, hub: Hub, address: str | None) -> Principal | 
 
 def _from_token(hub: Hub, token: str, address: str | None) -> Principal:
     claims = hub.keyring.verify(token)
+    if claims.issuer == ISSUER and claims.idp is not None:
+        return _from_saml(hub, claims, address)
     if claims.issuer == ISSUER:
         # Our own token: its client must still be usable (revocation and expiry are immediate).
         client = usable_client(hub.engine, claims.subject, "token subject")
@@ -193,6 +195,16 @@ def _narrowed(principal: Principal, claims: Claims) -> Principal:
         principal.address,
         principal.rate_limit,
     )
+
+
+def _from_saml(hub: Hub, claims: Claims, address: str | None) -> Principal:
+    # Our token for a SAML identity (api.samlgrant): no local client stands behind it, so its
+    # own claims carry the scopes and channels; it dies with its IdP's configuration.
+    trust = hub.saml
+    if trust is None or claims.idp not in trust.identity_providers:
+        raise TokenRefused(f"sign-in through {claims.idp} is no longer configured (hub.api.saml)")
+    scopes = expand_scopes(claims.scopes)
+    return Principal(claims.subject, scopes, claims.channels, "saml", address)
 
 
 def _from_client(

@@ -14,6 +14,7 @@ from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.operations import Operations
 from erpbridge.engine.runner import FlowRunner
+from erpbridge.saml import SamlTrust
 from erpbridge.store.adminaudit import record_action
 from erpbridge.store.secretbox import SecretBox
 
@@ -44,6 +45,8 @@ class Hub:
     wake: Callable[[], None] | None = None
     #: ``GET /healthz`` report of the embedded service, when there is one.
     health: Callable[[], dict[str, Any]] | None = None
+    #: The SAML identity provider(s) trusted (``hub.api.saml``); None: SAML is off.
+    saml: SamlTrust | None = None
     runner: FlowRunner = field(init=False)
     operations: Operations = field(init=False)
 

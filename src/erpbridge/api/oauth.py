@@ -1,4 +1,5 @@
-"""OAuth 2.0 client credentials: ``POST /oauth/token`` issues the hub's short-lived JWTs, and
+"""OAuth 2.0: ``POST /oauth/token`` issues the hub's short-lived JWTs for client credentials and
+for SAML 2.0 bearer assertions (RFC 7522, :mod:`erpbridge.api.samlgrant`), and
 ``GET /.well-known/jwks.json`` publishes the keys that verify them.
 
 Throttling, in this order: an address whose failed logins used up the per-address ``anonymous``
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from erpbridge.api.context import Hub, get_hub
 from erpbridge.api.network import allowed, client_address
 from erpbridge.api.ratelimit import Decision
+from erpbridge.api.samlgrant import SAML2_BEARER, GrantRefused, saml_bearer
 from erpbridge.store.apiclients import ClientRefused, ScopeRefused, check_secret, narrow_scopes
 
 __all__ = ["router"]
@@ -76,8 +78,11 @@ def token(
     scope: Annotated[str | None, Form(max_length=512)] = None,
     client_id: Annotated[str | None, Form(max_length=128)] = None,
     client_secret: Annotated[str | None, Form(max_length=256)] = None,
+    assertion: Annotated[str | None, Form()] = None,
 ) -> Any:
-    """Client credentials grant (secret as HTTP basic auth or in the form)."""
+    """Client credentials grant (secret as HTTP basic auth or in the form), or the SAML 2.0
+    bearer grant (``grant_type=urn:ietf:params:oauth:grant-type:saml2-bearer``, ``assertion=``
+    the base64url of a signed ``<saml:Assertion>``; see ``hub.api.saml``)."""
     settings = hub.config.model.hub.api
     address = client_address(request, settings.trusted_proxies)
     if not allowed(address, settings.allowed_ips):
@@ -86,8 +91,20 @@ def token(
     blocked = hub.limiter.blocked(shown)
     if blocked is not None:
         return _slow_down(blocked, f"from {shown}")
+    if grant_type == SAML2_BEARER:
+        try:
+            issued = saml_bearer(hub, shown, assertion, scope)
+        except GrantRefused as exc:
+            answer = _oauth_error(exc.status, exc.code, exc.message)
+            answer.headers.update(exc.headers)
+            return answer
+        return _token_answer(issued.token, issued.ttl_s, issued.scopes)
     if grant_type != "client_credentials":
-        return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
+        return _oauth_error(
+            400,
+            "unsupported_grant_type",
+            f"grant types: client_credentials, {SAML2_BEARER}",
+        )
     basic = _basic(request.headers.get("authorization", ""))
     if basic:
         client_id, client_secret = basic
@@ -109,12 +126,16 @@ def token(
         wanted = narrow_scopes(client.scopes, scope)
     except ScopeRefused as exc:
         return _oauth_error(400, "invalid_scope", f"client {client_id!r}: {exc}")
-    issued, ttl = hub.keyring.issue(client.name, wanted)
+    token, ttl = hub.keyring.issue(client.name, wanted)
+    return _token_answer(token, ttl, wanted)
+
+
+def _token_answer(token: str, ttl: int, scopes: frozenset[str]) -> JSONResponse:
     body = TokenOut(
-        access_token=issued,
+        access_token=token,
         token_type="Bearer",  # noqa: S106 - the RFC 6749 token type, not a secret
         expires_in=ttl,
-        scope=" ".join(sorted(wanted)),
+        scope=" ".join(sorted(scopes)),
     )
     return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
 

@@ -13,7 +13,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,11 @@ class Claims:
     scopes: frozenset[str]
     issuer: str
     expires_at: float
+    #: The SAML identity provider that vouched for the subject (our tokens from the
+    #: saml2-bearer grant); ``None`` for the token of a local client or an external provider.
+    idp: str | None = None
+    #: Channels the holder may touch when the token itself restricts them; ``None``: all.
+    channels: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +77,19 @@ class Keyring:
         self._loaded = 0.0
         self._providers = [_Provider(p, base_dir) for p in settings.identity_providers]
 
-    def issue(self, subject: str, scopes: frozenset[str]) -> tuple[str, int]:
-        """A signed token for ``subject`` and its lifetime in seconds."""
+    def issue(
+        self,
+        subject: str,
+        scopes: frozenset[str],
+        *,
+        idp: str | None = None,
+        channels: frozenset[str] | None = None,
+    ) -> tuple[str, int]:
+        """A signed token for ``subject`` and its lifetime in seconds.
+
+        ``idp`` and ``channels`` are for a subject that is no local client (a SAML identity):
+        the IdP that vouched for it, and the channels it is restricted to (``None``: all).
+        """
         key = self._signing_key()
         issued = int(time.time())
         ttl = self.settings.token_ttl_s
@@ -87,6 +103,10 @@ class Keyring:
             "exp": issued + ttl,
             "jti": secrets.token_hex(8),
         }
+        if idp is not None:
+            claims["idp"] = idp
+            if channels is not None:
+                claims["channels"] = sorted(channels)
         token = jwt.encode(claims, key.private, algorithm=_ALGORITHM, headers={"kid": key.kid})
         return token, ttl
 
@@ -131,7 +151,12 @@ class Keyring:
             raise TokenRefused("token has expired") from None
         except jwt.PyJWTError as exc:
             raise TokenRefused(f"token refused: {exc}") from None
-        return _claims(claims, "scope", "sub")
+        own = _claims(claims, "scope", "sub")
+        if "idp" not in claims:
+            return own
+        listed = claims.get("channels")
+        channels = frozenset(str(c) for c in listed) if isinstance(listed, list) else None
+        return replace(own, idp=str(claims["idp"]), channels=channels)
 
     def _signing_key(self) -> _Key:
         self._refresh()

@@ -24,6 +24,7 @@ from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, errors
 from erpbridge.cli.common import fail as _fail
 from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
+from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
@@ -433,12 +434,12 @@ def run(
     tls_client_ca: TlsClientCa = None,
 ) -> None:
     """Run the embedded hub: scheduler, worker and the API (``/api/v1``, ``/healthz``)."""
-    from erpbridge.api import build_hub, create_app
+    from erpbridge.api import create_app
 
     config = _load(config_path)
     _fill_credentials(config, required=False)
     service = Service(config, _store(config), interval=interval, lease=timedelta(seconds=lease))
-    hub = build_hub(config, service.engine, wake=service.wake.set, health=service.health)
+    hub = _serving_hub(config, service.engine, wake=service.wake.set, health=service.health)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     service.start()
     scheme = "https" if tls else "http"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from erpbridge.errors import ConfigError, ErpbridgeError
 from erpbridge.store import open_store
 from erpbridge.store.secretbox import SecretBox
 
+if TYPE_CHECKING:
+    from erpbridge.api.context import Hub
+
 __all__ = [
     "DEFAULT_CONFIG",
     "ConfigOption",
@@ -23,6 +27,7 @@ __all__ = [
     "fail",
     "fill_credentials",
     "load",
+    "serving_hub",
     "store",
 ]
 
@@ -50,6 +55,22 @@ def load(path: Path) -> LoadedConfig:
         for problem in exc.problems:
             errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
         raise fail(f"{len(exc.problems)} problem(s) in {path}", 2) from None
+
+
+def serving_hub(
+    config: LoadedConfig,
+    engine: Engine,
+    *,
+    wake: Callable[[], None] | None = None,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> Hub:
+    """The API's hub for ``config``, or the reason it cannot serve (SAML metadata, …), exit 2."""
+    from erpbridge.api import build_hub  # the API's modules only for the commands that serve
+
+    try:
+        return build_hub(config, engine, wake=wake, health=health)
+    except ErpbridgeError as exc:
+        raise fail(str(exc), 2) from None
 
 
 def store(config: LoadedConfig) -> Engine:

@@ -17,6 +17,7 @@ from erpbridge.cli.common import (
     fail,
     fill_credentials,
     load,
+    serving_hub,
     store,
 )
 from erpbridge.config.loader import LoadedConfig
@@ -89,11 +90,11 @@ def api(
     tls_client_ca: TlsClientCa = None,
 ) -> None:
     """Serve the API only (no scheduler, no worker): one of several API processes."""
-    from erpbridge.api import build_hub, create_app
+    from erpbridge.api import create_app
 
     config = load(config_path)
     fill_credentials(config, required=False)
-    hub = build_hub(config, store(config))
+    hub = serving_hub(config, store(config))
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     scheme = "https" if tls else "http"
     console.print(f"erpbridge API at {scheme}://{host}:{port}/api/v1 (docs: /docs)")

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from erpbridge.config.saml import SamlSettings
+
 __all__ = [
     "ApiSettings",
     "IdentityGrant",
@@ -128,6 +130,9 @@ class ApiSettings(_Strict):
     )
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     identity_providers: list[IdentityProvider] = Field(default_factory=list)
+    saml: SamlSettings | None = Field(
+        default=None, description="SAML 2.0 bearer assertions (RFC 7522) at /oauth/token."
+    )
     tls_cert: str | None = Field(default=None, description="Serve HTTPS with this certificate.")
     tls_key: str | None = Field(default=None, description="Its private key.")
     tls_client_ca: str | None = Field(

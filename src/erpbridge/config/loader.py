@@ -448,6 +448,17 @@ def _validate_identity_providers(model: ConfigFile, problems: _Problems) -> None
                 problems.add((*loc, "unmapped", "channels"), f"no channel named {channel!r}")
 
 
+def _validate_saml(model: ConfigFile, problems: _Problems) -> None:
+    saml = model.hub.api.saml
+    for index, rule in enumerate(saml.grants if saml else []):
+        unknown = sorted(set(rule.channels or ()) - set(model.channels))
+        if unknown:
+            problems.add(
+                ("hub", "api", "saml", "grants", index, "channels"),
+                f"no channel named {', '.join(unknown)}",
+            )
+
+
 def _validate_flows(
     model: ConfigFile,
     catalog: EntityCatalog,
@@ -593,6 +604,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     mappings, streams, targets = _validate_flows(model, catalog, transports, problems, options)
     _validate_inbound(model, problems)
     _validate_identity_providers(model, problems)
+    _validate_saml(model, problems)
     operations = _validate_operations(model, transports, problems)
     if problems.found:
         raise ConfigError(problems.found)

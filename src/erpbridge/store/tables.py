@@ -41,6 +41,7 @@ __all__ = [
     "runs",
     "schedule_fires",
     "search_index",
+    "seen_assertions",
     "signing_keys",
     "webhook_signatures",
 ]
@@ -304,6 +305,19 @@ signing_keys = Table(
     Column("public_jwk", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("retired_at", DateTime(timezone=True), nullable=True),
+)
+
+# SAML assertions already exchanged for a token, kept until they expire so that none is used twice,
+# whichever API process sees it again. The key is a digest of issuer and assertion ID: both are
+# chosen by the IdP and may be long.
+seen_assertions = Table(
+    "seen_assertions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("issuer", String(512), nullable=False),
+    Column("assertion_id", String(256), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 # A POST with an Idempotency-Key answers the same on a retry: the first answer is kept here.
