@@ -57,7 +57,7 @@ def test_add_list_revoke_with_an_audit_trail(project: Path) -> None:
     assert verify_key(engine, key).scopes == {"events", "read"}
     with sqlite3.connect(project / "erpbridge.db") as db:
         dump = "\n".join(db.iterdump())
-    assert key not in dump and key.split("_")[2] not in dump, "only the hash is stored"
+    assert key not in dump and key.split("_", 2)[2] not in dump, "only the hash is stored"
 
     code, out = run("clients", "list")
     assert code == 0 and "shop-app" in out and "events, read" in out and "10.1.0.0/16" in out
