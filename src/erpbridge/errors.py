@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from erpbridge.pci import redact_card_numbers
+
 __all__ = [
     "ConfigError",
     "ConfigProblem",
@@ -29,7 +31,14 @@ __all__ = [
 
 
 class ErpbridgeError(Exception):
-    """Base class of every error erpbridge raises on purpose."""
+    """Base class of every error erpbridge raises on purpose.
+
+    A card number in a message is replaced (PCI DSS): messages end up in rejections, run and
+    delivery errors, API answers and logs, and some quote the input that caused them.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_card_numbers(a) if isinstance(a, str) else a for a in args))
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,6 @@ class DataError(ErpbridgeError):
     """One record is invalid: rejected with the field path and the reason, the batch goes on."""
 
     def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}" if path else reason)
+        self.path = redact_card_numbers(path)
+        self.reason = redact_card_numbers(reason)
+        super().__init__(f"{self.path}: {self.reason}" if path else self.reason)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from erpbridge.errors import DataError
 from erpbridge.model import FieldSpec, coerce_value
-from erpbridge.model.fields import looks_like_card_number, luhn_ok
+from erpbridge.pci import has_card_number as looks_like_card_number
+from erpbridge.pci import luhn_ok
 
 
 def coerce(type_: str, value: Any, **spec: Any) -> Any:

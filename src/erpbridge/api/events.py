@@ -34,6 +34,7 @@ from erpbridge.api.network import allowed, client_address
 from erpbridge.config.api import WebhookConfig
 from erpbridge.engine.runner import EventRejected, Ingested
 from erpbridge.mapping.compiler import getter
+from erpbridge.pci import mask_card_numbers, redact_card_numbers
 from erpbridge.store.runs import now
 from erpbridge.store.switches import flow_enabled
 from erpbridge.store.tables import idempotency_keys
@@ -102,6 +103,7 @@ async def post_event(
     body = await _body(request, hub)
     scope = f"events:{who.name}:{flow}"
     if idempotency_key:
+        idempotency_key = mask_card_numbers(idempotency_key)  # stored: never a card number
         earlier = _earlier_answer(hub, scope, idempotency_key, body)
         if earlier is not None:
             return earlier
@@ -295,7 +297,7 @@ def _remember(hub: Hub, scope: str, key: str, body: bytes, answer: JSONResponse)
                     key=key,
                     request_hash=_request_hash(body),
                     status_code=answer.status_code,
-                    response=bytes(answer.body).decode(),
+                    response=redact_card_numbers(bytes(answer.body).decode()),
                     created_at=now(),
                 )
             )

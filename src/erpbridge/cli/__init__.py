@@ -33,6 +33,7 @@ from erpbridge.config.models import ConfigFile
 from erpbridge.engine.runner import FlowRunner, RunResult
 from erpbridge.engine.service import Service, WakeListener, worker_loop
 from erpbridge.engine.worker import Worker
+from erpbridge.pci import install_log_redaction
 from erpbridge.store.deliveries import DISPATCHER_ENV, requeue
 from erpbridge.store.deliveries import cancel as cancel_deliveries
 from erpbridge.store.read import (
@@ -576,4 +577,5 @@ app.command()(api)
 def main() -> None:
     """Entry point of the console script."""
     os.environ.setdefault("COLUMNS", "160") if not sys.stdout.isatty() else None
+    install_log_redaction()  # no log line of this process ever holds a card number
     app()

@@ -27,7 +27,8 @@ from erpbridge.mapping.compiler import (
     compile_mapping,
     compile_outbound,
 )
-from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
+from erpbridge.model.cards import CardAction
+from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog, EntitySpec
 from erpbridge.systems import system_types
 from erpbridge.transports import StreamOptions, TransportClass, available_transports, load_transport
 from erpbridge.transports.base import OperationOptions, TargetOptions, Transport
@@ -459,6 +460,23 @@ def _validate_saml(model: ConfigFile, problems: _Problems) -> None:
             )
 
 
+def _check_card_numbers(
+    setting: Mapping[str, CardAction], entity: EntitySpec, at: Loc, problems: _Problems
+) -> None:
+    """An IN flow's ``card_numbers`` names fields of its entity, and masks no guarded one."""
+    for path, action in setting.items():
+        name = path.split(".")[0]
+        if path == "*":
+            continue
+        if name not in entity.fields:
+            problems.add((*at, "card_numbers", path), f"{name!r} is not a field of the entity")
+        elif action == "mask" and name in entity.card_number_guarded:
+            problems.add(
+                (*at, "card_numbers", path),
+                "a business key or guarded (no_card_numbers) field always rejects a card number",
+            )
+
+
 def _validate_flows(
     model: ConfigFile,
     catalog: EntityCatalog,
@@ -492,11 +510,15 @@ def _validate_flows(
                 (*at, "entity"), f"unknown entity {flow.entity!r} (entities: {', '.join(catalog)})"
             )
         else:
+            if flow.direction == "in" and isinstance(flow.card_numbers, dict):
+                _check_card_numbers(flow.card_numbers, entity, at, problems)
             try:
                 if flow.direction == "out":
-                    mappings[flow.name] = compile_outbound(flow.mapping, rates)
+                    mappings[flow.name] = compile_outbound(flow.mapping, rates, flow.card_numbers)
                 else:
-                    mappings[flow.name] = compile_mapping(flow.mapping, entity, rates)
+                    mappings[flow.name] = compile_mapping(
+                        flow.mapping, entity, rates, flow.card_numbers
+                    )
             except MappingCompileError as exc:
                 for path, message in exc.problems:
                     problems.add(problems.mapping_loc((*at, "mapping"), path), message)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from erpbridge.config.api import ApiSettings, InboundConfig
 from erpbridge.mapping.spec import MappingSpec
+from erpbridge.model.cards import CardSetting
 from erpbridge.model.entities import EntitySpec
 from erpbridge.schedules import Schedule, parse_interval
 
@@ -173,6 +174,13 @@ class FlowConfig(_Strict):
         default=None,
         description="Source path(s) of the channel's own id (the binding's external id); "
         "default: the record's business key.",
+    )
+    card_numbers: CardSetting = Field(
+        default="reject",
+        description="What a payment card number (PAN) found in a record does: 'reject' the "
+        "record, or 'mask' the number to its first six and last four digits; or a map of "
+        "field path to action, '*' for the other fields. Key fields and guarded fields "
+        "(no_card_numbers) always reject.",
     )
     cursor: CursorConfig | None = None
     batch_size: int = Field(default=1000, ge=1, le=100_000)

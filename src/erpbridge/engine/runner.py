@@ -20,7 +20,12 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.errors import DataError, ErpbridgeError, FatalError
 from erpbridge.mapping.compiler import CompiledMapping, getter
-from erpbridge.model.fields import scrub_card_numbers
+from erpbridge.pci import (
+    has_card_number,
+    mask_card_numbers,
+    redact_card_numbers,
+    scrub_card_numbers,
+)
 from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
@@ -47,6 +52,7 @@ __all__ = ["EventRejected", "FlowRunner", "Ingested", "RunResult"]
 
 _MAX_ATTEMPTS = 3
 _MAX_WARNINGS = 200
+_ID_IS_A_CARD = "the channel's id of the record holds a payment card number (PAN); not stored"
 
 
 def _plain(value: Any) -> Any:
@@ -400,6 +406,7 @@ class _Job:
         self.search = SearchSpec.of(flow.entity, runner.config.entities[flow.entity])
         keys = [flow.key] if isinstance(flow.key, str) else flow.key
         self.external_id = [getter(k) for k in keys] if keys else None
+        self.key_path = ", ".join(keys) if keys else ""
 
     def _external_id(self, data: Mapping[str, Any]) -> str | None:
         if self.external_id is None:
@@ -421,12 +428,17 @@ class _Job:
         mapping, key_of = self.mapping, self.entity.key_of
         for record in batch.records:
             external_id = self._external_id(record.data)
+            # A file name or a source id may hold a card number too: neither is ever stored.
+            position = redact_card_numbers(record.position)
             try:
+                if external_id is not None and has_card_number(external_id):
+                    external_id = mask_card_numbers(external_id)
+                    raise DataError(self.key_path, _ID_IS_A_CARD)
                 payload = mapping(record.data)
             except DataError as exc:
                 rejections.append(
                     Rejection(
-                        record.position,
+                        position,
                         exc.reason,
                         exc.path,
                         scrub_card_numbers(jsonable(record.data)),
@@ -443,7 +455,7 @@ class _Job:
                     blob,
                     content_hash(blob),
                     external_id if self.external_id else key,
-                    record.position,
+                    position,
                 )
             )
         return incoming, rejections

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from erpbridge.mapping.paths import getter as getter  # re-exported: engine, API
 from erpbridge.mapping.spec import FieldMapping, MappingSpec
 from erpbridge.mapping.transforms import Transform, build_transform
 from erpbridge.mapping.units import convert_currency, unit_factor
+from erpbridge.model.cards import CardPolicy, CardSetting
 from erpbridge.model.entities import EntitySpec
 from erpbridge.model.fields import FieldSpec
 
@@ -346,16 +347,18 @@ class CompiledMapping:
     required_fields: frozenset[str]
     #: Pass the record through as it is (an OUT flow without a mapping).
     whole: bool = False
+    #: What a card number in the result does (PCI DSS): reject the record or mask the number.
+    cards: CardPolicy = field(default_factory=CardPolicy)
 
     def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if self.whole:
-            return dict(record)
+            return self.cards.apply(dict(record))
         out: dict[str, Any] = {}
         for name, rule in self.rules:
             value = rule(record)
             if value is not _MISSING:
                 out[name] = value
-        return out if self.entity is None else self.entity.validate_payload(out)
+        return self.cards.apply(out if self.entity is None else self.entity.validate_payload(out))
 
 
 def _required_fields(spec: MappingSpec) -> frozenset[str]:
@@ -395,29 +398,41 @@ _ANY_FIELD = FieldSpec.model_construct(type="json", fields=_AnyFields())  # type
 
 
 def compile_outbound(
-    spec: MappingSpec | None, rates: CurrencyRates | None = None
+    spec: MappingSpec | None,
+    rates: CurrencyRates | None = None,
+    cards: CardSetting = "reject",
 ) -> CompiledMapping:
     """Compile an OUT flow's mapping: canonical payload → the channel's own shape.
 
     The target is free (any field names, nested with ``fields``, ``each`` and ``items``);
-    ``None`` sends the canonical payload as it is.
+    ``None`` sends the canonical payload as it is. ``cards``: the flow's ``card_numbers``.
     """
+    policy = CardPolicy.of(cards)
     if spec is None:
-        return CompiledMapping(entity=None, rules=(), required_fields=frozenset(), whole=True)
+        return CompiledMapping(
+            entity=None, rules=(), required_fields=frozenset(), whole=True, cards=policy
+        )
     compiler = _Compiler(rates or CurrencyRates())
     rules = compiler.object_rules(spec, _AnyFields(), "")
     if compiler.problems:
         raise MappingCompileError(compiler.problems)
-    return CompiledMapping(entity=None, rules=tuple(rules), required_fields=frozenset())
+    return CompiledMapping(
+        entity=None, rules=tuple(rules), required_fields=frozenset(), cards=policy
+    )
 
 
 def compile_mapping(
-    spec: MappingSpec | None, entity: EntitySpec, rates: CurrencyRates | None = None
+    spec: MappingSpec | None,
+    entity: EntitySpec,
+    rates: CurrencyRates | None = None,
+    cards: CardSetting = "reject",
 ) -> CompiledMapping:
     """Compile ``spec`` for ``entity``; ``None`` maps every entity field from the same name.
 
+    ``cards`` is the flow's ``card_numbers`` policy (key and guarded fields always reject).
     Raises :class:`MappingCompileError` with every problem found.
     """
+    policy = CardPolicy.of(cards, entity.card_number_guarded)
     compiler = _Compiler(rates or CurrencyRates())
     if spec is None:
         identity: MappingSpec = {name: name for name in entity.fields}
@@ -428,4 +443,6 @@ def compile_mapping(
         required = _required_fields(spec)
     if compiler.problems:
         raise MappingCompileError(compiler.problems)
-    return CompiledMapping(entity=entity, rules=tuple(rules), required_fields=required)
+    return CompiledMapping(
+        entity=entity, rules=tuple(rules), required_fields=required, cards=policy
+    )

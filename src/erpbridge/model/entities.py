@@ -47,6 +47,12 @@ class EntitySpec(BaseModel):
         return self
 
     @cached_property
+    def card_number_guarded(self) -> frozenset[str]:
+        """Fields where a card number always rejects the record: the key and guarded fields."""
+        guarded = (name for name, spec in self.fields.items() if spec.no_card_numbers)
+        return frozenset(self.key) | frozenset(guarded)
+
+    @cached_property
     def _validator(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         return compile_object(self.fields)
 

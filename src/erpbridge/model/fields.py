@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from erpbridge.errors import DataError
+from erpbridge.pci import has_card_number
 
 __all__ = ["FieldSpec", "FieldType", "coerce_value"]
 
@@ -54,7 +55,8 @@ class FieldSpec(BaseModel):
     #: ``items`` for a list of scalars.
     fields: dict[str, FieldSpec] | None = None
     items: FieldType | None = None
-    #: Refuse anything that looks like a payment card number (13–19 digits passing Luhn).
+    #: Refuse anything holding a payment card number (see :mod:`erpbridge.pci`), whatever the
+    #: flow's ``card_numbers`` policy says: the field takes tokens only.
     no_card_numbers: bool = Field(default=False)
 
     @model_validator(mode="after")
@@ -74,58 +76,6 @@ class FieldSpec(BaseModel):
         if self.fields is not None and self.type not in ("object", "list"):
             raise ValueError("'fields' only applies to object and list fields")
         return self
-
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum used by payment card numbers."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-_DIGIT_GROUPS = re.compile(r"\d+(?:[ -]\d+)*")
-
-
-def looks_like_card_number(text: str) -> bool:
-    """True when ``text`` contains 13–19 digits (spaces or dashes allowed) passing Luhn."""
-    for match in _DIGIT_GROUPS.finditer(text):
-        # Try every run of whole groups, so that a CVV or an expiry written after the number
-        # ("4111 1111 1111 1111 123") does not hide it.
-        groups = re.split(r"[ -]", match.group())
-        for start in range(len(groups)):
-            digits = ""
-            for group in groups[start:]:
-                digits += group
-                if len(digits) > 19:
-                    break
-                if len(digits) >= 13 and luhn_ok(digits):
-                    return True
-    return False
-
-
-#: What a stored payload holds where a raw card number was: the number itself never is stored.
-CARD_NUMBER_REMOVED = "[card number removed]"
-
-
-def scrub_card_numbers(value: Any) -> Any:
-    """``value`` with every string that looks like a card number replaced (PCI DSS scope).
-
-    Used wherever a source payload is kept (rejections): a raw number that a mapping refused must
-    not be stored or logged through the back door of the rejection's copy of the source record.
-    """
-    if isinstance(value, str):
-        return CARD_NUMBER_REMOVED if looks_like_card_number(value) else value
-    if isinstance(value, dict):
-        return {k: scrub_card_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_card_numbers(v) for v in value]
-    return value
 
 
 _MAX_EXPONENT = 100
@@ -267,7 +217,7 @@ def _check_constraints(spec: FieldSpec, value: Any, path: str) -> None:
             raise DataError(path, f"{value!r} does not match {spec.pattern!r}")
         if spec.choices is not None and value not in spec.choices:
             raise DataError(path, f"{value!r} is not one of {', '.join(spec.choices)}")
-        if spec.no_card_numbers and looks_like_card_number(value):
+        if spec.no_card_numbers and has_card_number(value):
             raise DataError(path, "looks like a raw payment card number; only tokens are accepted")
     if spec.type in ("integer", "decimal") and (
         spec.minimum is not None or spec.maximum is not None

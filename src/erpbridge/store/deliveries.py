@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from erpbridge.pci import mask_card_numbers, redact_card_numbers
 from erpbridge.schedules import Schedule
 from erpbridge.store.bulk import copy_rows, timestamp
 from erpbridge.store.states import OPEN_DELIVERY_STATES
@@ -358,6 +359,13 @@ class Outcome:
     error: str | None = None
     external_id: str | None = None
     retry_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # A target's error text or id may quote what it was sent: no card number is stored.
+        if self.error is not None:
+            object.__setattr__(self, "error", redact_card_numbers(self.error))
+        if self.external_id is not None:
+            object.__setattr__(self, "external_id", mask_card_numbers(self.external_id))
 
 
 _ATTEMPT_COLUMNS = (

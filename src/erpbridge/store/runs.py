@@ -10,6 +10,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from erpbridge.pci import (
+    mask_card_numbers,
+    redact_card_numbers,
+    scrub_card_numbers,
+)
 from erpbridge.store.tables import cursors, rejected, runs
 
 __all__ = [
@@ -137,10 +142,10 @@ def finish_run(
             .where(runs.c.id == run_id)
             .values(
                 status=status,
-                error=error,
+                error=None if error is None else redact_card_numbers(error),
                 finished_at=finished,
                 duration_s=(finished - started).total_seconds(),
-                warnings=_json(list(warnings)) if warnings else None,
+                warnings=_json([redact_card_numbers(w) for w in warnings]) if warnings else None,
             )
         )
         return conn.execute(select(runs).where(runs.c.id == run_id)).one()
@@ -203,11 +208,14 @@ def add_rejections(
                 "channel": channel,
                 "entity": entity,
                 "run_id": run_id,
-                "position": r.position[:512],
-                "external_id": r.external_id,
-                "payload": _json(dict(r.payload)) if r.payload is not None else None,
-                "field_path": r.field_path,
-                "reason": r.reason,
+                # Cleaned here too, whatever the caller did: no table ever holds a card number.
+                "position": redact_card_numbers(r.position)[:512],
+                "external_id": None if r.external_id is None else mask_card_numbers(r.external_id),
+                "payload": None
+                if r.payload is None
+                else _json(scrub_card_numbers(dict(r.payload))),
+                "field_path": redact_card_numbers(r.field_path),
+                "reason": redact_card_numbers(r.reason),
                 "status": "open",
                 "created_at": at,
             }
@@ -241,7 +249,14 @@ def restate_rejections(conn: Connection, items: Sequence[tuple[int, str, str]]) 
             update(rejected)
             .where(rejected.c.id == bindparam("b_id"))
             .values(field_path=bindparam("b_path"), reason=bindparam("b_reason")),
-            [{"b_id": i, "b_path": path, "b_reason": reason} for i, path, reason in items],
+            [
+                {
+                    "b_id": i,
+                    "b_path": redact_card_numbers(path),
+                    "b_reason": redact_card_numbers(reason),
+                }
+                for i, path, reason in items
+            ],
         )
 
 
