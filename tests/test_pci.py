@@ -125,7 +125,7 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
 def test_scan_of_ordinary_text_is_fast() -> None:
     import time
 
-    texts = ["Müller GmbH, Hauptstraße 12, 80331 München", "2024-03-04T10:15:00Z", "C-10001"] * 10_000
+    texts = ["Müller GmbH, Hauptstraße 12, 80331 München", "2024-03-04T10:15:00Z", "C-1"] * 10_000
     start = time.perf_counter()
     assert not any(has_card_number(t) for t in texts)
     # About 1 µs each here; the bound only catches a regression to a slow path (10x).
