@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from erpbridge.pci import redact_card_numbers
 from erpbridge.store.runs import now
 from erpbridge.store.tables import admin_audit
 
@@ -35,8 +36,8 @@ def record_action(
                 actor=actor,
                 address=address,
                 action=action,
-                target=target,
+                target=None if target is None else redact_card_numbers(target),
                 outcome=outcome,
-                detail=orjson.dumps(detail).decode() if detail else None,
+                detail=redact_card_numbers(orjson.dumps(detail).decode()) if detail else None,
             )
         )

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import PurePath
 
 from erpbridge.errors import FatalError
+from erpbridge.pci import redact_card_numbers
 from erpbridge.transports.base import Batch, OutgoingRecord, SourceProblem, SourceRecord
 from erpbridge.transports.fileformats import BrokenFile, Item, read_items
 from erpbridge.transports.fileoptions import DropOptions, FolderStreamOptions, FolderTargetOptions
@@ -206,6 +207,7 @@ class DropFolder:
             if reason is not None:
                 stamp = datetime.now(UTC).isoformat(timespec="seconds")
                 note = f"{stamp} channel {self._channel!r}: {file.name}: {reason}\n"
+                note = redact_card_numbers(note)  # a file name or a parser may quote one
                 fs.write_file(target_dir / f"{target.name}.reason.txt", note.encode("utf-8"))
         except FileNotFoundError:
             # Acknowledged twice, or removed by hand meanwhile: the hub has the data either way.
