@@ -216,6 +216,10 @@ def test_card_numbers_are_never_stored_or_written(hub_url: str, tmp_path: Path) 
             record = http.get("/api/v1/records/customer/M-1")
             assert record.status_code == 200, record.text
             answers += [masked, record]
+            # An error answer that names what was asked for does not echo a number either.
+            missing = http.get(f"/api/v1/records/customer/{GROUPS}")
+            assert missing.status_code == 404 and "card number removed" in missing.text
+            answers.append(missing)
             payload = record.json()["payload"]
             assert payload["lock_reason"] == f"paid with {MASKED}"
             assert payload["addresses"][0]["street"] == MASKED

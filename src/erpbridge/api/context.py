@@ -14,6 +14,7 @@ from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.operations import Operations
 from erpbridge.engine.runner import FlowRunner
+from erpbridge.pci import redact_card_numbers
 from erpbridge.saml import SamlTrust
 from erpbridge.store.adminaudit import record_action
 from erpbridge.store.secretbox import SecretBox
@@ -27,6 +28,7 @@ class ApiError(Exception):
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
+        message = redact_card_numbers(message)  # some quote the request (a key, a name)
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}

@@ -69,7 +69,13 @@ class CardPolicy:
         scanner, and only a record that holds one is walked field by field.
         """
         texts: list[str] = []
-        _collect(payload, texts)
+        for value in payload.values():  # field names are the configuration's, not data
+            kind = value.__class__
+            if kind is str:
+                if len(value) >= _MIN_TEXT:
+                    texts.append(value)
+            elif kind is not int and kind is not bool and value is not None:
+                _collect(value, texts)
         if not texts or not has_card_number("\n".join(texts)):
             return payload
         result: dict[str, Any] = self._walk(payload, "", "")
