@@ -79,6 +79,10 @@ def test_mask_keeps_first_six_and_last_four() -> None:
         "41111111111111111111",  # 20 digits: a longer number, not a card
         "SO-0000012345-000",
         "4111111111111112",  # Luhn fails
+        "973654095.7875",  # a decimal whose 13 digits pass Luhn
+        "4222222222222.50",  # the whole part of a decimal passes Luhn
+        "0.4222222222222",  # and the fraction part
+        "-973654095.7875",
     ],
 )
 def test_ordinary_data_is_not_a_card_number(text: str) -> None:

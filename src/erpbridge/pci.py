@@ -13,10 +13,12 @@ The rule, in order:
    ``4111\\t1111…`` are found). Any Unicode decimal digit counts (full-width ``４１１１…``, Arabic-
    Indic …), normalised to ASCII before the check.
 2. **Windows.** Inside a run, every sequence of *whole* groups holding 13–19 digits is a window
-   (a CVV or an expiry before or after the number does not hide it). A window of several groups
-   takes only groups of 3 digits or more (cards are written in groups of 4, 4-6-5 or 4-4-4-4-3;
-   ``12.50 / 13.75`` amounts are not), and a single group longer than 19 digits is a longer
-   number (a serial, a bank reference), never part of a window.
+   (a CVV or an expiry before or after the number does not hide it): one group, or three groups
+   or more, each of 3 digits or more (cards are written whole or in groups of 4, 4-6-5 or
+   4-4-4-4-3; ``12.50 / 13.75`` amounts and two-group decimals such as ``973654095.7875`` are
+   not). A single group longer than 19 digits is a longer number (a serial, a bank reference),
+   and a single group that is the whole or fraction part of a decimal number
+   (``1234567890123.45``) is a number too: neither is part of a window.
 3. **Luhn.** A window is a card number when its digits pass the Luhn checksum.
 4. **Known look-alikes are left alone:** a run right after ``+`` (an international phone
    number), the digits of a valid IBAN (ISO 13616, mod 97), a 13-digit group that is a valid
@@ -106,6 +108,16 @@ def _ean13_ok(digits: str) -> bool:
     return (10 - total % 10) % 10 == ord(digits[12]) - 48
 
 
+def _decimal_part(text: str, group: tuple[int, int, str]) -> bool:
+    """The group is the whole or the fraction part of a decimal number ("1234567890123.45")."""
+    start, end, _ = group
+    after = text[end : end + 2]
+    before = text[max(start - 2, 0) : start]
+    return (len(after) == 2 and after[0] in ".," and after[1].isdecimal()) or (
+        len(before) == 2 and before[1] in ".," and before[0].isdecimal()
+    )
+
+
 def _look_alike(digits: str) -> bool:
     """A one-group number that is a barcode or a compact timestamp, not a card."""
     if len(digits) == _MIN and _ean13_ok(digits):
@@ -163,7 +175,11 @@ def _windows(text: str, start: int, end: int) -> Iterator[CardNumber]:
             digits += part
             if len(digits) > _MAX:
                 break
-            if len(digits) >= _MIN and luhn_ok(digits) and not (j == i and _look_alike(digits)):
+            if len(digits) < _MIN or j == i + 1:
+                continue  # two groups are a decimal number ("973654095.7875"), not a card
+            if j == i and (_look_alike(digits) or _decimal_part(text, groups[i])):
+                continue
+            if luhn_ok(digits):
                 found = (j, digits)  # go on: the longest window covers a 19-digit card
         if found is None:
             i += 1

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from erpbridge.pci import luhn_ok
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
-from hubprocess import ServedHub, serve_hub
+from hubprocess import serve_hub
 
 
 def _card(body: str) -> str:
@@ -139,11 +139,12 @@ def _wait(check: Callable[[], bool], what: str, timeout_s: float = 40) -> None:
         time.sleep(0.2)
 
 
-def _dump(url: str, hub: ServedHub) -> bytes:
+def _dump(url: str) -> bytes:
     """Everything the hub store holds, as bytes to search."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        files = sorted(Path(str(parsed.database)).parent.glob(Path(str(parsed.database)).name + "*"))
+        database = Path(str(parsed.database))
+        files = sorted(database.parent.glob(database.name + "*"))  # the file, -wal, -shm
         assert files, "the hub database file is missing"
         return b"".join(f.read_bytes() for f in files)
     plain = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -251,7 +252,7 @@ def test_card_numbers_are_never_stored_or_written(hub_url: str, tmp_path: Path) 
             ]
         out = orjson.loads((root / "erp" / "customer-M-1-v1.json").read_bytes())
         assert out["lock_reason"] == f"paid with {MASKED}"
-        dump = _dump(hub_url, hub)
+        dump = _dump(hub_url)
         log = hub.output()
     for answer in answers:
         assert not _holds_pan(answer.content), answer.text
