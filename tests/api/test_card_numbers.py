@@ -228,11 +228,13 @@ def test_card_numbers_are_never_stored_or_written(hub_url: str, tmp_path: Path) 
             started = http.post("/api/v1/flows/customers-file/run")
             assert started.status_code == 202, started.text
             _wait(
-                lambda: [
-                    r["status"]
-                    for r in http.get("/api/v1/runs", params={"flow": "customers-file"}).json()
-                ]
-                == ["succeeded"],
+                lambda: (
+                    [
+                        r["status"]
+                        for r in http.get("/api/v1/runs", params={"flow": "customers-file"}).json()
+                    ]
+                    == ["succeeded"]
+                ),
                 "the folder run",
             )
             rejected = http.get("/api/v1/rejected", params={"flow": "customers-file"})
@@ -241,8 +243,10 @@ def test_card_numbers_are_never_stored_or_written(hub_url: str, tmp_path: Path) 
             for row in rejected.json():
                 assert "card number" in row["reason"]
             _wait(
-                lambda: {p.name for p in (root / "erp").glob("*.json")}
-                >= {"customer-F-1-v1.json", "customer-M-1-v1.json", "customer-E-9-v1.json"},
+                lambda: (
+                    {p.name for p in (root / "erp").glob("*.json")}
+                    >= {"customer-F-1-v1.json", "customer-M-1-v1.json", "customer-E-9-v1.json"}
+                ),
                 "the OUT files",
             )
             answers += [
