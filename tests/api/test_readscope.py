@@ -19,7 +19,7 @@ from api.conftest import ApiClient
 from erpbridge.api import build_hub, create_app
 from erpbridge.api.context import Hub
 from erpbridge.config.loader import load_config
-from erpbridge.store import open_store
+from erpbridge.store import open_store, search
 from erpbridge.store.apiclients import create_client
 from erpbridge.store.tables import admin_audit, conflicts, deliveries, records, rejected, runs
 from hubprocess import serve_hub
@@ -263,9 +263,14 @@ def test_a_record_going_out_to_a_channel_is_visible_to_it(scoped: Scoped) -> Non
     assert [(d["channel"], d["key"]) for d in ledger.json()] == [("erp", "S-1")]
 
 
-def test_search_finds_own_records_only_and_fills_the_page(scoped: Scoped) -> None:
+@pytest.mark.parametrize("few", [2000, 0], ids=["visible-set", "probe-each"])
+def test_search_finds_own_records_only_and_fills_the_page(
+    scoped: Scoped, few: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Foreign customers sort first (by label and by key) and are newer: a filter after the
-    # look-up's cap would leave nothing for the shop.
+    # look-up's cap would leave nothing for the shop. Both ways of applying the restriction:
+    # reading the few visible records first, and probing each candidate (many visible).
+    monkeypatch.setattr(search, "_FEW_VISIBLE", few)
     scoped.push("customers-in", *({"id": f"Z-{n}", "name": f"Acme Zulu {n}"} for n in range(5)))
     scoped.push("partners-in", *({"id": f"A-{n}", "name": f"Acme Alpha {n}"} for n in range(30)))
     scoped.push("partners-in", {"id": "Z-0", "name": "Acme Zulu 0"})  # shared: stays visible

@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from erpbridge.model.entities import EntitySpec
-from erpbridge.store.read.scope import EVERYTHING, VISIBLE_RECORD_SQL, Scope
+from erpbridge.store.read.scope import EVERYTHING, VISIBLE_RECORD_SQL, VISIBLE_SET_SQL, Scope
 
 __all__ = [
     "MAX_LIMIT",
@@ -249,8 +249,42 @@ def _fts_quote(value: str) -> str:
 # Hand-written SQL: the look-ups run per keystroke, and composing them in SQLAlchemy Core cost
 # 4 ms a query (a union of subqueries, compiled each time: measured) against 0.01 ms to run.
 _COLUMNS = "record_id, key_folded, label_folded, text"
-# A channel-restricted reader's condition, inside every branch before its LIMIT.
-_VISIBLE = " AND " + VISIBLE_RECORD_SQL.format(id="search_index.record_id")
+#: A restricted search reads the visible records as a set first when there are fewer than this
+#: (a bounded count decides); with more, it probes each candidate (most will be visible).
+#: Probing 20 000 candidates of which 20 were visible took 390 ms (SQLite) and 800 ms
+#: (PostgreSQL); the set of 20 records, 2 ms (measured).
+_FEW_VISIBLE = 2000
+_COUNT_VISIBLE = text(
+    f"SELECT count(*) FROM (SELECT record_id FROM ({VISIBLE_SET_SQL}) AS v LIMIT :few) AS c"
+)
+
+
+def _few_visible(conn: Connection, entity: str, scope: Scope) -> bool:
+    """True when fewer than ``_FEW_VISIBLE`` records of ``entity`` are visible in ``scope``."""
+    count = _COUNT_VISIBLE.bindparams(scope.channels_param(), scope_entity=entity)
+    return bool(conn.execute(count, {"few": _FEW_VISIBLE}).scalar_one() < _FEW_VISIBLE)
+
+
+def _among_visible(entity: str, terms: list[_Term], scope: Scope) -> Any:
+    """Few visible records: every one of them that matches, read from the set (no cap needed,
+    so no page is short): the whole query a prefix of key or label, or every word in the text
+    when one word is long enough for the substring look-up (as the unrestricted branches).
+    CROSS JOIN makes SQLite start from the set instead of walking the index for members."""
+    params: dict[str, Any] = {"entity": entity, "scope_entity": entity}
+    prefixes: list[str] = []
+    for i, whole in enumerate(_wholes(terms)):
+        params[f"w{i}"], params[f"a{i}"] = whole, _next(whole)
+        prefixes.extend(
+            f"({column} >= :w{i} AND {column} < :a{i})" for column in ("key_folded", "label_folded")
+        )
+    if any(t.long for t in terms):
+        prefixes.append(f"(TRUE{_contains(terms, params, 'search_index.text')})")
+    return text(
+        "SELECT search_index.record_id, key_folded, label_folded, text "
+        f"FROM (SELECT DISTINCT record_id FROM ({VISIBLE_SET_SQL}) AS s) AS v "
+        "CROSS JOIN search_index WHERE search_index.record_id = v.record_id "
+        f"AND search_index.entity = :entity AND ({' OR '.join(prefixes)})"
+    ).bindparams(scope.channels_param(), **params)
 
 
 def _btree(visible: str) -> TextClause:
@@ -266,7 +300,6 @@ def _btree(visible: str) -> TextClause:
 
 
 _BTREE = _btree("")
-_BTREE_SCOPED = _btree(_VISIBLE)
 _DETAILS = text("SELECT id, key, version, payload FROM records WHERE id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
@@ -308,7 +341,8 @@ def _trigram_query(entity: str, terms: list[_Term], pool: int, visible: str) -> 
             params[f"p{b}_{i}"] = _like(word)
             likes.append(f" AND text LIKE :p{b}_{i} ESCAPE '\\'")
         branches.append(
-            f"(SELECT {_COLUMNS} FROM search_index WHERE entity = :entity{''.join(likes)}{visible} "
+            f"(SELECT {_COLUMNS} FROM search_index WHERE entity = :entity{''.join(likes)}"
+            f"{visible.format(id='search_index.record_id', entity='search_index.entity')} "
             f"LIMIT :{'scan' if short else 'pool'})"
         )
     found = " UNION ALL ".join(branches)
@@ -321,7 +355,7 @@ def _trigram_query(entity: str, terms: list[_Term], pool: int, visible: str) -> 
     ).bindparams(**params)
 
 
-def _fts_query(entity: str, terms: list[_Term], pool: int, scoped: bool) -> Any:
+def _fts_query(entity: str, terms: list[_Term], pool: int, visible: str) -> Any:
     """SQLite: the words of three characters or more through the entity's FTS5 table; the
     shorter ones (no trigram) narrow the first ``_SCAN`` rows it finds. CROSS JOIN makes
     SQLite walk the matches and fetch their rows: left to itself it scanned the rows and
@@ -335,12 +369,11 @@ def _fts_query(entity: str, terms: list[_Term], pool: int, scoped: bool) -> Any:
     }
     narrow = _contains([t for t in terms if not t.long], params, "search_index.text")
     table = fts_table(entity)
-    visible = " AND " + VISIBLE_RECORD_SQL.format(id=f"{table}.rowid") if scoped else ""
     return text(
-        f"SELECT {_COLUMNS} FROM (SELECT rowid FROM {table} WHERE text MATCH :match{visible} "
+        f"SELECT {_COLUMNS} FROM (SELECT rowid FROM {table} WHERE text MATCH :match "
         "LIMIT :scan) AS fts "
-        f"CROSS JOIN search_index ON search_index.record_id = fts.rowid WHERE TRUE{narrow} "
-        "LIMIT :pool"
+        f"CROSS JOIN search_index ON search_index.record_id = fts.rowid WHERE TRUE{narrow}"
+        f"{visible.format(id='search_index.record_id', entity='search_index.entity')} LIMIT :pool"
     ).bindparams(**params)
 
 
@@ -348,7 +381,17 @@ def _candidates(
     conn: Connection, entity: str, terms: list[_Term], limit: int, scope: Scope
 ) -> list[Any]:
     """Index rows that may be hits: exact key, key and label prefixes, then substrings."""
-    btree, visible = (_BTREE, "") if scope.unrestricted else (_BTREE_SCOPED, _VISIBLE)
+    if scope.unrestricted:
+        visible = ""
+    elif _few_visible(conn, entity, scope):
+        return list(conn.execute(_among_visible(entity, terms, scope)))
+    else:
+        visible = " AND " + VISIBLE_RECORD_SQL
+    btree = (
+        _btree(visible.format(id="search_index.record_id", entity="search_index.entity"))
+        if visible
+        else _BTREE
+    )
     queries = [
         btree.bindparams(entity=entity, whole=whole, above=_next(whole), limit=limit)
         for whole in _wholes(terms)
@@ -358,7 +401,7 @@ def _candidates(
         if conn.dialect.name != "sqlite":
             queries.append(_trigram_query(entity, terms, pool, visible))
         elif conn.execute(_FTS_EXISTS, {"name": fts_name(entity)}).first():
-            queries.append(_fts_query(entity, terms, pool, bool(visible)))
+            queries.append(_fts_query(entity, terms, pool, visible))
     if visible:
         queries = [q.bindparams(scope.channels_param()) for q in queries]
     found: dict[int, Any] = {}

@@ -147,6 +147,8 @@ audit = Table(
     Column("source_position", String(512), nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Index(None, "record_id", "version"),
+    # A channel-restricted reader's records by channel (``store.read.scope``).
+    Index(None, "channel", "entity", "record_id"),
 )
 
 rejected = Table(
@@ -203,7 +205,9 @@ deliveries = Table(
     UniqueConstraint("idempotency_key"),
     Index(None, "state", "priority", "next_attempt_at", "id"),
     Index(None, "ordering_key", "id"),
+    # A channel-restricted reader's records (``store.read.scope``): by record, and by channel.
     Index(None, "record_id"),
+    Index(None, "channel", "entity", "record_id"),
 )
 
 delivery_attempts = Table(

@@ -36,7 +36,7 @@ class RecordView:
 def record_view(conn: Connection, scope: Scope, entity: str, key: str) -> RecordView | None:
     """Record ``entity``/``key``, or ``None`` when it does not exist or is outside ``scope``."""
     query = select(records).where(records.c.entity == entity, records.c.key == key)
-    visible = scope.record_condition("records.id")
+    visible = scope.record_condition("records.id", "records.entity")
     if visible is not None:
         query = query.where(visible)
     row = conn.execute(query).first()
@@ -61,7 +61,7 @@ def records_page(
     conn: Connection, scope: Scope, entity: str, limit: int = 20
 ) -> tuple[int, list[Row[Any]]]:
     """How many records of ``entity`` are in scope, and the first ``limit`` of them by key."""
-    visible = scope.record_condition("records.id")
+    visible = scope.record_condition("records.id", "records.entity")
     conditions: list[ColumnElement[bool] | TextClause] = [records.c.entity == entity]
     if visible is not None:
         conditions.append(visible)
