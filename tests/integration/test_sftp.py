@@ -302,6 +302,35 @@ def test_writing_a_version_again_replaces_the_file_in_one_step(server: Sftp, box
     }
 
 
+def test_a_write_sweeps_stale_temporary_files_of_its_own_naming_only(
+    server: Sftp, box: str
+) -> None:
+    """Uploads killed before their rename leave hidden files; the next transport's first write
+    removes those of the hub's naming once they are an hour old, and nothing else."""
+    left = {
+        ".customer-K7-v1.json.0123456789ab.part": True,  # an upload killed mid-way
+        ".customer-K8-v1.json.tmp-0123456789ab": True,  # a local-style write, same folder
+        ".erpbridge-health-0123456789ab.tmp": True,  # a health probe killed mid-way
+        ".customer-K9-v1.json.0123456789ab.part.bak": False,
+        ".partner-upload.part": False,  # a partner's upload in progress: not ours
+        "orders.filepart": False,
+        "customer-K6-v1.json": False,
+    }
+    for name in left:
+        upload(server, f"{box}/erp/{name}", "partial")
+    fresh = ".customer-K5-v1.json.00000000000a.part"
+    upload(server, f"{box}/erp/{fresh}", "growing", age=0)  # another worker's, in progress
+    transport = SftpTransport("erp", options(server, f"{box}/erp"), Path("."))
+    try:
+        assert transport.write(FolderTargetOptions(format="json"), [outgoing({"v": 1})]) == [
+            "customer-K1-v1.json"
+        ]
+    finally:
+        transport.close()
+    kept = {name for name, removed in left.items() if not removed}
+    assert set(names(server.files / box / "erp")) == kept | {fresh, "customer-K1-v1.json"}
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 

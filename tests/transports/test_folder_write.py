@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import time
 import xml.etree.ElementTree as ET
 from datetime import date
 from decimal import Decimal
@@ -341,3 +343,44 @@ def test_xml_attributes_and_text_as_the_read_side_gives_them(tmp_path: Path) -> 
     record = {"@id": "7", "line": [{"@no": "1", "#text": "ten"}, {"@no": "2", "#text": "two"}]}
     write(folder, [record], format="xml", name="order-{key}.xml")
     assert read_back(folder, pattern="*.xml") == [record]
+
+
+#: Names in a target folder, and whether a write's sweep may remove them when an hour old.
+LEFT_BEHIND = {
+    ".customer-C7-v1.json.tmp-0123456789ab": True,  # a local write killed before its rename
+    ".customer-C8-v1.json.89abcdef0123.part": True,  # an SFTP upload killed likewise
+    ".erpbridge-health-0123456789ab.tmp": True,  # a health probe killed likewise
+    ".customer-C9-v1.json.tmp-0123456789abc": False,  # one hex digit too many: not ours
+    ".customer-C9-v1.json.tmp-0123456789AB": False,  # upper case: not ours
+    ".customer-C9-v1.json.tmp-01234567": False,  # too short: not ours
+    "customer-C9-v1.json.tmp-0123456789ab": False,  # not hidden: not ours
+    ".partner-upload.tmp": False,  # a partner's own temporary file
+    ".profile": False,
+    "report.tmp": False,
+    "customer-C6-v1.json": False,  # a delivered file
+}
+
+
+def test_a_write_sweeps_stale_temporary_files_of_its_own_naming_only(tmp_path: Path) -> None:
+    folder = transport(tmp_path)
+    out = tmp_path / "out"
+    hour_ago = time.time() - 3601
+    for name in LEFT_BEHIND:
+        (out / name).write_bytes(b"partial")
+        os.utime(out / name, (hour_ago, hour_ago))
+    fresh = ".customer-C5-v1.json.tmp-00000000000a"  # another worker's write in progress
+    (out / fresh).write_bytes(b"growing")
+    (out / ".old.json.tmp-0123456789ab").mkdir()  # a folder, even so named, is not a file of ours
+    os.utime(out / ".old.json.tmp-0123456789ab", (hour_ago, hour_ago))
+
+    assert write(folder, [CUSTOMERS[0]]) == ["customer-C1-v1.json"]
+
+    kept = {name for name, removed in LEFT_BEHIND.items() if not removed}
+    assert set(files(out)) == kept | {fresh, ".old.json.tmp-0123456789ab", "customer-C1-v1.json"}
+
+    # Swept once per interval: a stale file appearing now waits for the next sweep.
+    (out / ".customer-C7-v2.json.tmp-0123456789ab").write_bytes(b"partial")
+    os.utime(out / ".customer-C7-v2.json.tmp-0123456789ab", (hour_ago, hour_ago))
+    write(folder, [CUSTOMERS[1]])
+    assert ".customer-C7-v2.json.tmp-0123456789ab" in files(out)
+    assert "customer-C2-v1.json" in files(out)

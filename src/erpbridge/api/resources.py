@@ -22,7 +22,7 @@ from erpbridge.api.context import ApiError, Hub, get_hub
 from erpbridge.api.scope import read_scope
 from erpbridge.engine.credentials import apply_stored_credentials
 from erpbridge.engine.diagnose import check_channel
-from erpbridge.store.deliveries import cancel, requeue
+from erpbridge.store.deliveries import cancel, retry_deliveries
 from erpbridge.store.read import (
     Version,
     audit_page,
@@ -218,6 +218,13 @@ class CountOut(BaseModel):
     """How many rows an action changed."""
 
     changed: int
+
+
+class RetriedOut(CountOut):
+    """A retry: ``changed`` deliveries are due again, ``superseded`` were cancelled instead
+    because the flow already delivered a newer version of their record."""
+
+    superseded: int
 
 
 class RejectionOut(BaseModel):
@@ -513,17 +520,17 @@ def _delivery_channel(hub: Hub, delivery_id: int, who: Principal) -> None:
 
 
 @router.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
-def retry_delivery(delivery_id: RowId, hub: HubDep, who: Writer) -> CountOut:
-    """Make a dead, failed or cancelled delivery due again."""
+def retry_delivery(delivery_id: RowId, hub: HubDep, who: Writer) -> RetriedOut:
+    """Make a dead, failed or cancelled delivery due again; one older than a version its flow
+    already delivered for that record is cancelled as superseded instead."""
     _delivery_channel(hub, delivery_id, who)
     with hub.engine.begin() as conn:
-        changed = requeue(conn, [delivery_id], now())
-    hub.audit(
-        who.name, who.address, "delivery.retry", str(delivery_id), detail={"changed": changed}
-    )
-    if hub.wake and changed:
+        done = retry_deliveries(conn, [delivery_id], now())
+    detail = {"changed": done.due, "superseded": done.superseded}
+    hub.audit(who.name, who.address, "delivery.retry", str(delivery_id), detail=detail)
+    if hub.wake and done.due:
         hub.wake()
-    return CountOut(changed=changed)
+    return RetriedOut(changed=done.due, superseded=done.superseded)
 
 
 @router.post("/deliveries/{delivery_id}/cancel", tags=["deliveries"])
@@ -539,21 +546,24 @@ def cancel_delivery(delivery_id: RowId, hub: HubDep, who: Writer) -> CountOut:
 
 
 @router.post("/deliveries/retry-dead", tags=["deliveries"])
-def retry_dead(hub: HubDep, who: Admin, flow: str | None = None) -> CountOut:
-    """Make every dead delivery (of one flow) due again, after the cause was fixed."""
+def retry_dead(hub: HubDep, who: Admin, flow: str | None = None) -> RetriedOut:
+    """Make every dead delivery (of one flow) due again, after the cause was fixed; versions
+    older than one their flow already delivered for that record are cancelled as superseded."""
     if flow is not None:
         _flow(hub, flow, who)
     scope = read_scope(hub, who)
     # A channel-restricted admin's "every dead delivery" is every dead delivery of its flows.
     flows = [flow] if flow is not None or scope.unrestricted else sorted(scope.flows)
     with hub.engine.begin() as conn:
-        changed = sum(
-            requeue(conn, None, now(), dead_of_flow=name, all_dead=True) for name in flows
-        )
-    hub.audit(who.name, who.address, "delivery.retry_dead", flow, detail={"changed": changed})
-    if hub.wake and changed:
+        results = [
+            retry_deliveries(conn, None, now(), dead_of_flow=name, all_dead=True) for name in flows
+        ]
+    due, superseded = sum(r.due for r in results), sum(r.superseded for r in results)
+    detail = {"changed": due, "superseded": superseded}
+    hub.audit(who.name, who.address, "delivery.retry_dead", flow, detail=detail)
+    if hub.wake and due:
         hub.wake()
-    return CountOut(changed=changed)
+    return RetriedOut(changed=due, superseded=superseded)
 
 
 @router.get("/rejected", tags=["rejected"])

@@ -34,7 +34,7 @@ from erpbridge.engine.runner import FlowRunner, RunResult
 from erpbridge.engine.service import Service, WakeListener, worker_loop
 from erpbridge.engine.worker import Worker
 from erpbridge.pci import install_log_redaction
-from erpbridge.store.deliveries import DISPATCHER_ENV, requeue
+from erpbridge.store.deliveries import DISPATCHER_ENV, retry_deliveries
 from erpbridge.store.deliveries import cancel as cancel_deliveries
 from erpbridge.store.read import (
     EVERYTHING,
@@ -506,13 +506,19 @@ def retry(
     dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
     flow: Annotated[str | None, typer.Option(help="With --dead: only this flow.")] = None,
 ) -> None:
-    """Make dead, failed or cancelled deliveries due again (after fixing the cause)."""
+    """Make dead, failed or cancelled deliveries due again (after fixing the cause); a version
+    older than one its flow already delivered for that record is cancelled as superseded."""
     if not ids and not dead:
         raise _fail("name delivery ids, or use --dead")
     engine = _store(_load(config_path))
     with engine.begin() as conn:
-        count = requeue(conn, ids, now(), dead_of_flow=flow, all_dead=dead)
-    console.print(f"{count} deliver(y/ies) due again")
+        done = retry_deliveries(conn, ids, now(), dead_of_flow=flow, all_dead=dead)
+    console.print(f"{done.due} deliver(y/ies) due again")
+    if done.superseded:
+        console.print(
+            f"{done.superseded} cancelled as superseded: a newer version of the same record "
+            "was already delivered by that flow (see `erpbridge deliveries`)"
+        )
 
 
 @app.command()

@@ -130,10 +130,17 @@ class Worker:
         return stats
 
     def run_ids(self, ids: Sequence[int]) -> WorkerStats:
-        """Deliver those of ``ids`` that are due and head of their ordering key (a job's ids)."""
+        """Deliver those of ``ids`` that are due and head of their ordering key (a job's ids).
+
+        Claims again after a take-over of an expired lease, which hands out one delivery per
+        claim: the job of a killed worker gets its ids back one by one, within one run.
+        """
         stats = WorkerStats()
-        if not self.flows:
-            return stats
+        while self.flows and self._run_ids_once(ids, stats):
+            pass
+        return stats
+
+    def _run_ids_once(self, ids: Sequence[int], stats: WorkerStats) -> bool:
         with self.engine.begin() as conn:
             at = now()
             claims = (
@@ -146,9 +153,9 @@ class Worker:
                 room = self.limiter.in_flight_allowance(conn, channel, limits, len(ids))
                 capped = self._capped[channel]
                 claims += claim_ids(conn, ids, self.name, self.lease, at, capped, limit=room)
-        stats.claimed = len(claims)
+        stats.claimed += len(claims)
         self._attempt_by_flow(claims, stats)
-        return stats
+        return any(c.taken_over for c in claims)
 
     def _attempt_by_flow(self, claims: list[Claim], stats: WorkerStats) -> None:
         by_flow: dict[str, list[Claim]] = {}
@@ -288,7 +295,7 @@ class Worker:
             if outcome == "retry":
                 delay = (
                     backoff(
-                        item.attempts + 1,
+                        item.attempts,  # counted at the claim: this attempt included
                         policy.backoff_s,
                         policy.max_backoff_s,
                         policy.min_delay_s,

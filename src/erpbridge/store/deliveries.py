@@ -5,6 +5,12 @@ record change (transactional outbox), claimed by a worker with a lease and a fen
 and finished only by the holder of the current fence: a worker whose lease expired and was
 taken over cannot commit its result. Deliveries of one ordering key (flow + entity + key) are
 handed out one at a time, in id order, which is version order.
+
+An attempt counts when it starts (at the claim), so a worker killed while delivering still used
+one: a delivery whose lease expired is claimed again alone (its batch-mates one by one, so a
+poison record crashes no one else's attempts) and goes ``dead`` once it used its attempts. A
+retry by hand never sends a version older than one the flow already delivered for that key:
+that version is superseded and cancelled with the reason, so the target never goes back.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    String,
     and_,
     bindparam,
+    cast,
     exists,
     func,
-    or_,
     select,
     tuple_,
     update,
@@ -43,6 +50,7 @@ __all__ = [
     "Claim",
     "NewVersion",
     "Outcome",
+    "Retried",
     "Subscriber",
     "backoff",
     "cancel",
@@ -53,6 +61,7 @@ __all__ = [
     "finish_many",
     "renew",
     "requeue",
+    "retry_deliveries",
 ]
 
 #: The PostgreSQL NOTIFY channel that wakes workers when deliveries are queued.
@@ -142,18 +151,23 @@ class Claim:
     key: str
     version: int
     idempotency_key: str
+    #: Attempts started so far, this one included (counted at the claim).
     attempts: int
     max_attempts: int
     fence: int
     started_at: datetime
+    #: Taken over from a worker whose lease expired (it died or hung); handed out alone.
+    taken_over: bool = False
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    """Due for an attempt, or in flight with an expired lease."""
-    return or_(
-        and_(deliveries.c.state.in_(("pending", "failed")), deliveries.c.next_attempt_at <= now),
-        and_(deliveries.c.state == "in_flight", deliveries.c.lease_expires_at < now),
-    )
+    """Due for an attempt (pending, or failed and its backoff over)."""
+    return and_(deliveries.c.state.in_(("pending", "failed")), deliveries.c.next_attempt_at <= now)
+
+
+def _expired(now: datetime) -> ColumnElement[bool]:
+    """In flight, but the worker's lease ran out: it died, hung or lost the store."""
+    return and_(deliveries.c.state == "in_flight", deliveries.c.lease_expires_at < now)
 
 
 def _head_of_key() -> ColumnElement[bool]:
@@ -172,9 +186,16 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
 
 
 def _take(
-    conn: Connection, query: Select[tuple[int]], worker: str, lease: timedelta, now: datetime
+    conn: Connection,
+    query: Select[tuple[int]],
+    worker: str,
+    lease: timedelta,
+    now: datetime,
+    *,
+    taken_over: bool = False,
 ) -> list[Claim]:
-    """Lease the deliveries ``query`` selects to ``worker`` and raise their fence."""
+    """Lease the deliveries ``query`` selects to ``worker``, raise their fence and count the
+    attempt that starts now."""
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=deliveries)
     ids = list(conn.execute(query).scalars())
@@ -188,6 +209,7 @@ def _take(
             lease_owner=worker,
             lease_expires_at=now + lease,
             fence=deliveries.c.fence + 1,
+            attempts=deliveries.c.attempts + 1,
             updated_at=now,
         )
     )
@@ -196,9 +218,78 @@ def _take(
     )
     return [
         Claim(r.id, r.flow, r.channel, r.entity, r.record_id, r.key, r.version,
-              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now)
+              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now, taken_over)
         for r in rows
     ]  # fmt: skip
+
+
+#: Expired leases looked at per claim before giving up on finding one to take over.
+_EXPIRED_SCAN = 50
+
+
+def _take_over(
+    conn: Connection,
+    worker: str,
+    lease: timedelta,
+    now: datetime,
+    flows: Sequence[str] | None,
+    ids: Sequence[int] | None = None,
+) -> list[Claim]:
+    """Take over one delivery whose worker's lease expired, or none.
+
+    One that used all its attempts goes ``dead`` instead, with the reason in its last error and
+    its attempt log: a poison record that kills or hangs every worker that writes it. Only one
+    is taken at a time, the fewest attempts first: a batch whose worker died is tried again
+    record by record, so its other records go out and only the culprit keeps failing.
+    """
+    columns = (deliveries.c.id, deliveries.c.attempts, deliveries.c.max_attempts,
+               deliveries.c.lease_owner, deliveries.c.fence, deliveries.c.updated_at)  # fmt: skip
+    query = (
+        select(*columns)
+        .where(_expired(now))
+        .order_by(deliveries.c.attempts, deliveries.c.id)
+        .limit(_EXPIRED_SCAN)
+    )
+    if flows is not None:
+        query = query.where(deliveries.c.flow.in_(list(flows)))
+    if ids is not None:
+        query = query.where(deliveries.c.id.in_(list(ids)))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=deliveries)
+    found = conn.execute(query).all()
+    spent = [r for r in found if r.attempts >= r.max_attempts]
+    if spent:
+        _bury(conn, spent, now)
+    rest = [r.id for r in found if r.attempts < r.max_attempts]
+    if not rest:
+        return []
+    one = select(deliveries.c.id).where(deliveries.c.id == rest[0])
+    return _take(conn, one, worker, lease, now, taken_over=True)
+
+
+def _bury(conn: Connection, spent: Sequence[Any], now: datetime) -> None:
+    """Dead: every attempt of these ended with its worker gone (killed, crashed or hung)."""
+    reasons = {
+        r.id: (
+            f"the worker died while delivering it ({r.attempts} of {r.max_attempts} attempts, "
+            f"the last by {r.lease_owner}, whose lease expired): the record may crash or hang "
+            "the writer; fix the cause, then retry it"
+        )
+        for r in spent
+    }
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("b_id"))
+        .values(state="dead", updated_at=now, lease_owner=None, lease_expires_at=None,
+                last_error=bindparam("b_error")),
+        [{"b_id": r.id, "b_error": reasons[r.id]} for r in spent],
+    )  # fmt: skip
+    stamp = timestamp(conn, now)
+    copy_rows(conn, delivery_attempts, _ATTEMPT_COLUMNS, [
+        (r.id, r.attempts, r.lease_owner or "", r.fence, timestamp(conn, r.updated_at), stamp,
+         "dead", reasons[r.id])
+        for r in spent
+    ])  # fmt: skip
 
 
 def claim(
@@ -212,8 +303,12 @@ def claim(
     """Take up to ``limit`` due deliveries (or ones whose lease expired) for ``worker``.
 
     Only the head of each ordering key is eligible, so one key never has two deliveries in
-    flight and versions go out in order. Higher priority first, then the oldest.
+    flight and versions go out in order. Higher priority first, then the oldest. A delivery
+    whose worker's lease expired comes first, alone (:func:`_take_over`).
     """
+    taken = _take_over(conn, worker, lease, now, flows)
+    if taken:
+        return taken
     order = (deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
     due = _due(now)
     if flows is not None:
@@ -258,6 +353,9 @@ def claim_ids(
     """
     if not ids or limit == 0:
         return []
+    taken = _take_over(conn, worker, lease, now, flows, ids)
+    if taken:
+        return taken
     query = (
         select(deliveries.c.id)
         .where(deliveries.c.id.in_(list(ids)), _claimable(now))
@@ -313,6 +411,77 @@ def finish(
     return done[item.id] != "lost_lease"
 
 
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What a retry by hand did: made due again, or cancelled as superseded."""
+
+    due: int
+    superseded: int
+
+
+def retry_deliveries(
+    conn: Connection,
+    ids: Sequence[int] | None,
+    now: datetime,
+    *,
+    dead_of_flow: str | None = None,
+    all_dead: bool = False,
+) -> Retried:
+    """Make deliveries due again (``retry``): the given ids, or every dead one (of a flow).
+
+    A version older than one the same flow already delivered (or is delivering) for the same
+    key is not sent again: a dead head does not block its key, so newer versions may have gone
+    out meanwhile, and sending the old one now would move the target back and bind the record
+    to both. It is cancelled instead, with the newer version named in its last error. Versions
+    are full snapshots, so the newer one already carries everything the old one had.
+    """
+    if all_dead:
+        chosen = deliveries.c.state == "dead"
+        if dead_of_flow is not None:
+            chosen = and_(chosen, deliveries.c.flow == dead_of_flow)
+    else:
+        chosen = and_(
+            deliveries.c.id.in_(list(ids or [])),
+            deliveries.c.state.in_(("dead", "failed", "cancelled")),
+        )
+    newer = aliased(deliveries)
+    if conn.dialect.name == "postgresql":
+        # Lock every delivery of the chosen keys: a worker claiming a newer version meanwhile
+        # either finished its claim first (then it is seen below as in flight) or skips it.
+        keys = select(deliveries.c.ordering_key).where(chosen).scalar_subquery()
+        conn.execute(
+            select(newer.c.id).where(newer.c.ordering_key.in_(keys)).with_for_update(of=newer)
+        )
+    gone_out = (
+        select(func.max(newer.c.version))
+        .where(
+            newer.c.ordering_key == deliveries.c.ordering_key,
+            newer.c.version > deliveries.c.version,
+            newer.c.state.in_(("delivered", "in_flight")),
+        )
+        .scalar_subquery()
+    )
+    superseded = conn.execute(
+        update(deliveries)
+        .where(chosen, gone_out.is_not(None))
+        .values(
+            state="cancelled",
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error="superseded: version " + cast(gone_out, String) + " of this record "
+            "was already delivered (or is being delivered) by this flow; retrying the older "
+            "version would put it back",
+        )
+    ).rowcount
+    due = conn.execute(
+        update(deliveries)
+        .where(chosen, gone_out.is_(None))  # `chosen` takes cancelled ones: not those just now
+        .values(state="pending", next_attempt_at=now, updated_at=now, attempts=0)
+    ).rowcount
+    return Retried(int(due), int(superseded))
+
+
 def requeue(
     conn: Connection,
     ids: Sequence[int] | None,
@@ -321,20 +490,8 @@ def requeue(
     dead_of_flow: str | None = None,
     all_dead: bool = False,
 ) -> int:
-    """Make deliveries due again (``retry``): the given ids, or every dead one (of a flow)."""
-    query = update(deliveries).values(
-        state="pending", next_attempt_at=now, updated_at=now, attempts=0
-    )
-    if all_dead:
-        query = query.where(deliveries.c.state == "dead")
-        if dead_of_flow is not None:
-            query = query.where(deliveries.c.flow == dead_of_flow)
-    else:
-        query = query.where(
-            deliveries.c.id.in_(list(ids or [])),
-            deliveries.c.state.in_(("dead", "failed", "cancelled")),
-        )
-    return int(conn.execute(query).rowcount)
+    """:func:`retry_deliveries`; how many deliveries are due again."""
+    return retry_deliveries(conn, ids, now, dead_of_flow=dead_of_flow, all_dead=all_dead).due
 
 
 def cancel(conn: Connection, ids: Sequence[int], now: datetime) -> int:
@@ -399,16 +556,15 @@ def finish_many(
             result[item.id] = "lost_lease"
             continue
         outcome = o.outcome
-        if outcome == "retry" and (item.attempts + 1 >= item.max_attempts or o.retry_at is None):
+        if outcome == "retry" and (item.attempts >= item.max_attempts or o.retry_at is None):
             outcome = "dead"
         result[item.id] = outcome
         updates[outcome].append({
-            "b_id": item.id, "b_attempts": item.attempts + 1, "b_error": o.error,
-            "b_external": o.external_id, "b_next": o.retry_at or now,
+            "b_id": item.id, "b_error": o.error, "b_external": o.external_id,
+            "b_next": o.retry_at or now,
         })  # fmt: skip
     base = update(deliveries).where(deliveries.c.id == bindparam("b_id"))
-    common = {"attempts": bindparam("b_attempts"), "updated_at": now, "lease_owner": None,
-              "lease_expires_at": None}  # fmt: skip
+    common = {"updated_at": now, "lease_owner": None, "lease_expires_at": None}
     if updates["delivered"]:
         conn.execute(
             base.values(**common, state="delivered", delivered_at=now, last_error=None,
@@ -426,7 +582,7 @@ def finish_many(
                      updates["dead"])  # fmt: skip
     stamp = timestamp(conn, now)
     copy_rows(conn, delivery_attempts, _ATTEMPT_COLUMNS, [
-        (o.claim.id, o.claim.attempts + 1, worker, o.claim.fence,
+        (o.claim.id, o.claim.attempts, worker, o.claim.fence,
          timestamp(conn, o.claim.started_at), stamp, result[o.claim.id], o.error)
         for o in outcomes
     ])  # fmt: skip

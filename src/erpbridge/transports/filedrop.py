@@ -28,15 +28,28 @@ from erpbridge.transports.base import Batch, OutgoingRecord, SourceProblem, Sour
 from erpbridge.transports.fileformats import BrokenFile, Item, read_items
 from erpbridge.transports.fileoptions import DropOptions, FolderStreamOptions, FolderTargetOptions
 from erpbridge.transports.filesystems import FileEntry, FileSystem
-from erpbridge.transports.filewriters import Unwritable, fill_name, render_batch, render_record
+from erpbridge.transports.filewriters import (
+    TEMP_NAME,
+    Unwritable,
+    fill_name,
+    render_batch,
+    render_record,
+)
 from erpbridge.transports.idoc import render_idocs
 
-__all__ = ["IGNORED_SUFFIXES", "DropFolder"]
+__all__ = ["IGNORED_SUFFIXES", "STALE_TEMP_SECONDS", "SWEEP_INTERVAL_SECONDS", "DropFolder"]
 
 logger = logging.getLogger(__name__)
 
 #: Names a writer uses while a file is still on its way (WinSCP writes ``*.filepart``).
 IGNORED_SUFFIXES = (".tmp", ".part", ".filepart")
+
+#: A temporary file of the hub's own naming older than this was left by a write that was
+#: killed (a write renames its file within seconds; an hour leaves room for a slow upload and
+#: clock skew between the hub and an SFTP server).
+STALE_TEMP_SECONDS = 3600.0
+#: Seconds between two sweeps of one target folder by one transport (the first write sweeps).
+SWEEP_INTERVAL_SECONDS = 600.0
 
 
 class DropFolder:
@@ -60,6 +73,7 @@ class DropFolder:
         self._channel = channel
         self._options = options
         self._stable_seconds = stable_seconds
+        self._swept: dict[PurePath, float] = {}  # target folder → monotonic time of its sweep
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -266,6 +280,7 @@ class DropFolder:
                 files[name] = self._render(target, [record])
                 names.append(name)
         folder = self._target_folder(target)
+        self._sweep(folder)
         try:
             for name, content in files.items():
                 self.fs.write_atomically(folder, name, content)
@@ -276,6 +291,39 @@ class DropFolder:
             ) from exc
         prefix = f"{PurePath(target.subfolder).as_posix()}/" if target.subfolder else ""
         return [prefix + name for name in names]
+
+    def _sweep(self, folder: PurePath) -> None:
+        """Remove what killed writes left in ``folder``: files of the hub's own temporary
+        naming (:data:`~.filewriters.TEMP_NAME`) older than :data:`STALE_TEMP_SECONDS`, and
+        nothing else. At the first write and then every :data:`SWEEP_INTERVAL_SECONDS`; a
+        problem here is logged and never fails the write."""
+        at = time.monotonic()
+        last = self._swept.get(folder)
+        if last is not None and at - last < SWEEP_INTERVAL_SECONDS:
+            return
+        self._swept[folder] = at
+        where = self.fs.where(folder)
+        try:
+            entries = self.fs.list_folder(folder)
+        except OSError as exc:
+            logger.warning("channel %r: cannot look for stale temporary files in %s: %s",
+                           self._channel, where, exc)  # fmt: skip
+            return
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for entry in entries:
+            if not (entry.is_file and entry.mtime < cutoff and TEMP_NAME.fullmatch(entry.name)):
+                continue
+            try:
+                self.fs.remove(folder / entry.name)
+            except FileNotFoundError:
+                continue  # another worker swept it first
+            except OSError as exc:
+                logger.warning("channel %r: cannot remove stale temporary file %s in %s: %s",
+                               self._channel, entry.name, where, exc)  # fmt: skip
+                continue
+            logger.info("channel %r: removed %s in %s, left by a write that was interrupted "
+                        "%.0f min ago", self._channel, entry.name, where,
+                        (time.time() - entry.mtime) / 60)  # fmt: skip
 
     def _target_folder(self, target: FolderTargetOptions) -> PurePath:
         """The folder to write into, created below the channel's folder if need be."""

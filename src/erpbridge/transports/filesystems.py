@@ -71,6 +71,10 @@ class FileSystem(Protocol):
         """Put ``folder/name`` in place through a temporary name, never visible half-written."""
         ...
 
+    def remove(self, path: PurePath) -> None:
+        """Delete the file at ``path`` (a temporary file a killed write left behind)."""
+        ...
+
     def sync_folder(self, folder: PurePath) -> None:
         """Make the renames in ``folder`` durable, as far as the file system can."""
         ...
@@ -127,6 +131,10 @@ class LocalFileSystem:
     def write_atomically(self, folder: PurePath, name: str, content: bytes) -> None:
         """Hidden temporary file, fsync, rename (:func:`~.filewriters.write_atomically`)."""
         write_atomically(Path(folder), name, content)
+
+    def remove(self, path: PurePath) -> None:
+        """``unlink``."""
+        Path(path).unlink()
 
     def sync_folder(self, folder: PurePath) -> None:
         """fsync the folder (POSIX)."""

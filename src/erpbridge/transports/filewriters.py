@@ -31,12 +31,16 @@ from erpbridge.transports.fileformats import Format
 
 __all__ = [
     "NAME_PLACEHOLDERS",
+    "TEMP_NAME",
     "Unwritable",
     "fill_name",
+    "part_name",
+    "probe_name",
     "render_batch",
     "render_record",
     "safe_name_part",
     "sync_folder",
+    "temp_name",
     "template_placeholders",
     "write_atomically",
 ]
@@ -304,11 +308,36 @@ def _plain(value: Any, index: int, path: str) -> Any:
 # -- files -----------------------------------------------------------------------------------
 
 
+#: The hidden names the hub writes through before a rename, and nothing else: a local write's
+#: ``.<name>.tmp-<12 hex>``, an SFTP upload's ``.<name>.<12 hex>.part`` and the SFTP health
+#: probe's ``.erpbridge-health-<12 hex>.tmp``. A process killed mid-write leaves one behind;
+#: only names matching this are ever swept away (:meth:`~.filedrop.DropFolder.write`).
+TEMP_NAME = re.compile(
+    r"\..+\.tmp-[0-9a-f]{12}|\..+\.[0-9a-f]{12}\.part|\.erpbridge-health-[0-9a-f]{12}\.tmp"
+)
+
+
+def temp_name(name: str) -> str:
+    """The hidden name a local write of ``name`` goes through (see :data:`TEMP_NAME`)."""
+    # The dot hides it from the folder read side; the cut keeps it within the name length limit.
+    return f".{name[:200]}.tmp-{secrets.token_hex(6)}"
+
+
+def part_name(name: str) -> str:
+    """The hidden name an SFTP upload of ``name`` goes through (see :data:`TEMP_NAME`)."""
+    # Hidden and *.part: readers of the folder (ours too) skip it while it grows.
+    return f".{name[:200]}.{secrets.token_hex(6)}.part"
+
+
+def probe_name() -> str:
+    """A hidden file name to try whether a folder is writable (see :data:`TEMP_NAME`)."""
+    return f".erpbridge-health-{secrets.token_hex(6)}.tmp"
+
+
 def write_atomically(folder: Path, name: str, content: bytes) -> None:
     """Write ``folder/name`` through a hidden temporary file and a rename; readers see the old
     file or the new one, never a part, and no temporary file outlives a failure."""
-    # The dot hides it from the folder read side; the cut keeps it within the name length limit.
-    temp = folder / f".{name[:200]}.tmp-{secrets.token_hex(6)}"
+    temp = folder / temp_name(name)
     # os.open instead of tempfile: its 0o600 would leave the file unreadable to the consumer,
     # while 0o666 here is narrowed by the umask like any other new file.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

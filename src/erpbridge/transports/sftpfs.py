@@ -15,7 +15,6 @@ import contextlib
 import errno
 import io
 import logging
-import secrets
 import stat
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +26,7 @@ import paramiko
 
 from erpbridge.errors import ErpbridgeError
 from erpbridge.transports.filesystems import FileEntry
+from erpbridge.transports.filewriters import part_name, probe_name
 from erpbridge.transports.sftpconnect import CONNECTION_ERRORS, connect
 from erpbridge.transports.sftperrors import SftpEndpoint, SftpUnavailable, file_failure
 
@@ -189,8 +189,7 @@ class SftpFileSystem:
         target = folder / name
 
         def upload(sftp: paramiko.SFTPClient) -> None:
-            # Hidden and *.part: readers of the folder (ours too) skip it while it grows.
-            temp = folder / f".{name[:200]}.{secrets.token_hex(6)}.part"
+            temp = folder / part_name(name)
             try:
                 with sftp.open(_remote(temp), "wb") as fh:
                     fh.set_pipelined(True)  # no round trip per 32 KiB; errors show at close
@@ -205,13 +204,17 @@ class SftpFileSystem:
 
         self.call(upload, f"writing {target}")
 
+    def remove(self, path: PurePath) -> None:
+        """Delete the file at ``path``."""
+        self.call(lambda s: s.remove(_remote(path)), f"removing {path}")
+
     def sync_folder(self, folder: PurePath) -> None:
         """SFTP has no way to sync a folder: the server's own file system decides."""
 
     def probe_writable(self, folder: PurePath) -> None:
         """Create and remove a hidden empty file in ``folder``: SFTP cannot tell whether we may
         write there in any other way. :class:`OSError` if not."""
-        probe = _remote(folder / f".erpbridge-health-{secrets.token_hex(6)}.tmp")
+        probe = _remote(folder / probe_name())
 
         def touch(sftp: paramiko.SFTPClient) -> None:
             with sftp.open(probe, "wb"):
