@@ -350,7 +350,7 @@ def test_retry_dead_of_a_restricted_admin_touches_its_flows_only(scoped: Scoped)
     )
     with scoped.client("shop-admin") as http:
         answer = http.post("/api/v1/deliveries/retry-dead")
-    assert answer.json() == {"changed": 1}
+    assert answer.json() == {"changed": 1, "superseded": 0}
     with scoped.engine.connect() as conn:
         states = dict(conn.execute(select(deliveries.c.id, deliveries.c.state)).all())
     assert (states[own], states[foreign]) == ("pending", "dead")

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from erpbridge.store import open_store
 from erpbridge.store.tables import deliveries
+from hubprocess import serve_hub
 
 CONFIG = """
 hub: {{database_url: "{url}"}}
@@ -164,6 +165,42 @@ def test_retry_of_a_dead_version_never_overwrites_a_newer_delivered_one(
     assert "0 deliver(y/ies) due again" in out and "1 cancelled as superseded" in out
     cli(tmp_path, "worker", "--once")
     assert staged(tmp_path)[0] == ("P-1", "bolt v2", "M8 bolt")
+
+
+def test_the_api_retries_honour_the_same_rule(tmp_path: Path, hub_url: str) -> None:
+    """``POST /deliveries/{id}/retry`` and ``/deliveries/retry-dead`` of a served ``erpbridge
+    api``: the older dead version is cancelled as superseded and said so in the answer."""
+    (tmp_path / "drop").mkdir()
+    with sqlite3.connect(tmp_path / "plm.db") as db:
+        db.execute("CREATE TABLE products (sku TEXT PRIMARY KEY, name TEXT, description TEXT)")
+    db.close()
+    with sqlite3.connect(tmp_path / "erp.db") as db:
+        db.execute("CREATE TABLE staging (sku TEXT PRIMARY KEY, name TEXT, description TEXT)")
+    db.close()
+    configure(tmp_path, hub_url, required=True)
+    source(tmp_path, [("P-1", "bolt v1", None), ("P-2", "nut v1", None)])
+    cli(tmp_path, "sync", "products-in")
+    cli(tmp_path, "worker", "--once")
+    source(tmp_path, [("P-1", "bolt v2", "M8 bolt"), ("P-2", "nut v1", None)])
+    cli(tmp_path, "sync", "products-in")
+    cli(tmp_path, "worker", "--once")
+    key = cli(tmp_path, "clients", "add", "ops", "--scope", "admin").splitlines()[-1]
+    configure(tmp_path, hub_url, required=False)
+    text = (tmp_path / "erpbridge.yaml").read_text(encoding="utf-8")
+    (erp_v1,) = ids_of(hub_url, "products-erp", "P-1", 1)
+
+    with serve_hub(tmp_path, text) as hub, hub.client(headers={"X-API-Key": key}) as http:
+        single = http.post(f"/api/v1/deliveries/{erp_v1}/retry")
+        bulk = http.post("/api/v1/deliveries/retry-dead")
+
+    assert (single.status_code, single.json()) == (200, {"changed": 0, "superseded": 1})
+    # left: P-1 v1 of the drop flow (superseded) and P-2 v1 of both flows (nothing newer)
+    assert (bulk.status_code, bulk.json()) == (200, {"changed": 2, "superseded": 1})
+    cli(tmp_path, "worker", "--once")
+    assert staged(tmp_path) == [("P-1", "bolt v2", "M8 bolt"), ("P-2", "nut v1", None)]
+    assert dropped(tmp_path, "P-1")["name"] == "bolt v2"
+    states = {(f, k, v): s for f, k, v, s, _ in ledger(hub_url)}
+    assert states[("products-erp", "P-1", 1)] == states[("products-drop", "P-1", 1)] == "cancelled"
 
 
 def ids_of(hub_url: str, flow: str, key: str, version: int) -> list[int]:
