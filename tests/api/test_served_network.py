@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from api.servedconfig import CUSTOMERS_IN
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
 from hubprocess import ServedHub, serve_hub
@@ -19,7 +20,8 @@ from integration.pki import make_pki
 
 HOOK_SECRET = "whsec-served-0123456789"
 
-FLOWS = """
+FLOWS = (
+    """
 channels:
   shop:
     system: platform
@@ -27,16 +29,9 @@ channels:
     inbound:
       allowed_ips: ["10.9.0.0/16"]
       webhook: {flow: customers-in, records_path: data}
-flows:
-  - name: customers-in
-    channel: shop
-    entity: customer
-    direction: in
-    trigger: immediate
-    mapping:
-      code: {from: id, required: true}
-      name: {from: name, required: true}
-"""
+flows:"""
+    + CUSTOMERS_IN
+)
 
 
 def _api(trusted: str = "[]", allowed: str = "null") -> str:

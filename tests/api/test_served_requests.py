@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.servedconfig import CUSTOMERS_IN
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
 from hubprocess import ServedHub, serve_hub
@@ -84,16 +85,7 @@ channels:
     operations:
       customer: {{path: "customers/{{code}}"}}
       refuse: {{path: "refuse/{{code}}"}}
-flows:
-  - name: customers-in
-    channel: shop
-    entity: customer
-    direction: in
-    trigger: immediate
-    mapping:
-      code: {{from: id, required: true}}
-      name: {{from: name, required: true}}
-"""
+flows:{CUSTOMERS_IN}"""
 
 
 def _serve(root: Path, upstream: Upstream) -> Iterator[tuple[ServedHub, dict[str, str]]]:

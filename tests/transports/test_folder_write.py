@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from erpbridge.errors import FatalError, SourceUnavailable
 from erpbridge.transports.base import OutgoingRecord, Writer
+from erpbridge.transports.filesystems import LocalFileSystem
 from erpbridge.transports.folder import (
     FolderChannelOptions,
     FolderStreamOptions,
@@ -384,3 +386,11 @@ def test_a_write_sweeps_stale_temporary_files_of_its_own_naming_only(tmp_path: P
     write(folder, [CUSTOMERS[1]])
     assert ".customer-C7-v2.json.tmp-0123456789ab" in files(out)
     assert "customer-C2-v1.json" in files(out)
+
+
+@pytest.mark.parametrize("code", [errno.ENAMETOOLONG, errno.EILSEQ, errno.EFBIG])
+def test_permanent_os_errors_are_fatal_the_others_retried(code: int) -> None:
+    fs = LocalFileSystem()
+    assert isinstance(fs.failure("cannot write", OSError(code, os.strerror(code))), FatalError)
+    passing = fs.failure("cannot write", OSError(errno.EACCES, "Permission denied"))
+    assert isinstance(passing, SourceUnavailable)

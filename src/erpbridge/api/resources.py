@@ -19,8 +19,9 @@ from sqlalchemy import Row
 
 from erpbridge.api.auth import Principal, require
 from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.api.redact import without_paths
 from erpbridge.api.scope import read_scope
-from erpbridge.engine.credentials import apply_stored_credentials
+from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
 from erpbridge.store.deliveries import cancel, retry_deliveries
 from erpbridge.store.read import (
@@ -332,8 +333,32 @@ def test_channel(name: Name, request: Request, hub: HubDep, who: Admin) -> Chann
 def put_credential(
     name: Name, credential: Name, body: CredentialIn, hub: HubDep, who: Admin
 ) -> None:
-    """Store a channel credential encrypted at rest; it is never returned or logged."""
+    """Store a channel credential encrypted at rest; it is never returned or logged.
+
+    Only a credential the configuration declares ``stored`` can be set: another name is a 404,
+    one the configuration fills from the environment a 422; nothing is stored then.
+    """
     _channel(hub, name, who)
+    declared = hub.config.model.channels[name].credentials
+    stored = stored_names(hub.config, name)
+    if credential not in stored:
+        target = f"{name}/{credential}"
+        if credential in declared:
+            hub.audit(who.name, who.address, "channel.credential", target, "refused")
+            raise ApiError(
+                422,
+                "credential_not_stored",
+                f"channel {name!r}: credential {credential!r} is set in the configuration "
+                "(from the environment), not `stored`; write `" + credential + ": stored` under "
+                "the channel's credentials to set it through the API",
+            )
+        hub.audit(who.name, who.address, "channel.credential", target, "refused")
+        raise ApiError(
+            404,
+            "not_found",
+            f"channel {name!r} has no credential {credential!r} "
+            f"(stored credentials: {', '.join(stored) or 'none'})",
+        )
     with hub.engine.begin() as conn:
         store_credential(conn, hub.box, name, credential, body.value)
     # This process's channels use it from now on; other processes at their next start.
@@ -421,15 +446,23 @@ def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
         unchanged=result.unchanged,
         rejected=result.rejected,
         stale=result.stale,
-        error=result.error,
+        error=_shown(who, result.error),
     )
 
 
-def _run_out(row: Row[Any]) -> RunOut:
+def _shown(who: Principal, text: str | None) -> str | None:
+    """An error text as ``who`` may see it: local paths only for admins (:mod:`.redact`)."""
+    if text is None or who.may("admin"):
+        return text
+    return without_paths(text)
+
+
+def _run_out(row: Row[Any], who: Principal) -> RunOut:
     data = dict(row._mapping)
     for name in ("cursor_before", "cursor_after", "warnings"):
         data[name] = orjson.loads(data[name]) if data[name] else None
-    data["warnings"] = data["warnings"] or []
+    data["warnings"] = [_shown(who, w) for w in data["warnings"] or []]
+    data["error"] = _shown(who, data["error"])
     return RunOut.model_validate(data)
 
 
@@ -444,7 +477,7 @@ def list_runs(
     """Recent runs, newest first."""
     with hub.engine.connect() as conn:
         rows = runs_page(conn, read_scope(hub, who), flow=flow, status=status, limit=limit)
-    return [_run_out(r) for r in rows]
+    return [_run_out(r, who) for r in rows]
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
@@ -454,7 +487,7 @@ def show_run(run_id: RowId, hub: HubDep, who: Reader) -> RunOut:
         row = run_by_id(conn, read_scope(hub, who), run_id)
     if row is None:
         raise ApiError(404, "not_found", f"no run {run_id}")
-    return _run_out(row)
+    return _run_out(row, who)
 
 
 @router.get("/records/{entity}/{key}", tags=["records"])
@@ -509,7 +542,10 @@ def list_deliveries(
     """The delivery ledger, newest first."""
     with hub.engine.connect() as conn:
         rows = deliveries_page(conn, read_scope(hub, who), state=state, flow=flow, limit=limit)
-    return [DeliveryOut.model_validate(dict(r._mapping)) for r in rows]
+    return [
+        DeliveryOut.model_validate({**r._mapping, "last_error": _shown(who, r.last_error)})
+        for r in rows
+    ]
 
 
 def _delivery_channel(hub: Hub, delivery_id: int, who: Principal) -> None:
@@ -577,7 +613,9 @@ def list_rejected(
     """Rejected records with their reason and place (open ones by default)."""
     with hub.engine.connect() as conn:
         rows = rejected_page(conn, read_scope(hub, who), flow=flow, status=status, limit=limit)
-    return [RejectionOut.model_validate(dict(r._mapping)) for r in rows]
+    return [
+        RejectionOut.model_validate({**r._mapping, "reason": _shown(who, r.reason)}) for r in rows
+    ]
 
 
 @router.get("/conflicts", tags=["conflicts"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,20 @@ def create_hub_engine(url: str) -> Engine:
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(database))
         engine = create_engine(parsed, connect_args={"timeout": 30})
         _sqlite_setup(engine)
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file empty with mode 0600 (like the key file), whatever the umask; an
+    existing file keeps its mode. SQLite gives its ``-wal`` and ``-shm`` files the mode of the
+    database file, so they are 0600 too. The store holds records, audit and encrypted secrets:
+    no other local account has any business reading it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

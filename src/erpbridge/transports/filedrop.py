@@ -27,7 +27,7 @@ from erpbridge.pci import redact_card_numbers
 from erpbridge.transports.base import Batch, OutgoingRecord, SourceProblem, SourceRecord
 from erpbridge.transports.fileformats import BrokenFile, Item, read_items
 from erpbridge.transports.fileoptions import DropOptions, FolderStreamOptions, FolderTargetOptions
-from erpbridge.transports.filesystems import FileEntry, FileSystem
+from erpbridge.transports.filesystems import NAME_MAX, FileEntry, FileSystem
 from erpbridge.transports.filewriters import (
     TEMP_NAME,
     Unwritable,
@@ -280,6 +280,15 @@ class DropFolder:
                 files[name] = self._render(target, [record])
                 names.append(name)
         folder = self._target_folder(target)
+        for name in files:
+            if len(name.encode()) > NAME_MAX:
+                # An SFTP server answers this with a bare "Failure": decide before asking it.
+                raise FatalError(
+                    f"channel {self._channel!r}: cannot write into {self.fs.where(folder)}: the "
+                    f"file name {name[:40]!r}… is {len(name.encode())} bytes long, file systems "
+                    f"take at most {NAME_MAX} (shorten the name template or the key; permanent: "
+                    "not retried)"
+                )
         self._sweep(folder)
         try:
             for name, content in files.items():

@@ -9,16 +9,25 @@ connection fails raises an :class:`~erpbridge.errors.ErpbridgeError` itself.
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import IO, Protocol
 
-from erpbridge.errors import ErpbridgeError, SourceUnavailable
+from erpbridge.errors import ErpbridgeError, FatalError, SourceUnavailable
 from erpbridge.transports.filewriters import sync_folder, write_atomically
 
-__all__ = ["FileEntry", "FileSystem", "LocalFileSystem"]
+__all__ = ["NAME_MAX", "PERMANENT_ERRNOS", "FileEntry", "FileSystem", "LocalFileSystem"]
+
+#: The longest file name (one path component, in bytes) nearly every file system takes.
+NAME_MAX = 255
+
+#: OS errors that no retry cures: the name or the file itself is what the file system refuses
+#: (a name too long or with characters it cannot hold, a file too big). A folder squatting on
+#: the file's name is not among them: someone may remove it.
+PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EFBIG})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +94,9 @@ class FileSystem(Protocol):
 
 
 class LocalFileSystem:
-    """The local disk. Every problem is :class:`SourceUnavailable`: a folder that is missing or
-    unwritable is most often a mount that is gone for a while."""
+    """The local disk. A problem is :class:`SourceUnavailable` (a folder that is missing or
+    unwritable is most often a mount that is gone for a while), except the permanent ones of
+    :data:`PERMANENT_ERRNOS`, which are :class:`FatalError`."""
 
     def where(self, path: PurePath) -> str:
         """The path itself."""
@@ -141,5 +151,7 @@ class LocalFileSystem:
         sync_folder(Path(folder))
 
     def failure(self, message: str, exc: OSError) -> ErpbridgeError:
-        """Always :class:`SourceUnavailable`."""
+        """:class:`FatalError` for :data:`PERMANENT_ERRNOS`, else :class:`SourceUnavailable`."""
+        if exc.errno in PERMANENT_ERRNOS:
+            return FatalError(f"{message} (permanent: not retried)")
         return SourceUnavailable(message)

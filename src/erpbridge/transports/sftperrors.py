@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from erpbridge.errors import ErpbridgeError, FatalError, SourceUnavailable
 from erpbridge.transports.base import HealthCategory
+from erpbridge.transports.filesystems import PERMANENT_ERRNOS
 
 __all__ = [
     "SftpEndpoint",
@@ -138,6 +139,8 @@ def file_failure(message: str, exc: OSError, endpoint: SftpEndpoint) -> Erpbridg
     """The erpbridge error for the server's answer ``exc`` about a file or folder."""
     if isinstance(exc, PermissionError):
         return SftpRefused(f"{message} (logged in as {endpoint.username!r})", "forbidden")
+    if exc.errno in PERMANENT_ERRNOS:
+        return SftpRefused(f"{message} (permanent: not retried)", "schema")
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
         return SftpRefused(
             f"{message} (relative paths start in the folder the server opens the session in)",
