@@ -83,6 +83,7 @@ def test_mask_keeps_first_six_and_last_four() -> None:
         "4222222222222.50",  # the whole part of a decimal passes Luhn
         "0.4222222222222",  # and the fraction part
         "-973654095.7875",
+        "1733558400003",  # Unix time in milliseconds that passes Luhn
     ],
 )
 def test_ordinary_data_is_not_a_card_number(text: str) -> None:

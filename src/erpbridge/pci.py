@@ -22,13 +22,15 @@ The rule, in order:
 3. **Luhn.** A window is a card number when its digits pass the Luhn checksum.
 4. **Known look-alikes are left alone:** a run right after ``+`` (an international phone
    number), the digits of a valid IBAN (ISO 13616, mod 97), a 13-digit group that is a valid
-   EAN-13/GTIN-13 barcode (13-digit cards are no longer issued), and a 14- or 17-digit group that
-   reads as a timestamp ``yyyymmddHHMMSS[fff]``.
+   EAN-13/GTIN-13 barcode (13-digit cards are no longer issued) or starts with 1 (Unix time in
+   milliseconds; no 13-digit card starts with 1), and a 14- or 17-digit group that reads as a
+   timestamp ``yyyymmddHHMMSS[fff]``.
 
 Limits: one random 13–19 digit number in ten passes Luhn, so a long account, phone or order
 number written without ``+`` can be taken for a card number (rejected or masked; never stored in
-full). Digits spelled out in words, split by letters or by more than three separator characters,
-or encoded (base64, hex) are not found.
+full), zero-padded ones included (SAP's 16-digit IDoc and 18-digit material numbers). Digits
+spelled out in words, split by letters or by more than three separator characters, or encoded
+(base64, hex) are not found.
 
 Speed: text shorter than 13 characters, or without 13 digit-like bytes in a row (one
 ``bytes.translate`` and one substring search, about 1 µs), returns at once; the regular
@@ -119,8 +121,9 @@ def _decimal_part(text: str, group: tuple[int, int, str]) -> bool:
 
 
 def _look_alike(digits: str) -> bool:
-    """A one-group number that is a barcode or a compact timestamp, not a card."""
-    if len(digits) == _MIN and _ean13_ok(digits):
+    """A one-group number that is a barcode or a timestamp, not a card."""
+    if len(digits) == _MIN and (_ean13_ok(digits) or digits[0] == "1"):
+        # EAN-13; or Unix time in milliseconds (2001-2033): no 13-digit card starts with 1.
         return True
     return len(digits) in (14, 17) and _TIMESTAMP.fullmatch(digits) is not None
 

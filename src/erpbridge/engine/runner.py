@@ -23,7 +23,6 @@ from erpbridge.mapping.compiler import CompiledMapping, getter
 from erpbridge.pci import (
     has_card_number,
     mask_card_numbers,
-    redact_card_numbers,
     scrub_card_numbers,
 )
 from erpbridge.store.conflicts import take_hub, take_source_payload
@@ -428,8 +427,6 @@ class _Job:
         mapping, key_of = self.mapping, self.entity.key_of
         for record in batch.records:
             external_id = self._external_id(record.data)
-            # A file name or a source id may hold a card number too: neither is ever stored.
-            position = redact_card_numbers(record.position)
             try:
                 if external_id is not None and has_card_number(external_id):
                     external_id = mask_card_numbers(external_id)
@@ -438,7 +435,7 @@ class _Job:
             except DataError as exc:
                 rejections.append(
                     Rejection(
-                        position,
+                        record.position,
                         exc.reason,
                         exc.path,
                         scrub_card_numbers(jsonable(record.data)),
@@ -455,7 +452,7 @@ class _Job:
                     blob,
                     content_hash(blob),
                     external_id if self.external_id else key,
-                    position,
+                    record.position,
                 )
             )
         return incoming, rejections

@@ -209,7 +209,9 @@ def add_rejections(
                 "entity": entity,
                 "run_id": run_id,
                 # Cleaned here too, whatever the caller did: no table ever holds a card number.
-                "position": redact_card_numbers(r.position)[:512],
+                # The position is the channel's name for the place (file, row, IDoc number): kept
+                # as it is, so a rejection can be found and replayed; see docs/security.md.
+                "position": r.position[:512],
                 "external_id": None if r.external_id is None else mask_card_numbers(r.external_id),
                 "payload": None
                 if r.payload is None
