@@ -331,6 +331,21 @@ def test_a_write_sweeps_stale_temporary_files_of_its_own_naming_only(
     assert set(names(server.files / box / "erp")) == kept | {fresh, "customer-K1-v1.json"}
 
 
+def test_a_file_name_too_long_is_permanent_and_leaves_nothing_on_the_server(
+    server: Sftp, box: str
+) -> None:
+    # OpenSSH answers ENAMETOOLONG with a bare "Failure", which reads as a passing problem:
+    # the transport decides on the name's length before it asks, so the delivery goes dead.
+    transport = SftpTransport("erp", options(server, f"{box}/erp"), Path("."))
+    long_key = OutgoingRecord(1, "customer", "K" * 300, 1, "customers-to-erp:1:1", {"v": 1})
+    try:
+        with pytest.raises(FatalError, match=r"is 317 bytes long, file systems take at most 255"):
+            transport.write(FolderTargetOptions(format="json"), [long_key])
+    finally:
+        transport.close()
+    assert names(server.files / box / "erp") == []
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
