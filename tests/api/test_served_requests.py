@@ -334,3 +334,27 @@ def test_upstream_urls_and_bodies_reach_admins_only(
     assert upstream.url.removeprefix("http://") in whole and UPSTREAM_SECRET_WORDS in whole
     assert _logged(hub, "refuse/C-1")  # logged for the portal's call too
     assert UPSTREAM_SECRET_WORDS in hub.output()
+
+
+def test_integers_beyond_64_bits_and_huge_timestamps_are_refused_not_rounded(
+    served: tuple[ServedHub, dict[str, str]],
+) -> None:
+    hub, keys = served
+    with hub.client(headers={"X-API-Key": keys["shop"]}) as http:
+        for number in ("123456789012345678901234567890", "-9223372036854775809"):
+            body = f'{{"id": {number}, "name": "x"}}'.encode()
+            answer = http.post("/api/v1/events/customers-in", content=body)
+            message = _error(answer, 400, "number_too_long")
+            assert number[:10] not in message  # never echoed (a card number could hide in it)
+        endless = http.post("/api/v1/events/customers-in", content=b'{"id": ' + b"9" * 5000 + b"}")
+        assert "infinity" in _error(endless, 400, "malformed_json")
+        # The edges of 64 bits still pass, exactly, and so does a real float.
+        for number, key in (("18446744073709551615", "18446744073709551615"), ("1e30", "1e+30")):
+            body = f'{{"id": {number}, "name": "x"}}'.encode()
+            answer = http.post("/api/v1/events/customers-in", content=body)
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["records"][0]["key"] == key
+    status, headers, body = _raw(hub, _hook(b"9" * 5000, b"abc"))
+    assert status == 401, body
+    assert json.loads(body)["error"]["code"] == "bad_signature"
+    _hardened(headers)

@@ -4,10 +4,15 @@ JSON (400 naming the place of the syntax error) nested at most :data:`MAX_JSON_D
 The depth bound is below what every later step handles: orjson parses 1024 levels but writes only
 254, Python's recursion limit is 1000, so a body that parsed could otherwise fail with a 500 while
 it is mapped or stored. Every route that takes a body reads it through here.
+
+Integers must fit 64 bits: orjson reads a longer one as a float, which would silently change an
+id such as ``123456789012345678901234567890`` into ``1.2345678901234568e+29``; such a body is
+refused (send long numbers as strings).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -42,12 +47,15 @@ def parse_json(body: bytes) -> Any:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
-    if _deeper_than(data, MAX_JSON_DEPTH):
+    deep, big = _survey(data, MAX_JSON_DEPTH)
+    if deep:
         raise ApiError(
             400,
             "too_deep",
             f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
         )
+    if big:
+        _refuse_long_integers(body)
     return data
 
 
@@ -56,7 +64,10 @@ async def json_body(request: Request, max_body_mb: float) -> Any:
     return parse_json(await read_body(request, max_body_mb))
 
 
-def _deeper_than(data: Any, limit: int) -> bool:
+def _survey(data: Any, limit: int) -> tuple[bool, bool]:
+    """Whether ``data`` nests deeper than ``limit``, and whether it holds a whole float beyond
+    64-bit integers (maybe an integer literal orjson could not keep)."""
+    big = False
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
@@ -65,8 +76,37 @@ def _deeper_than(data: Any, limit: int) -> bool:
         elif isinstance(value, list):
             children = value
         else:
+            big = big or (isinstance(value, float) and value.is_integer() and abs(value) >= _I64)
             continue
         if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+            return True, big
+        stack.extend((child, depth + 1) for child in children)
+    return False, big
+
+
+_I64 = 2**63
+_U64_MAX = 2**64 - 1
+
+
+def _refuse_long_integers(body: bytes) -> None:
+    """400 when an integer literal of ``body`` does not fit 64 bits (orjson's range)."""
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if not -_I64 <= value <= _U64_MAX:
+            raise _LongInteger(text)
+        return value
+
+    try:
+        json.loads(body, parse_int=integer)
+    except ValueError:  # _LongInteger, or Python's own limit of 4300 digits
+        # The number itself is not echoed: it may be a card number with more around it.
+        raise ApiError(
+            400,
+            "number_too_long",
+            "an integer in the body does not fit 64 bits; send long numbers as strings",
+        ) from None
+
+
+class _LongInteger(ValueError):
+    """An integer literal beyond 64 bits."""

@@ -238,7 +238,7 @@ def _verify_signature(
     signed = body
     if hook.timestamp_header:
         stamp = request.headers.get(hook.timestamp_header, "")
-        if not (stamp.isascii() and stamp.isdigit()):
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
             raise ApiError(
                 401, "bad_signature", f"{hook.timestamp_header} is missing or not a Unix time"
             )
