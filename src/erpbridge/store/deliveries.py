@@ -449,8 +449,11 @@ def retry_deliveries(
         # Lock every delivery of the chosen keys: a worker claiming a newer version meanwhile
         # either finished its claim first (then it is seen below as in flight) or skips it.
         keys = select(deliveries.c.ordering_key).where(chosen).scalar_subquery()
-        conn.execute(
-            select(newer.c.id).where(newer.c.ordering_key.in_(keys)).with_for_update(of=newer)
+        conn.execute(  # in id order: two retries never lock in a cycle; claims skip locked rows
+            select(newer.c.id)
+            .where(newer.c.ordering_key.in_(keys))
+            .order_by(newer.c.id)
+            .with_for_update(of=newer)
         )
     gone_out = (
         select(func.max(newer.c.version))
