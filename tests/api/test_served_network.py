@@ -116,6 +116,21 @@ def test_forwarded_for_does_not_reset_the_per_address_throttle(
     assert statuses[3:] == [429, 429, 429]
 
 
+def test_forwarded_for_does_not_reset_the_token_endpoint_throttle(
+    untrusted: tuple[ServedHub, dict[str, str]],
+) -> None:
+    hub, _ = untrusted
+    statuses = []
+    with hub.client() as http:
+        for n in range(6):
+            form = {"grant_type": "client_credentials", "client_id": f"guess{n}"}
+            form["client_secret"] = "wrong"
+            answer = http.post("/oauth/token", data=form, headers=_xff(f"198.51.100.{n}"))
+            statuses.append(answer.status_code)
+    assert statuses[:3] == [401, 401, 401]
+    assert statuses[3:] == [429, 429, 429]
+
+
 @pytest.mark.parametrize("command", ["api", "run"])
 def test_forwarded_for_does_not_satisfy_the_api_allow_list(tmp_path: Path, command: str) -> None:
     for hub, keys in _served(tmp_path, _api(allowed='["10.9.0.0/16"]'), command):
