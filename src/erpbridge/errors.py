@@ -49,6 +49,9 @@ class ConfigProblem:
     line: int | None
     path: str
     message: str
+    #: A suggestion printed under the problem by ``erpbridge check`` ("did you mean …"); kept
+    #: out of the message, so that the ``file:line path: message`` line never changes.
+    hint: str = ""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file

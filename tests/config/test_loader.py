@@ -656,13 +656,11 @@ class TestFlows:
             "unknown setting",
         ]
 
-    def test_a_yaml_boolean_where_a_source_path_is_expected(self, tmp_path: Path) -> None:
-        # YAML 1.1 reads a bare No (or yes, off, ...) as a boolean.
+    def test_a_bare_no_is_a_source_path_not_a_boolean(self, tmp_path: Path) -> None:
+        # YAML 1.2: No (or yes, off, ...) is a string; YAML 1.1 (PyYAML) read it as False.
         path = write(tmp_path, CHANNEL + "flows:\n" + flow("mapping: {code: No, name: Name}\n"))
-        assert problems(path) == [
-            f"erpbridge.yaml:{line_of(path, 'mapping:')} flows[0].mapping.code: "
-            "Input should be a valid string"
-        ]
+        mapping = load_config(path, env={}).flow("customers_in").mapping
+        assert mapping is not None and mapping["code"] == "No"
 
     def test_missing_flow_settings(self, tmp_path: Path) -> None:
         path = write(tmp_path, CHANNEL + "flows:\n  - name: f\n    channel: shop\n")

@@ -54,6 +54,8 @@ def load(path: Path) -> LoadedConfig:
     except ConfigError as exc:
         for problem in exc.problems:
             errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
+            if problem.hint:
+                errors.print(f"  {problem.hint}", highlight=False, soft_wrap=True, markup=False)
         raise fail(f"{len(exc.problems)} problem(s) in {path}", 2) from None
 
 

@@ -22,6 +22,7 @@ from erpbridge.mapping.units import convert_currency, unit_factor
 from erpbridge.model.cards import CardPolicy, CardSetting
 from erpbridge.model.entities import EntitySpec
 from erpbridge.model.fields import FieldSpec
+from erpbridge.suggest import did_you_mean
 
 __all__ = [
     "CompiledMapping",
@@ -73,7 +74,8 @@ class _Compiler:
             where = f"{path}.{name}" if path else name
             if name not in fields:
                 known = ", ".join(fields)
-                self.fail(where, f"'{name}' is not a field of the entity (fields: {known})")
+                hint = did_you_mean(name, fields)
+                self.fail(where, f"'{name}' is not a field of the entity{hint} (fields: {known})")
                 continue
             rule = self.field_rule(entry, fields[name], where)
             if rule is not None:

@@ -15,6 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from erpbridge.suggest import did_you_mean
+
 __all__ = ["TRANSFORMS", "Transform", "build_transform"]
 
 Transform = Callable[[Any], Any]
@@ -274,7 +276,9 @@ def build_transform(spec: str | dict[str, Any]) -> tuple[str, Transform]:
         raise ValueError("a transform is a name or a mapping of one name to its argument")
     factory = TRANSFORMS.get(name)
     if factory is None:
-        raise ValueError(f"unknown transform {name!r}")
+        hint = did_you_mean(name, TRANSFORMS)
+        known = f" (transforms: {', '.join(TRANSFORMS)})" if hint else ""
+        raise ValueError(f"unknown transform {name!r}{hint}{known}")
     try:
         return name, factory(arg)
     except ValueError as exc:

@@ -14,7 +14,8 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any
 
-import yaml
+from erpbridge.errors import ConfigError
+from erpbridge.yamlfile import read_yaml
 
 __all__ = ["SystemType", "builtin_presets", "system_types"]
 
@@ -45,13 +46,16 @@ class SystemType:
         )
         found: dict[str, dict[str, Any]] = {}
         for file in files_:
-            found |= _load_presets(file.read_text(encoding="utf-8"))
+            found |= _load_presets(file.read_text(encoding="utf-8"), file.name)
         return found
 
 
 @cache
-def _load_presets(text: str) -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(text) or {}
+def _load_presets(text: str, name: str) -> dict[str, dict[str, Any]]:
+    document = read_yaml(text, name)  # YAML 1.2, like the configuration file
+    if document.problems:
+        raise ConfigError(document.problems)
+    data = document.data or {}
     presets = data.get("presets", {}) if isinstance(data, dict) else {}
     return {str(k): dict(v) for k, v in presets.items() if isinstance(v, dict)}
 

@@ -1,0 +1,87 @@
+"""A validated configuration, and the runtime factory: transports, flows, the store's URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr
+
+from erpbridge.config.api import OperationSettings
+from erpbridge.config.models import ConfigFile, FlowConfig
+from erpbridge.config.secrets import STORED
+from erpbridge.errors import ConfigProblem, CredentialNotSet
+from erpbridge.mapping.compiler import CompiledMapping
+from erpbridge.model.entities import EntityCatalog
+from erpbridge.transports import StreamOptions, TransportClass
+from erpbridge.transports.base import OperationOptions, TargetOptions, Transport
+
+__all__ = ["LoadedConfig", "resolve_sqlite_url"]
+
+
+@dataclass
+class LoadedConfig:
+    """A validated configuration with everything compiled that can be compiled up front."""
+
+    path: Path
+    model: ConfigFile
+    entities: EntityCatalog
+    mappings: dict[str, CompiledMapping]
+    streams: dict[str, StreamOptions]
+    targets: dict[str, TargetOptions]
+    transports: dict[str, TransportClass]
+    channel_options: dict[str, BaseModel]
+    #: channel → operation name → (common settings, the transport's own options).
+    operations: dict[str, dict[str, tuple[OperationSettings, OperationOptions]]] = field(
+        default_factory=dict
+    )
+    #: What ``erpbridge check`` warns about (``file:line path: message``); not errors.
+    warnings: list[ConfigProblem] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        """The configuration file's folder; relative paths in it are relative to this."""
+        return self.path.parent
+
+    def open_transport(self, channel: str) -> Transport:
+        """A new transport for ``channel``; refused while a ``stored`` credential is unset."""
+        options = self.channel_options[channel]
+        credentials = getattr(options, "credentials", None)
+        if isinstance(credentials, dict):
+            unset = sorted(
+                name
+                for name, value in credentials.items()
+                if isinstance(value, SecretStr) and value.get_secret_value() == STORED
+            )
+            if unset:
+                raise CredentialNotSet(
+                    f"channel {channel!r}: credential {', '.join(unset)} is `stored` but was "
+                    f"never set (PUT /api/v1/channels/{channel}/credentials/{unset[0]})"
+                )
+        return self.transports[channel](channel, options, self.base_dir)
+
+    def flow(self, name: str) -> FlowConfig:
+        """The flow called ``name``; ``KeyError`` lists the known ones."""
+        for flow in self.model.flows:
+            if flow.name == name:
+                return flow
+        known = ", ".join(f.name for f in self.model.flows) or "none"
+        raise KeyError(f"no flow named {name!r} (flows: {known})")
+
+    def database_url(self, env: Mapping[str, str] | None = None) -> str:
+        """``ERPBRIDGE_DATABASE_URL``, else ``hub.database_url``, else SQLite beside the file."""
+        env = os.environ if env is None else env
+        url = env.get("ERPBRIDGE_DATABASE_URL") or self.model.hub.database_url
+        if not url:
+            return f"sqlite:///{self.base_dir / 'erpbridge.db'}"
+        return resolve_sqlite_url(url, self.base_dir)
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """Make a relative ``sqlite:///file.db`` URL relative to ``base_dir``."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str(base_dir / url[len(prefix) :])
+    return url
