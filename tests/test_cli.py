@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -67,7 +68,7 @@ def test_sync_needs_a_flow_and_names_unknown_ones(project: Path) -> None:
     code, out = run("sync")
     assert code == 1 and "name one or more flows" in out
     code, out = run("sync", "nope")
-    assert code == 1 and "no flow named 'nope'" in out and "products-in" in out
+    assert code == 2 and "no flow named 'nope'" in out and "products-in" in out
 
 
 def test_sync_of_a_broken_config_exits_2_with_the_place(project: Path) -> None:
@@ -120,5 +121,81 @@ def test_deliveries_state_is_the_ledger_vocabulary(project: Path) -> None:
     code, out = run("deliveries", "--state", "held")
     assert code == 0, out
     code, out = run("deliveries", "--state", "lost")
-    assert code != 0
+    assert code == 2
     assert "'lost': no such state" in out and "in_flight, failed, held, delivered" in out
+
+
+def test_version() -> None:
+    from erpbridge import __version__
+
+    code, out = run("--version")
+    assert code == 0 and out.strip() == f"erpbridge {__version__}"
+
+
+def test_an_unknown_flow_entity_or_state_is_an_error_naming_what_exists(project: Path) -> None:
+    for args in (
+        ("runs", "--flow", "product-in"),
+        ("rejected", "--flow", "product-in"),
+        ("deliveries", "--flow", "product-in"),
+        ("retry", "--dead", "--flow", "product-in"),
+        ("sync", "product-in"),
+    ):
+        code, out = run(*args)
+        assert code == 2, (args, out)
+        assert " ".join(out.split()) == (
+            "error: no flow named 'product-in'; did you mean 'products-in'? (flows: products-in)"
+        )
+    code, out = run("records", "prodcut")
+    assert code == 2
+    assert "no entity named 'prodcut'; did you mean 'product'? (entities: customer, product" in (
+        " ".join(out.split())
+    )
+    code, out = run("conflicts", "--resolve", "1", "--take", "channel")
+    assert code == 2 and "--take 'channel': no such side (sides: source, hub)" in out
+
+
+def test_help_texts_have_no_stray_markup() -> None:
+    import typer
+
+    def walk(command: Any, path: list[str]) -> list[list[str]]:
+        found = [path]
+        if hasattr(command, "commands"):  # a group (typer vendors its own click)
+            for name, sub in command.commands.items():
+                found += walk(sub, [*path, name])
+        return found
+
+    paths = walk(typer.main.get_command(app), [])
+    assert len(paths) > 20
+    for path in paths:
+        code, out = run(*path, "--help")
+        assert code == 0, path
+        for stray in ("<bool>", "``", "[bold", "[/", "\b"):
+            assert stray not in out, (path, stray, out)
+
+
+def test_check_prints_a_hint_under_an_unknown_setting(project: Path) -> None:
+    (project / "erpbridge.yaml").write_text(CONFIG.replace("{path: inbox}", "{pth: inbox}"))
+    result = CliRunner().invoke(app, ["check"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "erpbridge.yaml:5 channels.shop.options.path: required setting is missing"
+    assert lines[1] == "erpbridge.yaml:5 channels.shop.options.pth: unknown setting"
+    assert lines[2] == (
+        "  did you mean 'path'? settings: archive, encoding, error, max_file_mb, "
+        "min_age_seconds, path"
+    )
+
+
+def test_the_command_line_imports_no_engine_api_or_sqlalchemy_for_help() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import erpbridge.cli; "
+        "print(sorted(m for m in ('fastapi', 'sqlalchemy', 'pydantic', 'erpbridge.engine', "
+        "'erpbridge.api', 'erpbridge.config.loader', 'alembic') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -1,8 +1,15 @@
 """erpbridge: an ERP integration hub. Channels and flows are declared in YAML; the hub moves
-the data with ID cross-reference, mapping, an audit trail and nothing silently lost."""
+the data with ID cross-reference, mapping, an audit trail and nothing silently lost.
 
-from erpbridge.config import LoadedConfig, load_config
-from erpbridge.engine import FlowRunner, RunResult
+The names below are imported on first use (PEP 562), so that ``erpbridge --help`` does not
+pay for the engine, the store and the API.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from erpbridge.errors import (
     ConfigError,
     DataError,
@@ -11,7 +18,11 @@ from erpbridge.errors import (
     RetriableError,
     SourceUnavailable,
 )
-from erpbridge.store import open_store
+
+if TYPE_CHECKING:
+    from erpbridge.config import LoadedConfig, load_config
+    from erpbridge.engine import FlowRunner, RunResult
+    from erpbridge.store import open_store
 
 __version__ = "0.1.0"
 
@@ -29,3 +40,17 @@ __all__ = [
     "load_config",
     "open_store",
 ]
+
+_LAZY = {
+    "LoadedConfig": "erpbridge.config",
+    "load_config": "erpbridge.config",
+    "FlowRunner": "erpbridge.engine",
+    "RunResult": "erpbridge.engine",
+    "open_store": "erpbridge.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'erpbridge' has no attribute {name!r}")

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from croniter import croniter
-
 __all__ = ["Schedule", "parse_interval"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -40,6 +38,8 @@ class Schedule:
             step = self.interval.total_seconds()
             return datetime.fromtimestamp((moment.timestamp() // step + 1) * step, UTC)
         assert self.cron is not None
+        from croniter import croniter  # imported on use: its import runs `file` (see config)
+
         result: datetime = croniter(self.cron, moment).get_next(datetime)
         return result
 
@@ -51,5 +51,7 @@ class Schedule:
             return datetime.fromtimestamp((moment.timestamp() // step) * step, UTC)
         assert self.cron is not None
         probe = moment + timedelta(microseconds=1)
+        from croniter import croniter
+
         result: datetime = croniter(self.cron, probe).get_prev(datetime)
         return result

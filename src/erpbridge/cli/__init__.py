@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
-from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy import Engine
 
 from erpbridge.cli.channels import channels_app
 from erpbridge.cli.clients import clients_app, secrets_app
-from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, errors
+from erpbridge.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    errors,
+    known_choice,
+    known_entity,
+    known_flow,
+)
 from erpbridge.cli.common import fail as _fail
 from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
@@ -28,32 +28,50 @@ from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
-from erpbridge.config.loader import LoadedConfig
-from erpbridge.config.models import ConfigFile
-from erpbridge.engine.runner import FlowRunner, RunResult
-from erpbridge.engine.service import Service, WakeListener, worker_loop
-from erpbridge.engine.worker import Worker
 from erpbridge.pci import install_log_redaction
-from erpbridge.store.deliveries import DISPATCHER_ENV, retry_deliveries
-from erpbridge.store.deliveries import cancel as cancel_deliveries
-from erpbridge.store.read import (
-    EVERYTHING,
-    conflicts_page,
-    deliveries_page,
-    record_view,
-    records_page,
-    rejected_page,
-    runs_page,
-)
-from erpbridge.store.runs import now
 from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from rich.table import Table
+    from sqlalchemy import Engine
+
+    from erpbridge.config.loader import LoadedConfig
+    from erpbridge.engine.runner import RunResult
+
+# Each command imports what it needs inside its body: `erpbridge --help` and the light commands
+# must not pay for the engine, the API (FastAPI) or SQLAlchemy (issue 13: start in < 0.6 s).
 
 app = typer.Typer(
     help="erpbridge — an ERP integration hub.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: no `<bool>` after flags, and no Markdown/Pygments import (~0.3 s).
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from erpbridge import __version__
+
+        console.print(f"erpbridge {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """erpbridge — an ERP integration hub."""
 
 
 @app.command()
@@ -74,6 +92,8 @@ def check(
     path: Annotated[Path, typer.Argument(help="The configuration file.")] = DEFAULT_CONFIG,
 ) -> None:
     """Validate a configuration and report every problem with file, line and path."""
+    from rich.markup import escape
+
     config = _load(path)
     model = config.model
     for warning in config.warnings:
@@ -88,10 +108,16 @@ def check(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the configuration file (for editors)."""
+    import json
+
+    from erpbridge.config.models import ConfigFile
+
     sys.stdout.write(json.dumps(ConfigFile.model_json_schema(), indent=2) + "\n")
 
 
 def _summary(results: list[RunResult]) -> Table:
+    from rich.table import Table
+
     table = Table(title="runs")
     for column in (
         "run",
@@ -139,6 +165,16 @@ def sync(
     ] = False,
 ) -> None:
     """Run IN flows now and print what moved."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from erpbridge.engine.runner import FlowRunner
+
     config = _load(config_path)
     names = (
         [f.name for f in config.model.flows if f.enabled and f.direction == "in"]
@@ -148,11 +184,9 @@ def sync(
     if not names:
         raise _fail("name one or more flows, or use --all")
     for name in names:
-        try:
-            if config.flow(name).direction != "in":
-                raise _fail(f"flow {name!r} is an OUT flow: `erpbridge worker` delivers it")
-        except KeyError as exc:
-            raise _fail(str(exc.args[0])) from None
+        known_flow(config, name)
+        if config.flow(name).direction != "in":
+            raise _fail(f"flow {name!r} is an OUT flow: `erpbridge worker` delivers it")
     _fill_credentials(config)
     runner = FlowRunner(config, _store(config))
     results = []
@@ -203,7 +237,13 @@ def list_runs(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """Show recent runs with their counts, cursors and errors."""
-    engine = _store(_load(config_path))
+    from rich.table import Table
+
+    from erpbridge.store.read import EVERYTHING, runs_page
+
+    config = _load(config_path)
+    known_flow(config, flow)
+    engine = _store(config)
     table = Table(title="runs")
     for column in (
         "run",
@@ -247,7 +287,14 @@ def show_records(
     limit: Annotated[int, typer.Option(help="How many to list.")] = 20,
 ) -> None:
     """List an entity's records, or show one with its versions, bindings and audit trail."""
-    engine = _store(_load(config_path))
+    import orjson
+    from rich.table import Table
+
+    from erpbridge.store.read import EVERYTHING, record_view, records_page
+
+    config = _load(config_path)
+    known_entity(config, entity)
+    engine = _store(config)
     with engine.connect() as conn:
         if key is None:
             total, rows = records_page(conn, EVERYTHING, entity, limit)
@@ -302,8 +349,14 @@ def show_rejected(
     replay: Annotated[bool, typer.Option("--replay", help="Map the open ones again.")] = False,
     limit: Annotated[int, typer.Option(help="How many to list.")] = 50,
 ) -> None:
-    """List open rejected records; ``--replay`` retries them after a fix."""
+    """List open rejected records; --replay retries them after a fix."""
+    from rich.table import Table
+
+    from erpbridge.engine.runner import FlowRunner
+    from erpbridge.store.read import EVERYTHING, rejected_page
+
     config = _load(config_path)
+    known_flow(config, flow)
     engine = _store(config)
     if replay:
         results = FlowRunner(config, engine).replay_rejected(flow)
@@ -352,6 +405,12 @@ def worker(
     ] = 30.0,
 ) -> None:
     """Deliver record changes to the OUT flows (until Ctrl-C, or once with --once)."""
+    import threading
+    from datetime import timedelta
+
+    from erpbridge.engine.service import WakeListener, worker_loop
+    from erpbridge.engine.worker import Worker
+
     config = _load(config_path)
     _fill_credentials(config)
     engine = _store(config)
@@ -387,6 +446,8 @@ def worker(
 
 def _scaled_out(engine: Engine) -> bool:
     """``ERPBRIDGE_DISPATCHER=procrastinate``: hand the ledger out through procrastinate."""
+    from erpbridge.store.deliveries import DISPATCHER_ENV
+
     chosen = os.environ.get(DISPATCHER_ENV, "")
     if chosen not in ("", "procrastinate"):
         raise _fail(f"{DISPATCHER_ENV}={chosen!r}: use 'procrastinate' or leave it unset")
@@ -434,8 +495,11 @@ def run(
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
 ) -> None:
-    """Run the embedded hub: scheduler, worker and the API (``/api/v1``, ``/healthz``)."""
+    """Run the embedded hub: scheduler, worker and the API (/api/v1, /healthz)."""
+    from datetime import timedelta
+
     from erpbridge.api import create_app
+    from erpbridge.engine.service import Service
 
     config = _load(config_path)
     _fill_credentials(config, required=False)
@@ -466,9 +530,14 @@ def list_deliveries(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
 ) -> None:
     """Show the delivery ledger with states, attempts and errors."""
-    if state is not None and state not in DELIVERY_STATES:
-        raise _fail(f"--state {state!r}: no such state (states: {', '.join(DELIVERY_STATES)})")
-    engine = _store(_load(config_path))
+    from rich.table import Table
+
+    from erpbridge.store.read import EVERYTHING, deliveries_page
+
+    known_choice("--state", state, DELIVERY_STATES, "state")
+    config = _load(config_path)
+    known_flow(config, flow)
+    engine = _store(config)
     table = Table(title="deliveries")
     for column in (
         "id",
@@ -483,7 +552,8 @@ def list_deliveries(
     ):
         table.add_column(column)
     with engine.connect() as conn:
-        rows = deliveries_page(conn, EVERYTHING, state=state, flow=flow, limit=limit)
+        chosen = next((s for s in DELIVERY_STATES if s == state), None)  # the typed one
+        rows = deliveries_page(conn, EVERYTHING, state=chosen, flow=flow, limit=limit)
         for d in rows:
             table.add_row(
                 str(d.id),
@@ -508,9 +578,14 @@ def retry(
 ) -> None:
     """Make dead, failed or cancelled deliveries due again (after fixing the cause); a version
     older than one its flow already delivered for that record is cancelled as superseded."""
+    from erpbridge.store.deliveries import retry_deliveries
+    from erpbridge.store.runs import now
+
     if not ids and not dead:
         raise _fail("name delivery ids, or use --dead")
-    engine = _store(_load(config_path))
+    config = _load(config_path)
+    known_flow(config, flow)
+    engine = _store(config)
     with engine.begin() as conn:
         done = retry_deliveries(conn, ids, now(), dead_of_flow=flow, all_dead=dead)
     console.print(f"{done.due} deliver(y/ies) due again")
@@ -527,6 +602,9 @@ def cancel(
     config_path: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Cancel deliveries that have not gone out; they stay in the ledger."""
+    from erpbridge.store.deliveries import cancel as cancel_deliveries
+    from erpbridge.store.runs import now
+
     engine = _store(_load(config_path))
     with engine.begin() as conn:
         count = cancel_deliveries(conn, ids, now())
@@ -543,11 +621,17 @@ def show_conflicts(
     all_: Annotated[bool, typer.Option("--all", help="Settled ones too.")] = False,
 ) -> None:
     """List two-way conflicts (open ones by default), or settle one with --resolve/--take."""
+    from rich.table import Table
+
+    from erpbridge.engine.runner import FlowRunner
+    from erpbridge.store.read import EVERYTHING, conflicts_page
+
     config = _load(config_path)
     engine = _store(config)
     if resolve is not None:
-        if take not in ("source", "hub"):
-            raise _fail("--take must be 'source' or 'hub'")
+        if take is None:
+            raise _fail("--resolve needs --take source or --take hub", 2)
+        known_choice("--take", take, ("source", "hub"), "side")
         try:
             FlowRunner(config, engine).resolve_conflict(resolve, take)
         except LookupError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,8 +15,10 @@ from erpbridge.cli.common import (
     fill_credentials,
     load,
 )
-from erpbridge.engine.diagnose import ChannelReport, check_channel
 from erpbridge.systems import system_types
+
+if TYPE_CHECKING:
+    from erpbridge.engine.diagnose import ChannelReport
 
 __all__ = ["channels_app"]
 
@@ -61,6 +63,8 @@ def test_channels(
         known = ", ".join(loaded.model.channels) or "none"
         raise fail(f"no channel named {', '.join(unknown)} (channels: {known})", 2)
     fill_credentials(loaded)
+    from erpbridge.engine.diagnose import check_channel
+
     reports = [check_channel(loaded, name, sample=not no_sample) for name in chosen]
     for report in reports:
         _print(report)

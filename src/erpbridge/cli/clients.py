@@ -10,10 +10,7 @@ import typer
 from rich.table import Table
 
 from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, store
-from erpbridge.store.adminaudit import record_action
-from erpbridge.store.apiclients import SCOPES, create_client, list_clients, revoke_client
-from erpbridge.store.runs import now
-from erpbridge.store.secretbox import SecretBox, SecretKeyError, rotate
+from erpbridge.store.scopes import SCOPES
 
 __all__ = ["clients_app", "secrets_app"]
 
@@ -49,6 +46,10 @@ def add_client(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Register a client and print its credential, once: it is stored only as a hash."""
+    from erpbridge.store.adminaudit import record_action
+    from erpbridge.store.apiclients import create_client
+    from erpbridge.store.runs import now
+
     loaded = load(config)
     unknown = sorted(set(channel or []) - set(loaded.model.channels))
     if unknown:
@@ -99,7 +100,10 @@ def add_client(
 @clients_app.command(name="list")
 def show_clients(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Every client: scopes, channels, networks, identity-provider identities mapped to it
-    (``hub.api.identity_providers[].identities``), expiry, state, last use (never a credential)."""
+    (hub.api.identity_providers[].identities), expiry, state, last use (never a credential)."""
+    from erpbridge.store.apiclients import list_clients
+    from erpbridge.store.runs import now
+
     loaded = load(config)
     identities: dict[str, list[str]] = {}
     for provider in loaded.model.hub.api.identity_providers:
@@ -137,6 +141,9 @@ def revoke(
 ) -> None:
     """Revoke a client for good: its key, its tokens, its certificate and the identities mapped
     to it stop working at once."""
+    from erpbridge.store.adminaudit import record_action
+    from erpbridge.store.apiclients import revoke_client
+
     engine = store(load(config))
     if not revoke_client(engine, name):
         raise fail(f"no active client named {name!r}")
@@ -147,6 +154,9 @@ def revoke(
 @secrets_app.command(name="rotate")
 def rotate_secrets(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Re-encrypt every stored secret with the first key of ERPBRIDGE_SECRET_KEY."""
+    from erpbridge.store.adminaudit import record_action
+    from erpbridge.store.secretbox import SecretBox, SecretKeyError, rotate
+
     loaded = load(config)
     engine = store(loaded)
     try:

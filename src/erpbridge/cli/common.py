@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
-from erpbridge.config.loader import LoadedConfig, load_config
-from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.errors import ConfigError, ErpbridgeError
-from erpbridge.store import open_store
-from erpbridge.store.secretbox import SecretBox
+from erpbridge.suggest import did_you_mean
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from erpbridge.api.context import Hub
+    from erpbridge.config.loader import LoadedConfig
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -26,6 +25,9 @@ __all__ = [
     "errors",
     "fail",
     "fill_credentials",
+    "known_choice",
+    "known_entity",
+    "known_flow",
     "load",
     "serving_hub",
     "store",
@@ -50,6 +52,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def load(path: Path) -> LoadedConfig:
     """The configuration at ``path``, or every problem printed and exit code 2."""
     try:
+        from erpbridge.config.loader import load_config
+
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -78,6 +82,8 @@ def serving_hub(
 def store(config: LoadedConfig) -> Engine:
     """The hub store of ``config``, opened and migrated, or a clear error and exit 1."""
     try:
+        from erpbridge.store import open_store
+
         return open_store(config.database_url())
     except ErpbridgeError as exc:
         raise fail(str(exc)) from None
@@ -88,6 +94,9 @@ def fill_credentials(config: LoadedConfig, *, required: bool = True) -> None:
 
     When one was never set: exit 2 (``required``), or a warning (the API is how to set it).
     """
+    from erpbridge.engine.credentials import apply_stored_credentials, stored_names
+    from erpbridge.store.secretbox import SecretBox
+
     if not any(stored_names(config, name) for name in config.model.channels):
         return
     engine = store(config)
@@ -101,3 +110,37 @@ def fill_credentials(config: LoadedConfig, *, required: bool = True) -> None:
         errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
     if problems and required:
         raise fail("stored channel credentials are missing", 2)
+
+
+def known_flow(config: LoadedConfig, name: str | None) -> None:
+    """Exit 2 naming the configured flows when ``name`` (if given) is none of them."""
+    flows = [f.name for f in config.model.flows]
+    if name is not None and name not in flows:
+        raise fail(
+            f"no flow named {name!r}{did_you_mean(name, flows)} ({_known('flows', flows)})", 2
+        )
+
+
+def known_entity(config: LoadedConfig, name: str) -> None:
+    """Exit 2 naming the entities when ``name`` is none of them."""
+    entities = list(config.entities)
+    if name not in entities:
+        raise fail(
+            f"no entity named {name!r}{did_you_mean(name, entities)} "
+            f"({_known('entities', entities)})",
+            2,
+        )
+
+
+def known_choice(option: str, value: str | None, choices: Sequence[str], what: str) -> None:
+    """Exit 2 naming the ``choices`` when ``value`` (if given) is none of them."""
+    if value is not None and value not in choices:
+        raise fail(
+            f"{option} {value!r}: no such {what}{did_you_mean(value, choices)} "
+            f"({_known(what + 's', choices)})",
+            2,
+        )
+
+
+def _known(what: str, names: Sequence[str]) -> str:
+    return f"{what}: {', '.join(names)}" if names else f"no {what} configured"

@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 
 from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, store
-from erpbridge.store.search import SearchSpec
-from erpbridge.store.searchindex import rebuild_index
 
 __all__ = ["search_app"]
 
@@ -24,6 +22,9 @@ def reindex(
 ) -> None:
     """Index every record afresh: after an entity's `search` fields changed, or for records
     stored before the hub had search helps."""
+    from erpbridge.store.search import SearchSpec
+    from erpbridge.store.searchindex import rebuild_index
+
     loaded = load(config)
     engine = store(loaded)
     names = list(entities or []) or [

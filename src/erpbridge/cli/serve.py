@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from fastapi import FastAPI
 
 from erpbridge.cli.common import (
     DEFAULT_CONFIG,
@@ -20,7 +19,11 @@ from erpbridge.cli.common import (
     serving_hub,
     store,
 )
-from erpbridge.config.loader import LoadedConfig
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from erpbridge.config.loader import LoadedConfig
 
 __all__ = ["TlsCert", "TlsClientCa", "TlsKey", "api", "serve", "tls_options"]
 

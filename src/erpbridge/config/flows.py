@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from croniter import croniter
 from pydantic import BaseModel, ValidationError
 
 from erpbridge.config.models import ConfigFile, FlowConfig, ScheduleTrigger
@@ -60,9 +59,7 @@ def check_flows(
             problems.add(
                 (*at, "channel"), f"unknown channel {flow.channel!r}{hint} (channels: {known})"
             )
-        if isinstance(flow.trigger, ScheduleTrigger) and not croniter.is_valid(
-            flow.trigger.schedule
-        ):
+        if isinstance(flow.trigger, ScheduleTrigger) and not _valid_cron(flow.trigger.schedule):
             problems.add(
                 (*at, "trigger", "schedule"),
                 f"invalid cron expression {flow.trigger.schedule!r}",
@@ -91,6 +88,13 @@ def check_flows(
         if not aside.setting("flows", position, "source", "cursor"):
             _check_source(flow, at, cls, found.streams, problems)
     return found
+
+
+def _valid_cron(expression: str) -> bool:
+    # Imported here: croniter runs `file` on the interpreter when imported (platform.architecture).
+    from croniter import croniter
+
+    return bool(croniter.is_valid(expression))
 
 
 def _compile(

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, Row, select, update
 
 from erpbridge.errors import ErpbridgeError
 from erpbridge.store.runs import now
+from erpbridge.store.scopes import IMPLIED, SCOPES
 from erpbridge.store.tables import api_clients
 
 __all__ = [
@@ -47,13 +48,6 @@ __all__ = [
     "verify_key",
 ]
 
-#: The scopes a client can hold.
-SCOPES = frozenset({"read", "write", "events", "operations", "admin"})
-#: What each scope implies besides itself: ``admin`` everything, ``write`` also ``read``.
-IMPLIED: dict[str, frozenset[str]] = {
-    "admin": frozenset({"read", "write", "events", "operations"}),
-    "write": frozenset({"read"}),
-}
 _PREFIX = "ebk"
 _TOUCH_EVERY = timedelta(minutes=1)
 

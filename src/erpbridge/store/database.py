@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -91,6 +91,9 @@ def _create_private(path: Path) -> None:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the store's schema to ``revision`` with Alembic."""
+    from alembic import command  # Alembic costs ~0.3 s to import: only when there is work
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     try:
@@ -106,5 +109,38 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 def open_store(url: str) -> Engine:
     """Create the engine for ``url`` and migrate it to the newest schema."""
     engine = create_hub_engine(url)
-    migrate(engine)
+    if not _at_head(engine):
+        migrate(engine)
     return engine
+
+
+_REVISION = re.compile(r'^(down_revision|revision)\s*(?::[^=]*)?=\s*"?([^"\s]+)"?', re.M)
+
+
+@cache
+def _head() -> str | None:
+    """The newest migration's revision, read from the migration files (not Alembic: a
+    command that only reads the store should not pay for importing it); ``None`` when the
+    files do not name exactly one head."""
+    revisions, parents = set(), set()
+    for file in (_MIGRATIONS / "versions").glob("*.py"):
+        found = dict(_REVISION.findall(file.read_text(encoding="utf-8")))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            parents.add(found.get("down_revision"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the store is already at the newest schema, so there is nothing to migrate."""
+    head = _head()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            connection = connection.execution_options(**{READ_ONLY: True})
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        return False  # a new store, or one Alembic must look at (and report on)
+    return [row[0] for row in rows] == [head]
