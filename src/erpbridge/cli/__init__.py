@@ -107,12 +107,13 @@ def check(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the configuration file (for editors)."""
+    """Print the JSON Schema of the configuration file (for editors), with each transport's
+    options, source and target typed."""
     import json
 
-    from erpbridge.config.models import ConfigFile
+    from erpbridge.config.schema import config_schema
 
-    sys.stdout.write(json.dumps(ConfigFile.model_json_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(config_schema(), indent=2) + "\n")
 
 
 def _summary(results: list[RunResult]) -> Table:
