@@ -17,9 +17,10 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from erpbridge import FlowRunner, load_config, open_store
-from erpbridge.engine.dispatch import JOB_SIZE, QUEUE, NotReady, deliver
+from erpbridge.engine.dispatch import JOB_SIZE, QUEUE, NotReady, defer_deliveries, deliver
+from erpbridge.engine.dispatcher import DISPATCHER_ENV
 from erpbridge.engine.worker import Worker
-from erpbridge.store.deliveries import DISPATCHER_ENV, NewVersion, Subscriber, claim, enqueue
+from erpbridge.store.deliveries import NewVersion, Subscriber, claim, enqueue
 from erpbridge.store.deliveries import finish as finish_delivery
 from erpbridge.store.runs import now
 from erpbridge.store.tables import deliveries, records
@@ -169,7 +170,7 @@ def test_jobs_commit_and_roll_back_with_the_ledger_rows(hub: tuple[Path, Engine]
     with engine.connect() as conn:
         transaction = conn.begin()
         assert enqueue(conn, [subscriber], "shop", [NewVersion(record_id, "customer", "C000", 9)],
-                       now()) == 1  # fmt: skip
+                       now(), defer_deliveries) == 1  # fmt: skip
         inside = conn.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar_one()
         transaction.rollback()
     assert inside == 4  # visible in the ledger's transaction …
@@ -177,7 +178,8 @@ def test_jobs_commit_and_roll_back_with_the_ledger_rows(hub: tuple[Path, Engine]
     assert len(ledger(engine)) == 250
 
     with engine.begin() as conn:
-        enqueue(conn, [subscriber], "shop", [NewVersion(record_id, "customer", "C000", 9)], now())
+        version = NewVersion(record_id, "customer", "C000", 9)
+        enqueue(conn, [subscriber], "shop", [version], now(), defer_deliveries)
     (new_job,) = jobs(engine)[3:]
     (new_id,) = [i for i, _ in ledger(engine)][250:]
     assert new_job.args == {"ledger_ids": [new_id]}

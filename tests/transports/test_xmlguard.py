@@ -14,6 +14,7 @@ from typing import IO, Any
 import pytest
 
 from erpbridge.transports.fileformats import BrokenFile, read_items
+from erpbridge.transports.idoc import read_idocs
 from erpbridge.transports.odataedm import parse_metadata
 from erpbridge.transports.rpcwire import xml_loads
 from erpbridge.transports.soap import SoapChannelOptions, SoapTransport
@@ -60,6 +61,8 @@ def opener(content: bytes) -> Any:
 
 def read_file(fmt: str) -> Callable[[bytes], Any]:
     def read(content: bytes) -> Any:
+        if fmt == "idoc":
+            return list(read_idocs("hostile.xml", opener(content)))
         return list(
             read_items(
                 "hostile.xml",

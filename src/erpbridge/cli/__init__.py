@@ -447,10 +447,10 @@ def worker(
 
 def _scaled_out(engine: Engine) -> bool:
     """``ERPBRIDGE_DISPATCHER=procrastinate``: hand the ledger out through procrastinate."""
-    from erpbridge.store.deliveries import DISPATCHER_ENV
+    from erpbridge.engine.dispatcher import DISPATCHER_ENV, PROCRASTINATE, chosen_dispatcher
 
-    chosen = os.environ.get(DISPATCHER_ENV, "")
-    if chosen not in ("", "procrastinate"):
+    chosen = chosen_dispatcher()
+    if chosen not in ("", PROCRASTINATE):
         raise _fail(f"{DISPATCHER_ENV}={chosen!r}: use 'procrastinate' or leave it unset")
     if chosen and engine.dialect.name != "postgresql":
         raise _fail(f"{DISPATCHER_ENV}=procrastinate needs a PostgreSQL hub store")

@@ -2,8 +2,9 @@
 
 The delivery ledger stays the source of truth; procrastinate only says *which* ledger ids a
 worker should look at, and *when*. ``enqueue`` defers the jobs on its own connection, in the
-transaction that writes the ledger rows (``ERPBRIDGE_DISPATCHER=procrastinate``): both commit
-or neither does. Procrastinate does ≈ 400 jobs/s, so a job carries a batch of ids of one flow
+transaction that writes the ledger rows (``ERPBRIDGE_DISPATCHER=procrastinate``: the engine hands
+:func:`defer_deliveries` to the store as its hook, see :mod:`erpbridge.engine.dispatcher`): both
+commit or neither does. Procrastinate does ≈ 400 jobs/s, so a job carries a batch of ids of one flow
 (:data:`JOB_SIZE`), never one row.
 
 Per-key order holds without a procrastinate ``lock`` per ordering key: a job claims its ids
@@ -44,8 +45,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.retry import backoff
 from erpbridge.engine.worker import Worker, WorkerStats
-from erpbridge.store.deliveries import backoff
 from erpbridge.store.runs import now
 from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import deliveries

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
+from erpbridge.engine.dispatcher import ledger_dispatcher
 from erpbridge.errors import DataError, ErpbridgeError, FatalError
 from erpbridge.mapping.compiler import CompiledMapping, getter
 from erpbridge.pci import (
@@ -305,6 +306,7 @@ class FlowRunner:
                 at,
                 subscribers_of(self.config, flow.entity),
                 search=SearchSpec.of(flow.entity, self.config.entities[flow.entity]),
+                dispatch=ledger_dispatcher(self.engine.dialect.name),
             )
             upsert_records(conn, lineage, [item])
 
@@ -498,6 +500,7 @@ class _Job:
             flow.conflict,
             self.search,
             flow.version_field,
+            ledger_dispatcher(self.runner.engine.dialect.name),
         )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()

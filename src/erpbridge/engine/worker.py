@@ -21,11 +21,11 @@ from sqlalchemy import Connection, Engine, and_, or_, select
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.limits import ChannelLimiter
+from erpbridge.engine.retry import backoff
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
 from erpbridge.store.deliveries import (
     Claim,
     Outcome,
-    backoff,
     claim,
     claim_ids,
     finish_many,

@@ -15,9 +15,7 @@ that version is superseded and cancelled with the reason, so the target never go
 
 from __future__ import annotations
 
-import os
-import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,14 +43,13 @@ from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import deliveries, delivery_attempts
 
 __all__ = [
-    "DISPATCHER_ENV",
     "WAKE_CHANNEL",
     "Claim",
+    "Dispatcher",
     "NewVersion",
     "Outcome",
     "Retried",
     "Subscriber",
-    "backoff",
     "cancel",
     "claim",
     "claim_ids",
@@ -67,8 +64,10 @@ __all__ = [
 #: The PostgreSQL NOTIFY channel that wakes workers when deliveries are queued.
 WAKE_CHANNEL = "erpbridge_deliveries"
 
-#: ``procrastinate`` hands deliveries to procrastinate jobs (PostgreSQL); unset: the claim loop.
-DISPATCHER_ENV = "ERPBRIDGE_DISPATCHER"
+#: A hook the engine hands to :func:`enqueue`: given the idempotency keys of the deliveries just
+#: written and the time, it hands them to the dispatcher (procrastinate jobs) on the same
+#: connection, so that both commit or neither does. The store calls it and knows nothing more.
+Dispatcher = Callable[[Connection, Sequence[str], datetime], object]
 
 #: A claim looks at this many times its batch of due rows for heads of their ordering key.
 _WINDOW = 5
@@ -110,11 +109,13 @@ def enqueue(
     origin_channel: str,
     versions: Sequence[NewVersion],
     at: datetime,
+    dispatch: Dispatcher | None = None,
 ) -> int:
     """Write one delivery per subscriber and version, in the caller's transaction.
 
     A version that came in from a subscriber's own channel is not sent back to it (no echo)
-    unless the flow sets ``echo``. Returns how many deliveries were written.
+    unless the flow sets ``echo``. On PostgreSQL, ``dispatch`` (the engine's hook, if any) is
+    handed the new deliveries in the same transaction. Returns how many deliveries were written.
     """
     stamp = timestamp(conn, at)
     due = {s.flow: timestamp(conn, s.schedule.next_after(at)) if s.schedule else stamp
@@ -130,12 +131,9 @@ def enqueue(
     if rows and conn.dialect.name == "postgresql":
         # Sent at commit: workers LISTENing anywhere wake at once for immediate flows.
         conn.exec_driver_sql(f"NOTIFY {WAKE_CHANNEL}")
-        if os.environ.get(DISPATCHER_ENV) == "procrastinate":
-            # Scaled out: the dispatcher's jobs commit (or roll back) with these rows. Imported
-            # here, because only that shape needs the engine (and procrastinate) in the store.
-            from erpbridge.engine.dispatch import defer_deliveries
-
-            defer_deliveries(conn, [row[7] for row in rows], at)
+        if dispatch is not None:
+            # Scaled out: the dispatcher's jobs commit (or roll back) with these rows.
+            dispatch(conn, [row[7] for row in rows], at)
     return len(rows)
 
 
@@ -386,12 +384,6 @@ def renew(
         .returning(deliveries.c.id)
     )
     return set(conn.execute(held).scalars())
-
-
-def backoff(attempt: int, first_s: float, max_s: float, floor_s: float) -> float:
-    """Seconds before retry ``attempt`` (1-based): exponential with jitter, never below a floor."""
-    ceiling = min(max_s, first_s * 2 ** (attempt - 1))
-    return max(floor_s, random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter, not crypto
 
 
 def finish(

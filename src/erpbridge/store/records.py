@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.conflicts import settle
-from erpbridge.store.deliveries import NewVersion, Subscriber, enqueue
+from erpbridge.store.deliveries import Dispatcher, NewVersion, Subscriber, enqueue
 from erpbridge.store.ordering import is_older
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.searchindex import index_changed, index_created
@@ -87,6 +87,8 @@ class Lineage:
     #: The IN flow's ``version_field`` (``store.ordering``): an incoming record older than the
     #: stored one is skipped, never applied. None: every change is applied.
     version_field: str | None = None
+    #: The engine's dispatcher hook, handed the new deliveries (``store.deliveries.enqueue``).
+    dispatch: Dispatcher | None = None
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -227,7 +229,7 @@ def _upsert_round(
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
     if lineage.subscribers and history:
         versions = [NewVersion(row[0], lineage.entity, row[2], row[3]) for row in history]
-        enqueue(conn, lineage.subscribers, lineage.channel, versions, lineage.at)
+        enqueue(conn, lineage.subscribers, lineage.channel, versions, lineage.at, lineage.dispatch)
     _bind(
         conn, lineage, at, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None]
     )

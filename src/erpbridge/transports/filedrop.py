@@ -35,7 +35,7 @@ from erpbridge.transports.filewriters import (
     render_batch,
     render_record,
 )
-from erpbridge.transports.idoc import render_idocs
+from erpbridge.transports.idoc import read_idocs, render_idocs
 
 __all__ = ["IGNORED_SUFFIXES", "STALE_TEMP_SECONDS", "SWEEP_INTERVAL_SECONDS", "DropFolder"]
 
@@ -195,17 +195,21 @@ class DropFolder:
                 f"file is oversized: {entry.size / 1048576:.2f} MB, "
                 f"max_file_mb is {self._options.max_file_mb:g}"
             )
+        open_file = partial(self.fs.open_read, self.root / entry.name)
+        if stream.format == "idoc":
+            yield from read_idocs(
+                entry.name, open_file, idoc_type=stream.idoc_type, message_type=stream.message_type
+            )
+            return
         yield from read_items(
             entry.name,
-            partial(self.fs.open_read, self.root / entry.name),
+            open_file,
             stream.format,
             encoding=self._options.encoding,
             delimiter=stream.delimiter,
             record_tag=stream.record_tag,
             records_path=stream.records_path,
             required=required,
-            idoc_type=stream.idoc_type,
-            message_type=stream.message_type,
         )
 
     def _move(self, file: PurePath, subfolder: str, reason: str | None) -> None:

@@ -54,15 +54,13 @@ def read_items(
     record_tag: str | None,
     records_path: str | None,
     required: frozenset[str],
-    idoc_type: str | None = None,
-    message_type: str | None = None,
 ) -> Generator[Item, None, None]:
     """Records and row problems of the file ``name`` that ``open_file`` opens; ``fmt`` ``None``
     guesses the format from the extension.
 
     ``encoding`` applies to CSV, JSON and JSONL (XML declares its own); a UTF-8 BOM is skipped.
-    ``idoc_type`` and ``message_type`` are the IDocs an ``idoc`` file may hold (others are
-    problems).
+    IDoc files are read by :func:`erpbridge.transports.idoc.read_idocs`, which builds on this
+    module (``BrokenFile``, ``xml_events``): the folder transport picks it for ``idoc``.
     """
     suffix = PurePath(name).suffix
     fmt = fmt or _FORMAT_BY_SUFFIX.get(suffix.lower())
@@ -82,11 +80,6 @@ def read_items(
         elif fmt == "xml":
             with open_file() as fb:
                 yield from _xml_items(fb, name, record_tag)
-        elif fmt == "idoc":
-            # Imported here: the IDoc reader builds on this module (BrokenFile, xml_events).
-            from erpbridge.transports.idoc import read_idocs
-
-            yield from read_idocs(name, open_file, idoc_type=idoc_type, message_type=message_type)
         else:
             raise BrokenFile(
                 f"unknown format for extension {suffix!r}; set the flow's source.format"

@@ -33,10 +33,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from math import ceil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.transports.base import (
@@ -49,8 +49,8 @@ from erpbridge.transports.base import (
     StreamOptions,
     TargetOptions,
 )
-from erpbridge.transports.http import HttpChannelOptions, HttpRefused, health_of
-from erpbridge.transports.odataclient import ODataClient
+from erpbridge.transports.http import HttpRefused, health_of
+from erpbridge.transports.odataclient import ODataChannelOptions, ODataClient
 from erpbridge.transports.odataedm import (
     EntityType,
     Metadata,
@@ -71,32 +71,6 @@ __all__ = [
 #: Boundary records remembered in the cursor; beyond that they are re-read (the hub's hash
 #: drops them), which keeps the stored cursor small after a mass update.
 _MAX_SEEN = 1000
-
-
-class ODataChannelOptions(HttpChannelOptions):
-    """An OData channel: the service root as ``base_url``, the protocol version, CSRF."""
-
-    version: Literal["4", "2"] = Field(
-        default="4", description="OData protocol version of the service: `4` or `2`."
-    )
-    csrf: bool | None = Field(
-        default=None,
-        description="Fetch an X-CSRF-Token before the first write (SAP Gateway). Default: "
-        "yes for V2; V4 fetches one when a write is answered 403 `x-csrf-token: Required`.",
-    )
-    entity_sets: list[str] = Field(
-        default_factory=list,
-        description="Entity sets the service must offer; the connection check looks for them.",
-    )
-    params: dict[str, str] = Field(
-        default_factory=dict,
-        description="Added to the query of every request, e.g. `sap-client: '100'`.",
-    )
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int | float) else value
 
 
 class ODataStreamOptions(StreamOptions):

@@ -19,14 +19,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import httpx
 import orjson
+from pydantic import Field, field_validator
 
 from erpbridge.errors import ErpbridgeError
 from erpbridge.transports.base import HealthCategory
 from erpbridge.transports.http import (
+    HttpChannelOptions,
     HttpClient,
     HttpRefused,
     HttpRetriable,
@@ -36,10 +38,7 @@ from erpbridge.transports.http import (
 from erpbridge.transports.odataedm import Metadata, parse_metadata
 from erpbridge.transports.odataquery import query_string
 
-if TYPE_CHECKING:
-    from erpbridge.transports.odata import ODataChannelOptions
-
-__all__ = ["ODataClient", "odata_message"]
+__all__ = ["ODataChannelOptions", "ODataClient", "odata_message"]
 
 _ERRORS = frozenset(range(400, 600))
 # Left to HttpClient for GETs: it waits on their Retry-After before giving up.
@@ -83,6 +82,32 @@ def _one_error(error: Mapping[str, Any]) -> str:
     if isinstance(target, str) and target and not target.startswith("/#TRANSIENT#"):
         text += f" (target {target})"
     return text
+
+
+class ODataChannelOptions(HttpChannelOptions):
+    """An OData channel: the service root as ``base_url``, the protocol version, CSRF."""
+
+    version: Literal["4", "2"] = Field(
+        default="4", description="OData protocol version of the service: `4` or `2`."
+    )
+    csrf: bool | None = Field(
+        default=None,
+        description="Fetch an X-CSRF-Token before the first write (SAP Gateway). Default: "
+        "yes for V2; V4 fetches one when a write is answered 403 `x-csrf-token: Required`.",
+    )
+    entity_sets: list[str] = Field(
+        default_factory=list,
+        description="Entity sets the service must offer; the connection check looks for them.",
+    )
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Added to the query of every request, e.g. `sap-client: '100'`.",
+    )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
 
 
 class ODataClient:
