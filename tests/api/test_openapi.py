@@ -7,38 +7,24 @@ hypothesis directly, which is what the plugin does underneath."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from api.conftest import Project
 from erpbridge.api import create_app
+from httpserve import serve_app
 
 EXAMPLES_PER_OPERATION = 12
 
 
 @pytest.fixture
 def served(project: Project) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(project.hub), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_app(create_app(project.hub), lifespan="auto") as served:
+        yield served.url
 
 
 def test_every_operation_answers_within_its_schema(served: str, project: Project) -> None:

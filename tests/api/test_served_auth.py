@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import jwt
@@ -26,6 +23,7 @@ from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client, revoke_client
 from erpbridge.store.runs import now
 from erpbridge.store.tables import api_clients
+from httpserve import QuietHandler, serve_handler
 from hubprocess import ServedHub, serve_hub
 from integration.pki import Pki, make_pki
 
@@ -86,19 +84,15 @@ class Idp:
         jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
         body = json.dumps({"keys": [jwk | {"kid": "test-1", "use": "sig", "alg": "RS256"}]})
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(body.encode())
 
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.served = serve_handler(Handler)
+        self.url = f"{self.served.url}/jwks"
 
     def token(self, subject: str, scope: str, issuer: str = IDP) -> str:
         stamp = int(time.time())
@@ -151,8 +145,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     verify = ssl.create_default_context(cafile=pki.ca)
     with serve_hub(root, config, args=args, scheme="https", verify=verify) as hub:
         yield Served(hub, pki, idp, engine, keys)
-    idp.server.shutdown()
-    idp.server.server_close()
+    idp.served.close()
     engine.dispose()
 
 

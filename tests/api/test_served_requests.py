@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +20,7 @@ import pytest
 from api.servedconfig import CUSTOMERS_IN
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
+from httpserve import QuietHandler, serve_handler
 from hubprocess import ServedHub, serve_hub
 
 HOOK_SECRET = "whsec-served-0123456789"
@@ -41,7 +39,7 @@ class Upstream:
 def upstream() -> Iterator[Upstream]:
     seen = Upstream("")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             seen.paths.append(self.path)
             if self.path.startswith("/api/refuse/"):
@@ -55,16 +53,9 @@ def upstream() -> Iterator[Upstream]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    seen.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield seen
-    server.shutdown()
-    server.server_close()
+    with serve_handler(Handler) as served:
+        seen.url = served.url
+        yield seen
 
 
 def _config(upstream: Upstream) -> str:

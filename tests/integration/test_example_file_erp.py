@@ -11,11 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shutil
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.store.tables import deliveries, records, rejected
+from httpserve import QuietHandler, serve_handler
 from integration.sftp_server import Sftp, sftp_server
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "file-erp" / "erpbridge.yaml"
@@ -67,7 +66,7 @@ DELIVERY = {
 }
 
 
-class Receiver(BaseHTTPRequestHandler):
+class Receiver(QuietHandler):
     """The ERP's webhook endpoint: keeps every POST."""
 
     received: list[tuple[dict[str, str], bytes]] = []
@@ -80,19 +79,12 @@ class Receiver(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
-    def log_message(self, *_: Any) -> None:
-        """Quiet."""
-
 
 @pytest.fixture
 def erp() -> Iterator[str]:
     Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    server.shutdown()
-    server.server_close()
+    with serve_handler(Receiver) as served:
+        yield f"{served.url}/hooks"
 
 
 @pytest.fixture(scope="module")

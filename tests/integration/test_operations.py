@@ -6,7 +6,6 @@ caller's request, the cache, a missing parameter, a wrong key, and a channel tha
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
+import httpserve
 from api.conftest import ApiClient
 from erpbridge.api import build_hub, create_app
 from erpbridge.config.loader import load_config
@@ -36,10 +36,8 @@ def api() -> dict[str, str]:
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A port that accepts connections and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield sock.getsockname()[1]
+    with httpserve.silent_port() as port:
+        yield port
 
 
 def _hub_client(

@@ -35,6 +35,7 @@ from erpbridge.store.runs import now
 from erpbridge.store.tables import bindings, cursors, deliveries, records
 from erpbridge.transports.base import OutgoingRecord
 from erpbridge.transports.soap import SoapStreamOptions, SoapTransport
+from httpserve import silent_port
 
 SERVICE = Path(__file__).with_name("soap_erp.py")
 USER, PASSWORD = "erpbridge", "Pa55-word-of-the-ERP"
@@ -507,10 +508,8 @@ def test_a_refused_endpoint_is_retried_and_nothing_is_lost(
 
 
 def test_an_endpoint_that_does_not_answer_times_out(erp: Erp, tmp_path: Path) -> None:
-    with socket.socket() as silent:  # accepts connections (backlog), never answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+    with silent_port() as silent:  # accepts connections (backlog), never answers
+        endpoint = f"http://127.0.0.1:{silent}/"
         extra = f"      endpoint: {endpoint}\n      timeout: 0.3"
         path = write_config(tmp_path, "sqlite:///hub.db", erp.wsdl, extra=extra)
         loaded = config(path)

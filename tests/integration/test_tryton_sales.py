@@ -14,12 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from erpbridge.store.deliveries import requeue
 from erpbridge.store.runs import now
 from erpbridge.store.tables import deliveries, records
 from erpbridge.systems import system_types
+from httpserve import QuietHandler, serve_handler
 from integration.servers import require_server
 from integration.test_rpc_tryton import Tryton
 
@@ -52,7 +51,7 @@ class Platform:
         self.received: list[dict[str, Any]] = []
         received = self.received
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 signed = self.headers["X-Timestamp"].encode() + b"." + body
@@ -65,12 +64,8 @@ class Platform:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.served = serve_handler(Handler)
+        self.url = f"{self.served.url}/webhooks"
 
     def events(self, event: str) -> list[dict[str, Any]]:
         return [body["data"] for body in self.received if body["event"] == event]
@@ -84,9 +79,8 @@ def tryton() -> Tryton:
 @pytest.fixture
 def platform() -> Iterator[Platform]:
     receiver = Platform()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with receiver.served:
+        yield receiver
 
 
 @pytest.fixture

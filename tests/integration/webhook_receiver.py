@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from httpserve import serve_app
 
 __all__ = ["Receiver", "receiving"]
 
@@ -100,23 +100,6 @@ def _app(receiver: Receiver) -> FastAPI:
 def receiving(secret: str) -> Iterator[Receiver]:
     """A running receiver for the length of the block."""
     receiver = Receiver(secret)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(_app(receiver), log_level="warning", lifespan="off", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the webhook receiver did not start")
-        time.sleep(0.02)
-    receiver.url = f"http://127.0.0.1:{port}/hooks/erpbridge"
-    try:
+    with serve_app(_app(receiver), access_log=False) as served:
+        receiver.url = f"{served.url}/hooks/erpbridge"
         yield receiver
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()

@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
@@ -36,6 +34,7 @@ from erpbridge.transports.http import (
     health_of,
     retry_after_seconds,
 )
+from httpserve import serve_app
 from integration.pki import Pki, make_pki
 
 
@@ -128,29 +127,6 @@ def _app(state: ServerState) -> FastAPI:
     return app
 
 
-class _Running:
-    def __init__(self, app: FastAPI, **ssl_options: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", **ssl_options)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def state() -> ServerState:
     return ServerState()
@@ -158,9 +134,8 @@ def state() -> ServerState:
 
 @pytest.fixture(scope="module")
 def server(state: ServerState) -> Iterator[str]:
-    running = _Running(_app(state))
-    yield f"http://127.0.0.1:{running.port}"
-    running.stop()
+    with serve_app(_app(state)) as served:
+        yield served.url
 
 
 _OPEN: list[HttpClient] = []
@@ -377,15 +352,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def mtls_server(state: ServerState, pki: Pki) -> Iterator[str]:
-    running = _Running(
+    with serve_app(
         _app(state),
         ssl_certfile=str(pki.server_cert),
         ssl_keyfile=str(pki.server_key),
         ssl_ca_certs=str(pki.ca),
         ssl_cert_reqs=ssl.CERT_REQUIRED,
-    )
-    yield f"https://127.0.0.1:{running.port}"
-    running.stop()
+    ) as served:
+        yield served.url
 
 
 def test_untrusted_server_certificate_is_a_tls_failure(mtls_server: str) -> None:

@@ -6,13 +6,11 @@ tests/integration/test_rpc_tryton.py; Odoo: test_rpc_odoo.py."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 import xmlrpc.client
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +29,7 @@ from erpbridge.transports.rpcwire import (
     xml_dumps,
     xml_loads,
 )
+from httpserve import QuietHandler, serve_handler
 
 VALUES: dict[str, Any] = {
     "price": Decimal("19.90"),
@@ -160,7 +159,7 @@ def test_utc_is_kept_for_tryton_when_already_utc() -> None:
 # -- Tryton faults, from answers recorded on trytond 8.2 -------------------------------------------
 
 
-class Canned(BaseHTTPRequestHandler):
+class Canned(QuietHandler):
     """Answers Tryton calls by method name from ``answers``: (status, JSON body or fault)."""
 
     answers: ClassVar[dict[str, tuple[int, Any]]] = {}
@@ -185,9 +184,6 @@ class Canned(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 LOGIN = {
     "common.db.login": (200, {"result": [1, "0a1b2c", None]}),
@@ -198,11 +194,8 @@ LOGIN = {
 @pytest.fixture
 def canned() -> Iterator[tuple[type[Canned], str]]:
     handler = type("Handler", (Canned,), {"answers": dict(LOGIN), "seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield handler, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve_handler(handler, poll_interval=0.05) as served:
+        yield handler, f"{served.url}/"
 
 
 def tryton(url: str, protocol: str = "jsonrpc") -> RpcTransport:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import xmlrpc.client
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from erpbridge.transports.rpc import (
     RpcTargetOptions,
     RpcTransport,
 )
+from httpserve import QuietHandler, serve_handler
 
 DATABASE, USER, PASSWORD, UID = "mycompany", "admin", "s3cret-api-key", 2
 
@@ -162,7 +161,7 @@ FAULT_CODES = {
 }
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     odoo: FakeOdoo
 
     def do_POST(self) -> None:
@@ -202,20 +201,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def odoo() -> Iterator[tuple[FakeOdoo, str]]:
     fake = FakeOdoo()
     handler = type("OdooHandler", (Handler,), {"odoo": fake})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve_handler(handler, poll_interval=0.05) as served:
+        yield fake, f"{served.url}/"
 
 
 def transport(url: str, protocol: str, password: str = PASSWORD) -> RpcTransport:

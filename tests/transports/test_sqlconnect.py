@@ -8,7 +8,6 @@ MSSQL and Oracle do not run here, so their part ends where a connection would be
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from erpbridge.transports.sqlconnect import (
     writer_session,
 )
 from erpbridge.transports.sqlwrite import SqlWriteChannelOptions, SqlWriteTransport
+from httpserve import silent_port
 
 # dialect URL → (dialect, driver, reader session, first statement of every read)
 WIRED = {
@@ -106,16 +106,14 @@ def test_every_driver_names_a_refused_port_and_an_unknown_host(
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
+def silent() -> Iterator[int]:
     """A port that accepts connections and never says a word, like a hung server."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        yield server.getsockname()[1]
+    with silent_port() as port:
+        yield port
 
 
-def test_a_server_that_never_answers_is_a_timeout(silent_port: int, tmp_path: Path) -> None:
-    transport = channel(f"postgresql+psycopg://reader:s3cret@127.0.0.1:{silent_port}/mes", tmp_path)
+def test_a_server_that_never_answers_is_a_timeout(silent: int, tmp_path: Path) -> None:
+    transport = channel(f"postgresql+psycopg://reader:s3cret@127.0.0.1:{silent}/mes", tmp_path)
     try:
         health = transport.health()
     finally:
