@@ -129,3 +129,20 @@ def test_a_bad_preset_hides_nothing_else(tmp_path: Path) -> None:
     assert [str(p) for p in found][2:] == [
         "erpbridge.yaml:5 flows[1].source.model: required setting is missing"
     ]
+
+
+def test_a_misspelt_mapping_key_gets_a_hint(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        channels:
+          shop: {system: folder, options: {path: inbox}}
+        flows:
+          - {name: f, channel: shop, entity: customer, direction: in,
+             mapping: {code: {from: x, tranforms: [trim]}}}
+        """,
+    )
+    assert [str(p) for p in found] == [
+        "erpbridge.yaml:5 flows[0].mapping.code.tranforms: unknown setting"
+    ]
+    assert found[0].hint.startswith("did you mean 'transforms'? settings: currency, default, ")

@@ -191,7 +191,8 @@ def _model_at(annotation: Any, raw: Loc) -> type[BaseModel] | None:
         elif origin in (list, tuple) and args:
             annotation = args[0]
         elif origin in (Union, UnionType):
-            named = [a for a in args if getattr(_unwrap(a), "__name__", None) == part]
+            # pydantic's tag is the class name, or wraps it: 'function-after[…, FieldMapping]'.
+            named = [a for a in args if _tagged(getattr(_unwrap(a), "__name__", None), part)]
             if not named:
                 return None
             annotation = named[0]
@@ -201,6 +202,12 @@ def _model_at(annotation: Any, raw: Loc) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
+
+
+def _tagged(name: str | None, tag: object) -> bool:
+    return name is not None and (
+        name == tag or re.search(rf"\b{re.escape(name)}\]", str(tag)) is not None
+    )
 
 
 def _unwrap(annotation: Any) -> Any:
