@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.engine.dispatcher import ledger_dispatcher
 from erpbridge.errors import DataError, ErpbridgeError, FatalError
+from erpbridge.jsonvalues import as_json
 from erpbridge.mapping.compiler import CompiledMapping, getter
 from erpbridge.pci import (
     has_card_number,
@@ -55,37 +55,21 @@ _MAX_WARNINGS = 200
 _ID_IS_A_CARD = "the channel's id of the record holds a payment card number (PAN); not stored"
 
 
-def _plain(value: Any) -> Any:
-    """orjson ``default``: source values orjson does not know natively."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(type(value).__name__)
-
-
 def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
     """A source record as plain JSON data (Decimal → text), for storing rejected payloads."""
-    result: dict[str, Any] = orjson.loads(orjson.dumps(dict(data), default=_plain))
+    result: dict[str, Any] = as_json(dict(data))
     return result
 
 
 @dataclass
-class RunResult:
-    """What one run did, as stored in the ``runs`` table."""
+class RunResult(BatchCounts):
+    """What one run did, as stored in the ``runs`` table: its batches' counters added up."""
 
     run_id: int
     flow: str
     status: str
     mode: str
     dry_run: bool
-    read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    conflicts: int = 0
-    stale: int = 0
     duration_s: float = 0.0
     cursor_before: Any = None
     cursor_after: Any = None
@@ -184,7 +168,7 @@ class FlowRunner:
             batches = transport.read(stream, start, flow.batch_size, job.mapping.required_fields)
             for batch in batches:
                 counts = job.commit(batch)
-                _add(result, counts)
+                result.add(counts)
                 result.cursor_after = (
                     batch.cursor if batch.cursor is not None else result.cursor_after
                 )
@@ -350,7 +334,7 @@ class FlowRunner:
                 SourceRecord(decode(r.payload), f"{r.position} (rejection {r.id})") for r in chunk
             ]
             counts = job.commit(Batch(records), replayed=[r.id for r in chunk])
-            _add(result, counts)
+            result.add(counts)
         result.status = "succeeded"
         row = finish_run(self.engine, run_id, status="succeeded", error=None, warnings=[])
         result.duration_s = row.duration_s or 0.0
@@ -371,16 +355,6 @@ def _stale_warning(flow: FlowConfig, stale: int) -> str:
         f"{stale} record(s) older than the stored version ({flow.version_field}): skipped, "
         "not applied"
     )
-
-
-def _add(result: RunResult, counts: BatchCounts) -> None:
-    result.read += counts.read
-    result.created += counts.created
-    result.updated += counts.updated
-    result.unchanged += counts.unchanged
-    result.rejected += counts.rejected
-    result.conflicts += counts.conflicts
-    result.stale += counts.stale
 
 
 class _Job:
@@ -506,15 +480,8 @@ class _Job:
             transaction = conn.begin()
             try:
                 upserted = upsert_records(conn, lineage, incoming)
-                counts = BatchCounts(
-                    len(batch.records),
-                    upserted.created,
-                    upserted.updated,
-                    upserted.unchanged,
-                    len(rejections),
-                    upserted.conflicts,
-                    upserted.stale,
-                )
+                counts = BatchCounts(read=len(batch.records), rejected=len(rejections))
+                counts.add(upserted)
                 self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)
             except BaseException:
                 transaction.rollback()

@@ -8,7 +8,7 @@ bind the channel's external ids, and append one audit row per created or updated
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -56,9 +56,14 @@ class Incoming:
     position: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class UpsertCounts:
-    """What one batch did to the store."""
+    """What one batch did to the store's records.
+
+    The counters every count of the hub shares: a batch's (``store.runs.BatchCounts``) and a
+    run's (``engine.runner.RunResult``) extend it, so a counter is declared once and added by
+    :meth:`add`.
+    """
 
     created: int = 0
     updated: int = 0
@@ -67,6 +72,11 @@ class UpsertCounts:
     conflicts: int = 0
     #: Records older than the stored version (``Lineage.version_field``): not applied.
     stale: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        """Add each counter of ``other`` (and of its own kind) to this one's."""
+        for counter in fields(other):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
 
 @dataclass(frozen=True, slots=True)

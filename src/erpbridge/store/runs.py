@@ -15,6 +15,7 @@ from erpbridge.pci import (
     redact_card_numbers,
     scrub_card_numbers,
 )
+from erpbridge.store.records import UpsertCounts
 from erpbridge.store.tables import cursors, rejected, runs
 
 __all__ = [
@@ -57,19 +58,14 @@ class CursorState:
     completed_once: bool
 
 
-@dataclass(slots=True)
-class BatchCounts:
-    """The counters one committed batch adds to its run."""
+@dataclass(slots=True, kw_only=True)
+class BatchCounts(UpsertCounts):
+    """The counters one committed batch adds to its run: what it did to the records (two-way
+    ``conflicts`` are not a column of the runs table: see the conflicts table), what it read and
+    what it rejected."""
 
     read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
     rejected: int = 0
-    #: Two-way conflicts met (not a column of the runs table: see the conflicts table).
-    conflicts: int = 0
-    #: Records older than the stored version (the flow's ``version_field``), not applied.
-    stale: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,7 @@ def _encode(encoding: str, chunks: _Chunks) -> bytes:
 
 def _json_text(index: int, data: Mapping[str, Any], option: int = 0) -> str:
     try:
-        return orjson.dumps(_plain(data, index, ""), option=option).decode()
+        return orjson.dumps(_writable(data, index, ""), option=option).decode()
     except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, mostly
         raise Unwritable(index, "", f"cannot be written as JSON: {exc}") from None
 
@@ -198,7 +198,7 @@ def _json_array_chunks(records: list[Mapping[str, Any]]) -> _Chunks:
 
 
 def _csv_chunks(records: list[Mapping[str, Any]], delimiter: str) -> _Chunks:
-    rows = [_plain(data, index, "") for index, data in enumerate(records)]
+    rows = [_writable(data, index, "") for index, data in enumerate(records)]
     header = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter)
@@ -225,7 +225,7 @@ def _cell(value: Any) -> str:
 def _xml(records: list[Mapping[str, Any]], encoding: str, root_tag: str, record_tag: str) -> bytes:
     root = ET.Element(root_tag)
     for index, data in enumerate(records):
-        _fill(ET.SubElement(root, record_tag), _plain(data, index, ""), index, "")
+        _fill(ET.SubElement(root, record_tag), _writable(data, index, ""), index, "")
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     document = f"<?xml version='1.0' encoding='{encoding}'?>\n{body}\n"
@@ -282,7 +282,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _plain(value: Any, index: int, path: str) -> Any:
+def _writable(value: Any, index: int, path: str) -> Any:
     """``value`` as plain JSON data (Decimal, UUID, big integers as text; dates ISO 8601)."""
     if value is None or isinstance(value, str | bool | float):
         return value
@@ -298,10 +298,10 @@ def _plain(value: Any, index: int, path: str) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise Unwritable(index, path, f"key {key!r} is not text")
-            plain[key] = _plain(item, index, f"{path}.{key}" if path else key)
+            plain[key] = _writable(item, index, f"{path}.{key}" if path else key)
         return plain
     if isinstance(value, list | tuple):
-        return [_plain(item, index, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_writable(item, index, f"{path}[{i}]") for i, item in enumerate(value)]
     raise Unwritable(index, path, f"a value of type {type(value).__name__} cannot be written")
 
 

@@ -39,6 +39,7 @@ import orjson
 from pydantic import Field
 
 from erpbridge.errors import ErpbridgeError, FatalError
+from erpbridge.jsonvalues import as_json
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
@@ -381,7 +382,7 @@ class _Reader:
             try:
                 data = _clean(row, self.entity, self.metadata, "")
             except ValueError as exc:
-                problems.append(SourceProblem(position, str(exc), _plain(row)))
+                problems.append(SourceProblem(position, str(exc), as_json(row)))
                 continue
             records.append(SourceRecord(data, position))
         return Batch(records, cursor=cursor, problems=problems)
@@ -433,8 +434,3 @@ def _comparable(value: Any, prop: Property | None) -> Any:
 def _fingerprint(row: Mapping[str, Any]) -> str:
     blob = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
-
-
-def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = orjson.loads(orjson.dumps(row))
-    return data

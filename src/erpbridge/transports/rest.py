@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -34,6 +33,7 @@ import httpx
 import orjson
 
 from erpbridge.errors import DataError, FatalError
+from erpbridge.jsonvalues import json_default
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
@@ -324,7 +324,7 @@ class RestTransport:
         if body is not None:
             headers["Content-Type"] = "application/json"
             try:
-                content = orjson.dumps(body, default=_plain)
+                content = orjson.dumps(body, default=json_default)
             except TypeError as exc:
                 raise FatalError(self._about(record, f"cannot be sent as JSON: {exc}")) from exc
         if method == "DELETE":
@@ -409,12 +409,3 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """orjson ``default``: decimals as text (no float rounding), sets as lists."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")

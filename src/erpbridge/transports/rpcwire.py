@@ -96,7 +96,7 @@ def tryton_encode(value: Any, *, xml: bool = False) -> Any:
         if xml:
             return bytes(value)
         return {"__class__": "bytes", "base64": base64.b64encode(value).decode("ascii")}
-    return _plain(value)
+    return _scalar(value)
 
 
 _DATETIME_PARTS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
@@ -166,10 +166,11 @@ def odoo_encode(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
-    return _plain(value)
+    return _scalar(value)
 
 
-def _plain(value: Any) -> Any:
+def _scalar(value: Any) -> Any:
+    """A value the wire carries as it is; anything else cannot be sent."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise ValueError(f"a value of type {type(value).__name__} cannot be sent: {value!r}")
