@@ -19,11 +19,9 @@ import orjson
 from starlette.requests import Request
 
 from erpbridge.api.context import ApiError
+from erpbridge.jsondepth import MAX_JSON_DEPTH
 
 __all__ = ["MAX_JSON_DEPTH", "json_body", "parse_json", "read_body"]
-
-#: The deepest nesting of arrays and objects a JSON body may have (the top level is 1).
-MAX_JSON_DEPTH = 100
 
 
 async def read_body(request: Request, max_body_mb: float) -> bytes:

@@ -19,6 +19,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from erpbridge.jsondepth import MAX_JSON_DEPTH, nests_deeper
 from erpbridge.transports import xmlguard
 from erpbridge.transports.base import SourceProblem, SourceRecord
 
@@ -126,6 +127,10 @@ def _jsonl_items(fh: IO[str], name: str) -> Iterator[Item]:
         except orjson.JSONDecodeError as exc:
             yield SourceProblem(position, f"invalid JSON: {exc}", payload={"_raw": line.rstrip()})
             continue
+        if nests_deeper(value):
+            # The raw line is not kept: it is exactly what the later steps cannot handle.
+            yield SourceProblem(position, _TOO_DEEP, payload={})
+            continue
         yield _json_record(value, position)
 
 
@@ -134,6 +139,8 @@ def _json_items(text: str, name: str, records_path: str | None) -> Iterator[Item
         value: Any = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BrokenFile(f"invalid JSON: {exc}") from exc
+    if nests_deeper(value):
+        raise BrokenFile(_TOO_DEEP)
     if records_path:
         walked: list[str] = []
         for key in records_path.split("."):
@@ -149,6 +156,9 @@ def _json_items(text: str, name: str, records_path: str | None) -> Iterator[Item
             yield _json_record(element, f"{name}[{index}]")
     else:
         raise BrokenFile(f"expected an array or an object of records, found {_json_type(value)}")
+
+
+_TOO_DEEP = f"JSON nested more than {MAX_JSON_DEPTH} levels deep (the limit): refused"
 
 
 def _json_record(value: Any, position: str) -> Item:

@@ -1,6 +1,8 @@
-"""Hostile XML files in a drop folder, read by ``erpbridge sync`` started as a user starts it: a
-file nested thousands of levels deep, a billion-laughs bomb, an external entity, a UTF-16 DOCTYPE
-each go to ``error/`` with their reason, and the good files after them land in the same run."""
+"""Hostile XML and JSON files in a drop folder, read by ``erpbridge sync`` started as a user starts
+it: a file nested thousands of levels deep, a billion-laughs bomb, an external entity, a UTF-16
+DOCTYPE each go to ``error/`` with their reason, and the good files after them land in the same
+run. JSON nested deeper than the hub stores (255 levels for orjson's writer) is refused the same
+way: a JSON file whole, a JSONL line by line."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, select
 
+from erpbridge.jsondepth import MAX_JSON_DEPTH
 from erpbridge.store.tables import records, rejected, runs
 from erpbridge.transports.xmlguard import MAX_DEPTH
 
@@ -35,6 +38,22 @@ flows:
     entity: article
     direction: in
     source: {{pattern: "articles*.xml"}}
+    mapping:
+      code: nr
+      name: name
+  - name: json-in
+    channel: shop
+    entity: article
+    direction: in
+    source: {{pattern: "articles*.json"}}
+    mapping:
+      code: nr
+      name: name
+  - name: lines-in
+    channel: shop
+    entity: article
+    direction: in
+    source: {{pattern: "lines*.jsonl"}}
     mapping:
       code: nr
       name: name
@@ -135,3 +154,39 @@ def test_hostile_files_go_to_error_and_the_next_files_land(root: Path) -> None:
     for name, (_, reason) in HOSTILE.items():
         assert problems[name].startswith(reason), (name, problems[name])
     assert sorted(statuses) == [("articles-in", "succeeded"), ("idocs-in", "succeeded")]
+
+
+def _deep_json(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def test_json_nested_too_deep_is_refused_and_the_rest_lands(root: Path) -> None:
+    inbox = root / "inbox"
+    # 300 levels parse (orjson reads 1024) but could not be stored: the run used to fail on it.
+    (inbox / "articles1-deep.json").write_text(
+        f'[{{"nr": "J-0", "name": {_deep_json(300)}}}]', encoding="utf-8"
+    )
+    (inbox / "articles9-good.json").write_text('[{"nr": "J-1", "name": "Washer"}]', "utf-8")
+    (inbox / "lines1.jsonl").write_text(
+        f'{{"nr": "L-0", "name": {_deep_json(300)}}}\n{{"nr": "L-1", "name": "Pin"}}\n',
+        encoding="utf-8",
+    )
+    done = _sync(root, "json-in", "lines-in")
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Traceback" not in output
+    too_deep = f"JSON nested more than {MAX_JSON_DEPTH} levels deep (the limit): refused"
+    assert (inbox / "error" / "articles1-deep.json").exists()
+    assert too_deep in (inbox / "error" / "articles1-deep.json.reason.txt").read_text("utf-8")
+    assert sorted(p.name for p in (inbox / "archive").iterdir()) == [
+        "articles9-good.json",
+        "lines1.jsonl",
+    ]
+    engine = create_engine(f"sqlite:///{root / 'erpbridge.db'}")
+    with engine.connect() as conn:
+        keys = conn.execute(select(records.c.key).order_by(records.c.key)).scalars().all()
+        problems = dict(conn.execute(select(rejected.c.position, rejected.c.reason)).all())
+    engine.dispose()
+    assert keys == ["J-1", "L-1"]
+    assert problems == {"articles1-deep.json": too_deep, "lines1.jsonl:1": too_deep}
