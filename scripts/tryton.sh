@@ -126,7 +126,13 @@ start() {
   locked install
   locked build_cache
   stop quiet
-  if ! "$venv/bin/python" -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+  # SO_REUSEADDR, as trytond's own server binds: connections of a server just stopped
+  # (TIME_WAIT) do not count, only a program listening on the port does.
+  if ! "$venv/bin/python" -c '
+import socket, sys
+probe = socket.socket()
+probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+probe.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
     log "port $port is taken by another program; choose one with ERPBRIDGE_TRYTON_PORT"
     exit 1
   fi

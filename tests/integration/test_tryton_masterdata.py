@@ -34,6 +34,7 @@ from erpbridge.api import build_hub, create_app
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.store.apiclients import create_client
+from erpbridge.systems import system_types
 from integration.servers import require_server
 from integration.webhook_receiver import Receiver, receiving
 
@@ -171,7 +172,11 @@ def make_hub(
 ) -> Iterator[Any]:
     engines: list[Engine] = []
 
-    def make(presets: list[str], operations: dict[str, Any] | None = None) -> Hub:
+    def make(
+        presets: list[str],
+        operations: dict[str, Any] | None = None,
+        sources: dict[str, dict[str, Any]] | None = None,
+    ) -> Hub:
         monkeypatch.setenv("TRYTON_PASSWORD", tryton.password)
         monkeypatch.setenv("SHOP_WEBHOOK_SECRET", SECRET)
         monkeypatch.setenv("ERPBRIDGE_SECRET_KEY", Fernet.generate_key().decode())
@@ -194,7 +199,15 @@ def make_hub(
                     "credentials": {"webhook_secret": "${SHOP_WEBHOOK_SECRET}"},
                 },
             },
-            "flows": [{"preset": p, "channel": "tryton"} for p in presets] + PLATFORM_FLOWS,
+            "flows": [
+                {
+                    "preset": p,
+                    "channel": "tryton",
+                    **({"source": sources[p]} if p in (sources or {}) else {}),
+                }
+                for p in presets
+            ]
+            + PLATFORM_FLOWS,
         }
         path = tmp_path / "erpbridge.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
@@ -298,6 +311,133 @@ def test_customers_tryton_to_platform_then_lock_and_preferences_back_without_ech
     assert hub.run("customers-from-tryton").updated == 1
     hub.deliver()
     assert hub.platform.by_key("customer.updated")[code] == {**changed, "locked": False}
+
+
+def _unwindowed(preset: str) -> dict[str, Any]:
+    """The preset's own ``source`` without its safety window, so that a pass starts at the
+    newest change and a record is read again only for a change of its own (or a related one)."""
+    source = dict(system_types()["tryton"].presets()[preset]["source"])
+    source["safety_window_s"] = 0
+    return source
+
+
+def _tryton_customer(tryton: Tryton, code: str) -> dict[str, Any]:
+    """Tryton's own read of a party, in the customer's shape (the fields the preset maps)."""
+    row = tryton.one(
+        "party.party",
+        [["code", "=", code]],
+        ["name", "email", "phone", "addresses.street", "addresses.postal_code",
+         "addresses.city", "addresses.country.code"],
+    )  # fmt: skip
+    view = {"code": code, "name": row["name"], "email": row["email"], "phone": row["phone"]}
+    view["addresses"] = [
+        {"type": "other", "street": a["street"], "postal_code": a["postal_code"],
+         "city": a["city"], "country": (a["country."] or {}).get("code")}
+        for a in row["addresses."]
+    ]  # fmt: skip
+    return {k: v for k, v in view.items() if v not in (None, "")}
+
+
+def _hub_record(hub: Hub, entity: str, key: str) -> dict[str, Any]:
+    with hub.engine.connect() as conn:
+        payload = conn.exec_driver_sql(
+            "SELECT payload FROM records WHERE entity = ? AND key = ?", (entity, key)
+        ).scalar_one()
+    found: dict[str, Any] = orjson.loads(payload)
+    return found
+
+
+def _same_as_tryton(hub: Hub, tryton: Tryton, code: str) -> dict[str, Any]:
+    """The hub's customer, checked field by field against Tryton's own read."""
+    record = _hub_record(hub, "customer", code)
+    for name, value in _tryton_customer(tryton, code).items():
+        assert record.get(name) == value, (name, record.get(name), value)
+    return record
+
+
+def test_a_field_only_the_hub_keeps_survives_the_next_read_from_tryton(
+    make_hub: Any, tryton: Tryton, code: str
+) -> None:
+    hub: Hub = make_hub(["customers-from-tryton"])
+    party = _new_party(tryton, code, "Sperr GmbH")
+    hub.run("customers-from-tryton")
+    hub.deliver()
+    sent = hub.platform.by_key("customer.updated")[code]
+    # The platform locks the customer with a reason; Tryton has no field for the reason.
+    pushed = {**sent, "locked": True, "lock_reason": "payment overdue"}
+    assert hub.push("customers-from-shop", pushed).status_code == 202
+    hub.deliver()
+
+    # A change in Tryton: its read changes what Tryton owns and leaves the reason alone.
+    locked = _category_ids(tryton, "Locked")
+    tryton.call(
+        "party.party", "write", [party], {"name": "Sperr AG", "categories": [["add", locked]]}
+    )
+    hub.platform.clear()
+    result = hub.run("customers-from-tryton")
+    assert result.updated == 1
+    hub.deliver()
+    assert hub.platform.by_key("customer.updated")[code] == {**pushed, "name": "Sperr AG"}
+    record = _same_as_tryton(hub, tryton, code)
+    assert (record["locked"], record["lock_reason"]) == (True, "payment overdue")
+
+    # Read again with nothing changed: the merged record is the stored one, nothing is sent.
+    tryton.call("party.party", "write", [party], {"name": "Sperr AG"})  # write_date moves
+    hub.platform.clear()
+    assert (hub.run("customers-from-tryton").updated, hub.deliver().delivered) == (0, 0)
+
+
+def test_addresses_and_contact_mechanisms_changed_on_their_own_are_read(
+    make_hub: Any, tryton: Tryton, code: str
+) -> None:
+    hub: Hub = make_hub(
+        ["customers-from-tryton"],
+        sources={"customers-from-tryton": _unwindowed("customers-from-tryton")},
+    )
+    germany = tryton.id_of("country.country", "code", "DE")
+    party = _new_party(
+        tryton, code, "Adress GmbH",
+        addresses=[["create", [{"street": "Hauptstr. 1", "postal_code": "10115",
+                                "city": "Berlin", "country": germany}]]],
+        contact_mechanisms=[["create", [{"type": "email", "value": f"{code}@example.com"}]]],
+    )  # fmt: skip
+    hub.run("customers-from-tryton")
+    _new_party(tryton, f"{code}N", "Neben KG")  # moves the pass boundary past this party
+    hub.run("customers-from-tryton")
+    _same_as_tryton(hub, tryton, code)
+
+    # An address made through party.address (as the hub does for an order's ship-to address).
+    tryton.call("party.address", "create", [{"party": party, "street": "Isartorplatz 2",
+                                             "postal_code": "80331", "city": "München",
+                                             "country": germany}])  # fmt: skip
+    assert hub.run("customers-from-tryton").updated == 1
+    assert len(_same_as_tryton(hub, tryton, code)["addresses"]) == 2
+
+    # An address changed on its own.
+    (first, _) = tryton.call(
+        "party.address", "search", [["party", "=", party]], 0, None, [["id", "ASC"]]
+    )
+    tryton.call("party.address", "write", [first], {"street": "Hauptstr. 10"})
+    assert hub.run("customers-from-tryton").updated == 1
+    assert _same_as_tryton(hub, tryton, code)["addresses"][0]["street"] == "Hauptstr. 10"
+
+    # An e-mail changed through party.contact_mechanism, and a phone added there.
+    (mechanism,) = tryton.call("party.contact_mechanism", "search",
+                               [["party", "=", party], ["type", "=", "email"]], 0, None, None)  # fmt: skip
+    tryton.call(
+        "party.contact_mechanism", "write", [mechanism], {"value": f"new-{code}@example.com"}
+    )
+    assert hub.run("customers-from-tryton").updated == 1
+    assert _same_as_tryton(hub, tryton, code)["email"] == f"new-{code}@example.com"
+    tryton.call("party.contact_mechanism", "create",
+                [{"party": party, "type": "phone", "value": "+49 89 123"}])  # fmt: skip
+    assert hub.run("customers-from-tryton").updated == 1
+    assert _same_as_tryton(hub, tryton, code)["phone"] == "+49 89 123"
+
+    # Nothing changed: nothing read again as an update, the platform hears each change once.
+    assert hub.run("customers-from-tryton").updated == 0
+    hub.deliver()
+    assert hub.platform.by_key("customer.updated")[code] == _hub_record(hub, "customer", code)
 
 
 def test_a_customer_from_the_platform_becomes_a_party_without_echo(
@@ -441,9 +581,10 @@ def test_list_and_customer_prices_reach_the_platform(
     hub: Hub = make_hub(["list-prices-from-tryton", "customer-prices-from-tryton"])
     sku = f"{code}-P"
     product = _product(tryton, sku, "19.90")
+    # Tryton takes the first matching line: the larger tier comes first (see the next test).
     price_list = _price_list(tryton, f"{code} prices", [
-        {"product": product, "quantity": 0, "formula": "17.50"},
         {"product": product, "quantity": 10, "formula": "15.00"},
+        {"product": product, "quantity": 0, "formula": "17.50"},
         {"product": product, "quantity": 50, "formula": "unit_price * 0.5"},  # computed: left out
     ])  # fmt: skip
     _new_party(tryton, code, "Preiskunde", sale_price_list=price_list)
@@ -477,6 +618,41 @@ def test_list_and_customer_prices_reach_the_platform(
         f"{code} prices|{sku}|{code}|EUR|10": {"price_list": f"{code} prices", "sku": sku,
             "customer_code": code, "currency": "EUR", "amount": "14.25", "min_quantity": "10"},
     }  # fmt: skip
+
+
+def _sale_price(tryton: Tryton, sku: str, price_list: int, quantity: float) -> Decimal:
+    """Tryton's own answer: the unit price a sale of ``quantity`` under ``price_list`` gets."""
+    row = tryton.one("product.product", [["code", "=", sku]], ["sale_price_uom"],
+                     price_list=price_list, quantity=quantity)  # fmt: skip
+    return Decimal(str(row["sale_price_uom"]))
+
+
+def test_customer_prices_are_what_tryton_charges_not_shadowed_lines(
+    make_hub: Any, tryton: Tryton, code: str
+) -> None:
+    hub: Hub = make_hub(["customer-prices-from-tryton"])
+    first, second = f"{code}-A", f"{code}-B"
+    a, b = _product(tryton, first, "20"), _product(tryton, second, "30")
+    price_list = _price_list(tryton, f"{code} tiers", [
+        {"product": a, "quantity": 0, "formula": "17.50"},    # first match at every quantity
+        {"product": a, "quantity": 100, "formula": "15.00"},  # shadowed: never charged
+        {"product": b, "quantity": 100, "formula": "25.00"},  # a real tier: before its base
+        {"product": b, "quantity": 0, "formula": "28.1234"},
+        {"product": b, "quantity": 5, "formula": "27.00"},    # shadowed by the base line
+        {"quantity": 500, "formula": "1.00"},                 # any product from 500: wins there
+        {"product": b, "quantity": 1000, "formula": "20.00"}, # shadowed by the line above
+    ])  # fmt: skip
+    _new_party(tryton, code, "Staffelkunde", sale_price_list=price_list)
+
+    hub.run("customer-prices-from-tryton")
+    hub.deliver()
+    got = {k: v for k, v in hub.platform.by_key("price.updated").items() if f"|{code}|" in k}
+    assert {(v["sku"], v["min_quantity"], v["amount"]) for v in got.values()} == {
+        (first, "0", "17.5"), (second, "100", "25"), (second, "0", "28.1234"),
+    }  # fmt: skip
+    for row in got.values():  # every exported row is Tryton's own price at its quantity
+        charged = _sale_price(tryton, row["sku"], price_list, float(row["min_quantity"]))
+        assert charged == Decimal(row["amount"]), row
 
 
 def _stock(tryton: Tryton, warehouse: str, product: int, quantity: int) -> None:

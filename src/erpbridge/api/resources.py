@@ -25,11 +25,13 @@ from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
 from erpbridge.store.deliveries import cancel, retry_deliveries
 from erpbridge.store.read import (
+    FieldOrigin,
     Version,
     audit_page,
     conflicts_page,
     deliveries_page,
     delivery_by_id,
+    field_origins,
     record_view,
     rejected_page,
     run_by_id,
@@ -176,6 +178,17 @@ class VersionOut(BaseModel):
     )
 
 
+class FieldOriginOut(BaseModel):
+    """Which version, flow and channel last set one field of the record."""
+
+    version: int
+    at: Stamp
+    flow: str | None
+    channel: str | None
+    run_id: int | None
+    lineage_withheld: bool = False
+
+
 class BindingOut(BaseModel):
     """The record's id in one channel."""
 
@@ -194,6 +207,11 @@ class RecordOut(BaseModel):
     updated_at: Stamp
     bindings: list[BindingOut]
     versions: list[VersionOut]
+    fields: dict[str, FieldOriginOut] = Field(
+        default_factory=dict,
+        description="Per top-level field of the payload: the version (and the flow and "
+        "channel) that last set it, so a merged record shows which source each value is from.",
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -506,6 +524,18 @@ def show_record(entity: Name, key: str, hub: HubDep, who: Reader) -> RecordOut:
         updated_at=row.updated_at,
         bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in view.bindings],
         versions=[_version_out(v) for v in view.versions],
+        fields={name: _origin_out(o) for name, o in field_origins(view.versions).items()},
+    )
+
+
+def _origin_out(origin: FieldOrigin) -> FieldOriginOut:
+    return FieldOriginOut(
+        version=origin.version,
+        at=origin.at,
+        flow=origin.flow,
+        channel=origin.channel,
+        run_id=origin.run_id,
+        lineage_withheld=origin.withheld,
     )
 
 

@@ -291,7 +291,7 @@ def show_records(
     import orjson
     from rich.table import Table
 
-    from erpbridge.store.read import EVERYTHING, record_view, records_page
+    from erpbridge.store.read import EVERYTHING, field_origins, record_view, records_page
 
     config = _load(config_path)
     known_entity(config, entity)
@@ -339,6 +339,18 @@ def show_records(
                 a.flow or "",
                 a.source_position or "",
                 changed,
+            )
+        console.print(table)
+        table = Table(title="fields (the version and flow that last set each)")
+        for column in ("field", "version", "at", "flow", "channel"):
+            table.add_column(column)
+        for name, origin in sorted(field_origins(view.versions).items()):
+            table.add_row(
+                name,
+                str(origin.version),
+                f"{origin.at:%Y-%m-%d %H:%M:%S}",
+                origin.flow or "",
+                origin.channel or "",
             )
         console.print(table)
 

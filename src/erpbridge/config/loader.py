@@ -25,6 +25,7 @@ from erpbridge.config.channels import (
 from erpbridge.config.envvars import expand_env
 from erpbridge.config.flows import check_flows
 from erpbridge.config.loaded import LoadedConfig, resolve_sqlite_url
+from erpbridge.config.owners import check_owners
 from erpbridge.config.presets import expand_presets
 from erpbridge.config.problems import Problems, format_loc
 from erpbridge.config.secrets import STORED, check_plain_secrets
@@ -68,6 +69,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     catalog = EntityCatalog(model.entities)
     channels = check_channels(model, systems, problems, aside)
     flows = check_flows(model, catalog, channels.classes, channels.options, problems, aside)
+    check_owners(model, catalog, problems)
     check_inbound(model, problems, aside)
     check_identity_providers(model, problems, aside)
     check_saml(model, problems, aside)

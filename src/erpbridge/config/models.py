@@ -166,6 +166,12 @@ class FlowConfig(_Strict):
         "a version number; dotted for nested): an incoming record older than the stored one is "
         "skipped and counted as stale, never applied.",
     )
+    replace: bool = Field(
+        default=False,
+        description="IN: the source delivers whole records, so a field its mapping leaves "
+        "empty is removed from the record; default (false): only the fields the mapping names "
+        "change, the others keep their stored values (a merge).",
+    )
     echo: bool = Field(
         default=False,
         description="OUT: also deliver record versions that arrived from this same channel.",
@@ -209,6 +215,12 @@ class ConfigFile(_Strict):
         default_factory=dict, description="Entities beyond the built-in ones."
     )
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    owners: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Field ownership per entity (built-in or declared): entity → channel → the "
+        "top-level fields only that channel's IN flows may change; a change from another "
+        "channel is not applied (or is a conflict, per that flow's `conflict` policy).",
+    )
     flows: list[FlowConfig] = Field(default_factory=list)
 
     @field_validator("entities", "channels")

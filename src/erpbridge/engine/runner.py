@@ -28,6 +28,7 @@ from erpbridge.pci import (
 )
 from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
+from erpbridge.store.merge import FieldRules
 from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
 from erpbridge.store.runs import (
     BatchCounts,
@@ -180,6 +181,11 @@ class FlowRunner:
                     )
                 if counts.stale:
                     result.warnings.append(_stale_warning(flow, counts.stale))
+                if counts.overruled:
+                    result.warnings.append(
+                        f"{counts.overruled} record(s): changes of fields another channel "
+                        "owns were not applied (owners:)"
+                    )
                 if progress is not None:
                     progress(counts)
             if full and not dry_run:
@@ -357,6 +363,23 @@ def _stale_warning(flow: FlowConfig, stale: int) -> str:
     )
 
 
+def field_rules(
+    config: LoadedConfig, flow: FlowConfig, mapping: CompiledMapping
+) -> FieldRules | None:
+    """Which fields IN flow ``flow`` changes (``store.merge``); ``None``: whole records, as a
+    flow mapping every field of an entity nobody owns fields of does."""
+    owners = config.model.owners.get(flow.entity, {})
+    foreign = frozenset(
+        name for channel, names in owners.items() if channel != flow.channel for name in names
+    )
+    mapped: frozenset[str] | None = frozenset(name for name, _ in mapping.rules)
+    if flow.replace or (mapped is not None and mapped >= set(config.entities[flow.entity].fields)):
+        mapped = None
+    if mapped is None and not foreign:
+        return None
+    return FieldRules(mapped, foreign)
+
+
 class _Job:
     """The per-run state shared by the batches of one run."""
 
@@ -379,6 +402,7 @@ class _Job:
         self.entity = runner.config.entities[flow.entity]
         self.subscribers = subscribers_of(runner.config, flow.entity)
         self.search = SearchSpec.of(flow.entity, runner.config.entities[flow.entity])
+        self.fields = field_rules(runner.config, flow, self.mapping)
         keys = [flow.key] if isinstance(flow.key, str) else flow.key
         self.external_id = [getter(k) for k in keys] if keys else None
         self.key_path = ", ".join(keys) if keys else ""
@@ -475,6 +499,7 @@ class _Job:
             self.search,
             flow.version_field,
             ledger_dispatcher(self.runner.engine.dialect.name),
+            fields=self.fields,
         )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()

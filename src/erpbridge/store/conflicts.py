@@ -13,6 +13,10 @@ policy decides, per record, in the batch's transaction:
   both versions, for ``erpbridge conflicts resolve ID --take source|hub``.
 
 Every conflict is stored, settled or open, so the decision is visible afterwards.
+
+The same policies settle a change to a field another channel owns (the entity's ``owners:``,
+``store.merge``): without a policy the owner's value simply stays; with one, the change is a
+conflict settled as above (``manual`` leaves it open: ``--take source`` applies the change).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from sqlalchemy import Connection, insert, select, update
 from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import conflicts, deliveries
 
-__all__ = ["POLICIES", "settle", "take_hub", "take_source_payload"]
+__all__ = ["POLICIES", "settle", "settle_owned", "take_hub", "take_source_payload"]
 
 POLICIES = ("source_wins", "target_wins", "newest_wins", "manual")
 
@@ -54,6 +58,28 @@ def _source_wins(policy: str, incoming: dict[str, Any], hub: dict[str, Any]) -> 
         theirs, ours = incoming.get("updated_at"), hub.get("updated_at")
         return theirs is None or ours is None or str(theirs) >= str(ours)
     return None
+
+
+def _row(
+    flow: str,
+    channel: str,
+    entity: str,
+    policy: str,
+    run_id: int | None,
+    at: datetime,
+    item: Any,
+    row: Any,
+    wins: bool | None,
+) -> dict[str, Any]:
+    """A ``conflicts`` row: open when nobody won yet (``wins`` None)."""
+    return {
+        "flow": flow, "channel": channel, "entity": entity, "record_id": row.id,
+        "key": item.key, "hub_version": row.version, "incoming_payload": item.blob.decode(),
+        "external_id": item.external_id, "policy": policy,
+        "status": "open" if wins is None else "resolved",
+        "winner": None if wins is None else ("source" if wins else "hub"),
+        "run_id": run_id, "created_at": at, "resolved_at": None if wins is None else at,
+    }  # fmt: skip
 
 
 def settle(
@@ -87,14 +113,7 @@ def settle(
             cancel_ids.extend(waiting)
         elif wins is None:
             hold_ids.extend(waiting)
-        found.append({
-            "flow": flow, "channel": channel, "entity": entity, "record_id": row.id,
-            "key": item.key, "hub_version": row.version, "incoming_payload": item.blob.decode(),
-            "external_id": item.external_id, "policy": policy,
-            "status": "open" if wins is None else "resolved",
-            "winner": None if wins is None else ("source" if wins else "hub"),
-            "run_id": run_id, "created_at": at, "resolved_at": None if wins is None else at,
-        })  # fmt: skip
+        found.append(_row(flow, channel, entity, policy, run_id, at, item, row, wins))
     if found:
         conn.execute(insert(conflicts), found)
     if cancel_ids:
@@ -110,6 +129,41 @@ def settle(
                     last_error="held: conflicting change from the target, see erpbridge conflicts")
         )  # fmt: skip
     return apply, len(found)
+
+
+def settle_owned(
+    conn: Connection,
+    *,
+    policy: str,
+    flow: str,
+    channel: str,
+    entity: str,
+    run_id: int | None,
+    at: datetime,
+    trespasses: Sequence[tuple[Any, Any, dict[str, Any]]],
+) -> list[bool]:
+    """Settle changes of fields another channel owns: (incoming item holding the change, hub
+    row, stored payload) each. Return per change whether it is applied; each is stored as a
+    conflict (an open one only once while the same change waits)."""
+    decisions: list[bool] = []
+    found: list[dict[str, Any]] = []
+    waiting: set[tuple[int, str]] = set()
+    if policy == "manual":
+        query = select(conflicts.c.record_id, conflicts.c.incoming_payload).where(
+            conflicts.c.flow == flow,
+            conflicts.c.status == "open",
+            conflicts.c.record_id.in_([row.id for _, row, _ in trespasses]),
+        )
+        waiting = {(r.record_id, r.incoming_payload) for r in conn.execute(query)}
+    for item, row, stored in trespasses:
+        wins = _source_wins(policy, item.payload, stored)
+        decisions.append(bool(wins))
+        if wins is None and (row.id, item.blob.decode()) in waiting:
+            continue  # the same change already waits for a person
+        found.append(_row(flow, channel, entity, policy, run_id, at, item, row, wins))
+    if found:
+        conn.execute(insert(conflicts), found)
+    return decisions
 
 
 def _close(conn: Connection, conflict_id: int, winner: str, at: datetime) -> Any:

@@ -16,8 +16,9 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
 from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
-from erpbridge.store.conflicts import settle
+from erpbridge.store.conflicts import settle, settle_owned
 from erpbridge.store.deliveries import Dispatcher, NewVersion, Subscriber, enqueue
+from erpbridge.store.merge import FieldRules, merge, restore
 from erpbridge.store.ordering import is_older
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.searchindex import index_changed, index_created
@@ -68,10 +69,13 @@ class UpsertCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    #: Changes that met an open delivery to their own channel (two-way conflicts).
+    #: Changes that met an open delivery to their own channel (two-way conflicts), and
+    #: changes of fields another channel owns settled by the flow's conflict policy.
     conflicts: int = 0
     #: Records older than the stored version (``Lineage.version_field``): not applied.
     stale: int = 0
+    #: Records whose change of fields another channel owns was not applied (``owners:``).
+    overruled: int = 0
 
     def add(self, other: UpsertCounts) -> None:
         """Add each counter of ``other`` (and of its own kind) to this one's."""
@@ -99,6 +103,8 @@ class Lineage:
     version_field: str | None = None
     #: The engine's dispatcher hook, handed the new deliveries (``store.deliveries.enqueue``).
     dispatch: Dispatcher | None = None
+    #: Which fields the flow changes (``store.merge``); None: it replaces whole records.
+    fields: FieldRules | None = None
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -135,6 +141,52 @@ def _changed_fields(old_payload: str, new: dict[str, Any]) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
+def _incoming(item: Incoming, payload: dict[str, Any]) -> Incoming:
+    blob = dump_payload(payload)
+    return Incoming(item.key, payload, blob, content_hash(blob), item.external_id, item.position)
+
+
+def _merged(
+    conn: Connection,
+    lineage: Lineage,
+    rules: FieldRules,
+    changed: list[tuple[Incoming, Any]],
+    counts: UpsertCounts,
+) -> list[tuple[Incoming, Any]]:
+    """The changed pairs with each item merged into its stored record (``store.merge``); a
+    merge equal to the stored record is counted unchanged and writes nothing."""
+    merged: list[tuple[Incoming, Any, dict[str, Any], list[str]]] = []
+    for item, row in changed:
+        stored = orjson.loads(row.payload)
+        payload, trespassed = merge(rules, stored, item.payload)
+        merged.append((_incoming(item, payload), row, stored, trespassed))
+    trespassing = [(item, row, stored) for item, row, stored, fields in merged if fields]
+    applied: list[bool] = [False] * len(trespassing)
+    if trespassing and lineage.conflict is not None:
+        applied = settle_owned(
+            conn,
+            policy=lineage.conflict,
+            flow=lineage.flow,
+            channel=lineage.channel,
+            entity=lineage.entity,
+            run_id=lineage.run_id,
+            at=lineage.at,
+            trespasses=trespassing,
+        )
+        counts.conflicts += len(trespassing)
+    decisions = iter(applied)
+    result: list[tuple[Incoming, Any]] = []
+    for item, row, stored, trespassed in merged:
+        if trespassed and not next(decisions):
+            counts.overruled += 1
+            item = _incoming(item, restore(item.payload, stored, trespassed))
+        if item.hash == row.content_hash:
+            counts.unchanged += 1
+        else:
+            result.append((item, row))
+    return result
+
+
 def upsert_records(conn: Connection, lineage: Lineage, items: list[Incoming]) -> UpsertCounts:
     """Upsert ``items`` (one entity) and bind their external ids; return the counts."""
     counts = UpsertCounts()
@@ -168,6 +220,8 @@ def _upsert_round(
         ]
         counts.stale += len(changed) - len(fresh)
         changed = fresh
+    if lineage.fields is not None and changed:
+        changed = _merged(conn, lineage, lineage.fields, changed, counts)
     if lineage.conflict is not None and changed:
         changed, found = settle(conn, policy=lineage.conflict, flow=lineage.flow,
                                 channel=lineage.channel, entity=lineage.entity,

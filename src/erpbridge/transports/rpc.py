@@ -43,6 +43,7 @@ from erpbridge.transports.base import (
 )
 from erpbridge.transports.http import HttpChannelOptions, HttpClient, health_of
 from erpbridge.transports.rpccall import RpcOperationOptions, call_rpc
+from erpbridge.transports.rpcfirstmatch import FirstMatch, charged
 from erpbridge.transports.rpcodoo import OdooSession
 from erpbridge.transports.rpcsession import Account, RpcSession
 from erpbridge.transports.rpctryton import TrytonSession
@@ -59,11 +60,16 @@ from erpbridge.transports.templates import render
 __all__ = [
     "ForEach",
     "Lookup",
+    "Related",
     "RpcChannelOptions",
     "RpcStreamOptions",
     "RpcTargetOptions",
     "RpcTransport",
 ]
+
+
+#: Related records' ids asked for per call (``related``).
+_RELATED_PAGE = 5000
 
 
 class RpcChannelOptions(HttpChannelOptions):
@@ -108,6 +114,21 @@ class ForEach(BaseModel):
     """The name each source row carries the record under, and the placeholders' prefix."""
 
 
+class Related(BaseModel):
+    """A related model whose own changes re-read the records they belong to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    model: str = Field(min_length=1)
+    """The related model, e.g. ``party.address`` (it must have the ``cursor_field`` too)."""
+    via: list[str] = Field(min_length=1)
+    """The source model's field(s) leading to it: a one2many (``addresses``, ``lines``), a
+    many2one (``invoice_address``) or a many2many; a record is read again when a related
+    record it holds through any of them changed."""
+    domain: list[Any] = Field(default_factory=list)
+    """Only these related records count, e.g. ``[["type", "=", "email"]]``."""
+
+
 class RpcStreamOptions(StreamOptions):
     """A flow's ``source:`` block: which model, which records, which fields, how incremental."""
 
@@ -136,6 +157,16 @@ class RpcStreamOptions(StreamOptions):
     ``categories: [{id, name: "Locked"}]`` into ``categories: {"Locked": true}``, so a mapping
     reads ``categories.Locked`` (with ``default: false``). Read the paths (``categories.name``)
     in ``fields``."""
+    related: list[Related] = Field(default_factory=list)
+    """With ``cursor_field``: related models whose changes do not touch the record's own
+    ``cursor_field`` (a Tryton party's addresses and contact mechanisms, a sale's lines): each
+    incremental pass also reads the records whose related records changed since the last
+    pass (by the related model's own ``cursor_field``)."""
+    first_match: FirstMatch | None = None
+    """Tryton, reading ``product.price_list.line``: keep only the lines Tryton applies (it takes
+    the first matching line of a list, so a later line for the same product and a larger
+    quantity may never be charged); Tryton's own ``sale_price_uom`` decides
+    (:mod:`erpbridge.transports.rpcfirstmatch`). ``{}`` takes the line's own fields."""
     for_each: ForEach | None = None
     """Read the model once per record of another model: ``domain`` and ``context`` may name
     that record's fields as ``{<as>.<field>}`` placeholders, and each row carries the record
@@ -147,6 +178,8 @@ class RpcStreamOptions(StreamOptions):
             raise ValueError(
                 "for_each reads everything on every run; it cannot be combined with cursor_field"
             )
+        if self.related and self.cursor_field is None:
+            raise ValueError("related follows changes since the last pass: it needs cursor_field")
         return self
 
 
@@ -306,18 +339,53 @@ class RpcTransport:
             position = _Position.decode(stored, field)
         except FatalError as exc:
             raise FatalError(f"channel {self._channel!r}: {exc}") from exc
-        since = session.since(field, position.since, fallback) if position.since is not None else []
-        base = session.conjoin(stream.domain, since)
+        since: list[Any] = []
+        touched: list[Any] = []
+        if position.since is not None:
+            since = session.since(field, position.since, fallback)
+            touched = self._touched(stream, field, fallback, position.since)
+        base = session.conjoin(
+            stream.domain, session.disjoin(since, *touched) if touched else since
+        )
         after, until = position.after_id, position.until
         if after is None:  # a new pass: everything up to the newest change there is now
             until = self._newest(stream.model, base, field, fallback, stream.context)
             if until is None:
                 return  # nothing matches: the cursor stays where it is
+            for related in stream.related if touched else ():
+                # The next pass starts after the related changes this one took in as well.
+                changed = session.conjoin(related.domain, since)
+                newest = self._newest(related.model, changed, field, fallback, {})
+                until = until if newest is None else max(until, newest)
             after = 0
         final = _Position(_minus(until, stream.safety_window_s)).encode(field)
         yield from self._pages(
             stream, base, fields, page, after, _Pass(field, position, until, final)
         )
+
+    def _touched(
+        self, stream: RpcStreamOptions, field: str, fallback: str | None, since: Any
+    ) -> list[Any]:
+        """Domains of the records whose related records (``related``) changed since ``since``:
+        ``[[via, "in", ids]]`` per path."""
+        session, found = self._session, []
+        for related in stream.related:
+            domain = session.conjoin(related.domain, session.since(field, since, fallback))
+            ids: list[int] = []
+            while True:
+                page = session.search_read(
+                    related.model,
+                    session.conjoin(domain, [["id", ">", ids[-1] if ids else 0]]),
+                    ["id"],
+                    _RELATED_PAGE,
+                    [("id", "asc")],
+                )
+                ids += [self._id(related.model, row) for row in page]
+                if len(page) < _RELATED_PAGE:
+                    break
+            if ids:
+                found += [[[via, "in", ids]] for via in related.via]
+        return found
 
     def _for_each(
         self, stream: RpcStreamOptions, each: ForEach, fields: list[str] | None, page: int
@@ -387,14 +455,24 @@ class RpcTransport:
                 suffix = f" for {suffix}"
             if stream.memberships:
                 rows = [_flags(row, stream.memberships) for row in rows]
+            after = self._id(model, rows[-1])
+            done = len(rows) < page
+            if stream.first_match is not None:
+                rows = self._charged(stream.first_match, rows)
             records = [
                 SourceRecord(row, f"{model}#id={self._id(model, row)}{suffix}") for row in rows
             ]
-            after = self._id(model, rows[-1])
-            done = len(rows) < page
             yield Batch(records, cursor=None if pass_ is None else pass_.cursor(after, done))
             if done:
                 return
+
+    def _charged(self, spec: FirstMatch, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._options.dialect != "tryton":
+            raise FatalError(f"channel {self._channel!r}: first_match is made for Tryton")
+        try:
+            return charged(self._session, spec, rows)
+        except FatalError as exc:
+            raise FatalError(f"channel {self._channel!r}: {exc}") from exc
 
     def _newest(
         self,

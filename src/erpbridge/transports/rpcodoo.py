@@ -148,6 +148,12 @@ class OdooSession(RpcSession):
         """Concatenation: Odoo's prefix domains are ANDed implicitly."""
         return [term for domain in domains for term in domain]
 
+    def disjoin(self, *domains: Domain) -> Domain:
+        """Prefix ``|`` over the domains, each made one expression (its implicit ANDs spelt
+        ``&``)."""
+        parts = [_one_expression(domain) for domain in domains]
+        return ["|"] * (len(parts) - 1) + [term for part in parts for term in part]
+
     def since(self, field_name: str, value: Any, fallback: str | None) -> Domain:
         """``[(field, ">=", v)]``; Odoo sets ``write_date`` on create, so no fallback is needed."""
         if fallback is None:
@@ -258,3 +264,22 @@ def _odoo_result(body: Any) -> Any:
 
 def _odoo_order(order: Order) -> str:
     return ", ".join(f"{name} {direction.lower()}" for name, direction in order)
+
+
+def _one_expression(domain: Domain) -> Domain:
+    """A prefix-notation domain as one expression: ``&`` before its top-level terms."""
+    count, at = 0, 0
+    while at < len(domain):
+        at = _skip(domain, at)
+        count += 1
+    return ["&"] * (count - 1) + list(domain) if count > 1 else list(domain)
+
+
+def _skip(domain: Domain, at: int) -> int:
+    """The index after the expression starting at ``at``."""
+    term = domain[at]
+    if term in ("|", "&"):
+        return _skip(domain, _skip(domain, at + 1))
+    if term == "!":
+        return _skip(domain, at + 1)
+    return at + 1

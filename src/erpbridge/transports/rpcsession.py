@@ -117,6 +117,10 @@ class RpcSession(ABC):
         """All of ``domains`` (empty ones left out)."""
 
     @abstractmethod
+    def disjoin(self, *domains: Domain) -> Domain:
+        """Any of ``domains`` (each one a whole domain, its terms ANDed)."""
+
+    @abstractmethod
     def since(self, field_name: str, value: Any, fallback: str | None) -> Domain:
         """Records whose ``field_name`` (or ``fallback`` where it is empty) is ≥ ``value``."""
 

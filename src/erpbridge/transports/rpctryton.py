@@ -184,6 +184,10 @@ class TrytonSession(RpcSession):
         parts = [d for d in domains if d]
         return parts[0] if len(parts) == 1 else (["AND", *parts] if parts else [])
 
+    def disjoin(self, *domains: Domain) -> Domain:
+        """``["OR", d1, d2, …]`` (each a nested domain)."""
+        return domains[0] if len(domains) == 1 else ["OR", *domains]
+
     def since(self, field_name: str, value: Any, fallback: str | None) -> Domain:
         """``[field ≥ v]``, or ``["OR", [field ≥ v], [fallback ≥ v]]``: a record never written
         has no ``write_date`` in Tryton, only a ``create_date`` (which is never later)."""

@@ -15,11 +15,19 @@ from erpbridge.store.read.ledger import (
     run_by_id,
     runs_page,
 )
-from erpbridge.store.read.records import RecordView, Version, record_view, records_page
+from erpbridge.store.read.records import (
+    FieldOrigin,
+    RecordView,
+    Version,
+    field_origins,
+    record_view,
+    records_page,
+)
 from erpbridge.store.read.scope import EVERYTHING, Scope
 
 __all__ = [
     "EVERYTHING",
+    "FieldOrigin",
     "Order",
     "RecordView",
     "Scope",
@@ -28,6 +36,7 @@ __all__ = [
     "conflicts_page",
     "deliveries_page",
     "delivery_by_id",
+    "field_origins",
     "record_view",
     "records_page",
     "rejected_page",

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, Row, TextClause, func, select
 
 from erpbridge.store.read.scope import Scope
 from erpbridge.store.tables import audit, bindings, records
 
-__all__ = ["RecordView", "Version", "record_view", "records_page"]
+__all__ = ["FieldOrigin", "RecordView", "Version", "field_origins", "record_view", "records_page"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,50 @@ class RecordView:
     row: Row[Any]
     bindings: list[Row[Any]]
     versions: list[Version]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldOrigin:
+    """The version that last set one field of a record, and the flow it came through."""
+
+    version: int
+    at: Any
+    flow: str | None
+    channel: str | None
+    run_id: int | None
+    #: The version came through a channel outside the reader's scope: flow, channel, run hidden.
+    withheld: bool
+
+
+def field_origins(versions: list[Version]) -> dict[str, FieldOrigin]:
+    """Per top-level field of the current record: which version (and flow) last set it.
+
+    A created version sets every field it holds; an updated one the fields its audit row lists
+    as changed (a field it removed is dropped). With merging IN flows, each field's origin is
+    the flow that owns it.
+    """
+    origins: dict[str, FieldOrigin] = {}
+    for version in versions:
+        a = version.row
+        hidden = version.withheld
+        origin = FieldOrigin(
+            a.version,
+            a.at,
+            None if hidden else a.flow,
+            None if hidden else a.channel,
+            None if hidden else a.run_id,
+            hidden,
+        )
+        payload = orjson.loads(a.payload)
+        if a.changed_fields is None:  # created (or an older row without the list): everything
+            origins = dict.fromkeys(payload, origin)
+            continue
+        for name in orjson.loads(a.changed_fields):
+            if name in payload:
+                origins[name] = origin
+            else:
+                origins.pop(name, None)
+    return origins
 
 
 def record_view(conn: Connection, scope: Scope, entity: str, key: str) -> RecordView | None:
