@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from integration.servers import require_server
 from integration.webhook_receiver import Receiver, receiving
 
 SECRET = "whsec-tryton-masterdata-0123456789"
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 class Tryton:
@@ -422,8 +425,8 @@ def test_addresses_and_contact_mechanisms_changed_on_their_own_are_read(
     assert _same_as_tryton(hub, tryton, code)["addresses"][0]["street"] == "Hauptstr. 10"
 
     # An e-mail changed through party.contact_mechanism, and a phone added there.
-    (mechanism,) = tryton.call("party.contact_mechanism", "search",
-                               [["party", "=", party], ["type", "=", "email"]], 0, None, None)  # fmt: skip
+    emails = [["party", "=", party], ["type", "=", "email"]]
+    (mechanism,) = tryton.call("party.contact_mechanism", "search", emails, 0, None, None)
     tryton.call(
         "party.contact_mechanism", "write", [mechanism], {"value": f"new-{code}@example.com"}
     )
@@ -741,8 +744,14 @@ def test_real_time_po_check_and_price(make_hub: Any, tryton: Tryton, code: str) 
     locked = ask("validate_po", customer=f"{code}L", po_number="PO-1")
     assert (locked["valid"], locked["locked"], locked["reason"]) == (
         False, True, f"customer '{code}L' is locked")  # fmt: skip
-    unknown = ask("validate_po", customer=f"{code}X", po_number="PO-1")
+    unknown = ask("validate_po", customer=f"{code}X", po_number="PO-1")  # a 200, as documented
     assert (unknown["valid"], unknown["customer_exists"]) == (False, False)
+    documented = re.search(r"`validate_po`\s+answers an unknown customer with a 200: `(\{.*?\})`",
+                           README, re.S)  # fmt: skip
+    assert documented is not None, "README: validate_po's answer for an unknown customer"
+    example = json.loads(documented.group(1).replace("\n", " ").replace("C-9", f"{code}X"))
+    assert {k: unknown[k] for k in example} == example
+    assert "unknown customer or product is a 422" not in README
 
     one = ask("price", customer=code, sku=sku, quantity=1)
     assert Decimal(one["unit_price"]) == Decimal("12") and Decimal(one["list_price"]) == 15

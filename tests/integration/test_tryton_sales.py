@@ -471,16 +471,34 @@ def test_a_sale_made_in_tryton_reaches_the_platform_and_its_lines_with_its_next_
     assert hub.run("orders-from-tryton")[1:] == (1, 0)
     (line,) = tryton.call("sale.line", "search", [["sale", "=", sale]], 0, None, None)
     tryton.call("sale.line", "write", [line], {"quantity": 6.0})
-    # The trap: a line edit leaves the sale's write_date alone, so this run sees no change …
-    assert hub.run("orders-from-tryton")[1:] == (0, 0)
-    assert hub.record("order", number)["lines"][0]["quantity"] == "4"
-    # … and the next state change of the sale (quoting it again) brings the lines along.
-    tryton.call("sale.sale", "quote", [sale])
+    # A line edit leaves the sale's write_date alone; the preset follows the lines' own
+    # write_date (`related`), so this run sees the change at once.
     assert hub.run("orders-from-tryton")[1:] == (0, 1)
     record = hub.record("order", number)
     assert (record["status"], record["lines"][0]["quantity"], record["total"]) == (
-        "quotation", "6", "60",
+        "draft", "6", "60",
     )  # fmt: skip
+    # A line added to the draft on its own, then the sale quoted: each change comes once.
+    unit = tryton.id_of("product.uom", "symbol", "u")
+    tryton.call("sale.line", "create", [{"sale": sale, "product": product, "quantity": 1.0,
+                                         "unit": unit, "unit_price": Decimal("10")}])  # fmt: skip
+    assert hub.run("orders-from-tryton")[1:] == (0, 1)
+    assert [ln["quantity"] for ln in hub.record("order", number)["lines"]] == ["6", "1"]
+    tryton.call("sale.sale", "quote", [sale])
+    assert hub.run("orders-from-tryton")[1:] == (0, 1)
+    record = hub.record("order", number)
+    assert (record["status"], record["total"]) == ("quotation", "70")
+    assert hub.run("orders-from-tryton")[1:] == (0, 0)
+
+    # The party's address the sales ship to, changed on its own: both orders follow it.
+    address = tryton.call("sale.sale", "read", [sale], ["shipment_address"])[0]["shipment_address"]
+    tryton.call("party.address", "write", [address], {"street": "Quai 3"})
+    assert hub.run("orders-from-tryton")[1:] == (0, 2)
+    record = hub.record("order", number)
+    assert record["shipping_address"]["street"] == record["billing_address"]["street"] == "Quai 3"
+    view = tryton.call("sale.sale", "read", [sale], ["shipment_address.street", "total_amount"])[0]
+    assert view["shipment_address."]["street"] == "Quai 3"
+    assert Decimal(record["total"]) == view["total_amount"]
     assert hub.ledger("orders-to-tryton") == []  # Tryton's own sales never go back to it
 
 
@@ -542,6 +560,36 @@ def test_a_return_request_becomes_a_return_sale_and_its_approval_and_receipt_com
         "requested", "approved", "received",
     ]  # fmt: skip
     assert len(hub.ledger("rma-to-tryton")) == 1
+
+
+def test_a_return_started_in_tryton_waits_for_its_number_and_its_lines_are_followed(
+    tryton: Tryton, hub: Hub, prefix: str
+) -> None:
+    party = new_party(tryton, f"{prefix}C9", ("Gasse 9", "8010", "Graz", "AT"))
+    (product,) = new_products(tryton, f"{prefix}P9")
+    later = new_sale(tryton, party, [(product, "1", "5.00")])  # an order, moves the boundary
+    tryton.call("sale.sale", "quote", [later])
+    hub.run("rma-status-from-tryton")
+    # A return the sales desk starts in Tryton: a draft without a number (or Description).
+    sale = new_sale(tryton, party, [(product, "-2", "10.00")])
+    result = hub.runner.run("rma-status-from-tryton")
+    assert (result.status, result.read, result.rejected, result.created) == ("succeeded", 0, 0, 0)
+    assert hub.runner.run("rma-status-from-tryton").rejected == 0  # not on any pass
+
+    tryton.call("sale.sale", "quote", [sale])  # now Tryton numbers it: it comes
+    assert hub.run("rma-status-from-tryton")[1:] == (1, 0)
+    (number,) = (row["number"] for row in tryton.call("sale.sale", "read", [sale], ["number"]))
+    assert hub.record("rma", number)["lines"][0]["quantity"] == "2"
+
+    tryton.call("sale.sale", "draft", [sale])
+    hub.run("rma-status-from-tryton")
+    (line,) = tryton.call("sale.line", "search", [["sale", "=", sale]], 0, None, None)
+    tryton.call("sale.line", "write", [line], {"quantity": -3.0})  # a line changed on its own
+    assert hub.run("rma-status-from-tryton")[1:] == (0, 1)
+    record = hub.record("rma", number)
+    assert (record["status"], record["lines"][0]["quantity"], record["lines"][0]["amount"]) == (
+        "requested", "3", "30",
+    )  # fmt: skip
 
 
 # -- invoices ------------------------------------------------------------------------------------
