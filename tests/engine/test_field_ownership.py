@@ -104,6 +104,16 @@ def queued(engine: Engine) -> list[int]:
         return list(conn.execute(select(deliveries.c.version).order_by(deliveries.c.id)).scalars())
 
 
+def erp_shop_erp(path: Path, engine: Engine) -> None:
+    """The ERP creates the customer, the shop locks it, the ERP changes its e-mail."""
+    erp(path, "Anna GmbH", "a@erp.example")
+    run(path, engine, "customers-from-erp")
+    shop(path, "Anna GmbH", "payment overdue")
+    run(path, engine, "lock-from-shop")
+    erp(path, "Anna GmbH", "anna@erp.example")
+    run(path, engine, "customers-from-erp")
+
+
 def test_an_in_flow_changes_only_the_fields_it_maps(world: Any) -> None:
     path, engine = world()
     erp(path, "Anna GmbH", "a@erp.example")
@@ -136,12 +146,7 @@ def test_an_in_flow_changes_only_the_fields_it_maps(world: Any) -> None:
 
 def test_replace_true_takes_the_whole_record(world: Any) -> None:
     path, engine = world(replace=True)
-    erp(path, "Anna GmbH", "a@erp.example")
-    run(path, engine, "customers-from-erp")
-    shop(path, "Anna GmbH", "payment overdue")
-    run(path, engine, "lock-from-shop")
-    erp(path, "Anna GmbH", "anna@erp.example")
-    run(path, engine, "customers-from-erp")
+    erp_shop_erp(path, engine)
     payload = record(engine)[1]
     assert "lock_reason" not in payload and payload["locked"] is False
 
@@ -219,12 +224,7 @@ def test_the_lineage_of_each_field_in_the_api_and_the_cli(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     path, engine = world()
-    erp(path, "Anna GmbH", "a@erp.example")
-    run(path, engine, "customers-from-erp")
-    shop(path, "Anna GmbH", "payment overdue")
-    run(path, engine, "lock-from-shop")
-    erp(path, "Anna GmbH", "anna@erp.example")
-    run(path, engine, "customers-from-erp")
+    erp_shop_erp(path, engine)
 
     config = load_config(path)
     key = create_client(engine, "ops", {"read"})[1]

@@ -312,8 +312,8 @@ def test_a_changed_child_contact_reads_its_company_again(
     protocol: str, odoo: tuple[FakeOdoo, str]
 ) -> None:
     fake, url = odoo
-    fake.partners.append({"id": 30, "name": "Agrolait, Michel", "is_company": False,
-                          "parent_id": [7, "Agrolait"], "write_date": "2024-05-01 09:00:00"})  # fmt: skip
+    contact = {"id": 30, "name": "Agrolait, Michel", "is_company": False}
+    fake.partners.append({**contact, "parent_id": [7, "Agrolait"], "write_date": "2024-05-01"})
     fake.partners[0]["child_ids"] = [30]
     rpc = transport(url, protocol)
     stream = RpcStreamOptions(
