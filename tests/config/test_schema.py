@@ -103,6 +103,7 @@ def test_the_schema_is_well_formed_json_schema() -> None:
         "hub",
         "currency_rates",
         "entities",
+        "owners",
         "channels",
         "flows",
     }
