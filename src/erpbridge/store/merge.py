@@ -40,8 +40,10 @@ def merge(
     """
     merged = dict(incoming)
     if rules.mapped is not None:
-        mapped = rules.mapped
-        merged |= {name: value for name, value in stored.items() if name not in mapped}
+        for name in stored.keys() - rules.mapped:
+            merged[name] = stored[name]
+    if not rules.foreign:
+        return merged, []
     trespassed = [name for name in sorted(rules.foreign) if stored.get(name) != merged.get(name)]
     return merged, trespassed
 

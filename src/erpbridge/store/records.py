@@ -159,7 +159,12 @@ def _merged(
     for item, row in changed:
         stored = orjson.loads(row.payload)
         payload, trespassed = merge(rules, stored, item.payload)
-        merged.append((_incoming(item, payload), row, stored, trespassed))
+        blob = dump_payload(payload)
+        if not trespassed and blob == row.payload.encode():
+            counts.unchanged += 1  # the stored canonical JSON itself: no hash needed
+            continue
+        merged.append((Incoming(item.key, payload, blob, content_hash(blob), item.external_id,
+                                item.position), row, stored, trespassed))  # fmt: skip
     trespassing = [(item, row, stored) for item, row, stored, fields in merged if fields]
     applied: list[bool] = [False] * len(trespassing)
     if trespassing and lineage.conflict is not None:
