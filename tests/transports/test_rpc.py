@@ -19,7 +19,12 @@ from pydantic import SecretStr, ValidationError
 
 from erpbridge.errors import FatalError, RetriableError
 from erpbridge.transports.base import OutgoingRecord
-from erpbridge.transports.rpc import RpcChannelOptions, RpcTargetOptions, RpcTransport
+from erpbridge.transports.rpc import (
+    RpcChannelOptions,
+    RpcStreamOptions,
+    RpcTargetOptions,
+    RpcTransport,
+)
 from erpbridge.transports.rpcwire import (
     RpcFault,
     odoo_encode,
@@ -295,3 +300,18 @@ def test_a_login_that_asks_for_more_than_a_password_is_an_auth_failure(
 
     assert (health.ok, health.category) == (False, "auth")
     assert "the login needs more than a password: Enter your code" in health.detail
+
+
+def test_related_needs_a_cursor_field_and_a_via() -> None:
+    related = [{"model": "party.address", "via": ["addresses"]}]
+    with pytest.raises(ValidationError, match="related follows changes since the last pass"):
+        RpcStreamOptions.model_validate({"model": "party.party", "related": related})
+    with pytest.raises(ValidationError, match="via"):
+        RpcStreamOptions.model_validate(
+            {"model": "party.party", "cursor_field": "write_date",
+             "related": [{"model": "party.address", "via": []}]}
+        )  # fmt: skip
+    ok = RpcStreamOptions.model_validate(
+        {"model": "party.party", "cursor_field": "write_date", "related": related}
+    )
+    assert ok.related[0].via == ["addresses"]
