@@ -288,14 +288,21 @@ def show_records(
     limit: Annotated[int, typer.Option(help="How many to list.")] = 20,
 ) -> None:
     """List an entity's records, or show one with its versions, bindings and audit trail."""
+    config = _load(config_path)
+    known_entity(config, entity)
+    engine = _store(config)
+    try:
+        _print_records(engine, entity, key, limit)
+    finally:
+        engine.dispose()  # a PostgreSQL store's connections are closed, not left to the GC
+
+
+def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> None:
     import orjson
     from rich.table import Table
 
     from erpbridge.store.read import EVERYTHING, field_origins, record_view, records_page
 
-    config = _load(config_path)
-    known_entity(config, entity)
-    engine = _store(config)
     with engine.connect() as conn:
         if key is None:
             total, rows = records_page(conn, EVERYTHING, entity, limit)
