@@ -190,3 +190,22 @@ def test_trusted_proxy_forwarded_address_and_scheme_are_used(tmp_path: Path) -> 
             )
             assert moved.status_code == 307
             assert moved.headers["location"].startswith("https://")
+
+
+def test_a_second_forwarded_line_from_the_proxy_is_not_hidden_by_the_clients(
+    tmp_path: Path,
+) -> None:
+    """HAProxy appends its own ``X-Forwarded-For`` line below one the client wrote; reading
+    only the first line believed the client's address (the first ``X-Forwarded-Proto``, scheme)."""
+    config = _api(trusted='["127.0.0.1"]', allowed='["10.9.0.0/16", "192.168.10.0/24"]')
+    for hub, keys in _served(tmp_path, config, "api"):
+        with hub.client() as http:
+            office = [("X-API-Key", keys["office"])]
+            lines = [("X-Forwarded-For", "192.168.10.7"), ("X-Forwarded-For", "10.9.0.5")]
+            answer = http.get("/api/v1/channels", headers=office + lines)
+            assert answer.status_code == 403, answer.text
+            assert "may not call from 10.9.0.5" in answer.json()["error"]["message"]
+            protos = [("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https")]
+            moved = http.get("/api/v1/channels/", headers=lines + protos)
+            assert moved.status_code == 307
+            assert moved.headers["location"].startswith("https://")

@@ -1,10 +1,11 @@
 """Where a request comes from, and whether that address may call at all.
 
 The client address is the TCP peer, unless the peer is one of ``hub.api.trusted_proxies``: then
-``X-Forwarded-For`` is read from the right, skipping trusted proxies, and the first address that
-is not one is the client. An ``X-Forwarded-For`` from any other peer is ignored, so a client
-cannot claim an allowed address by writing the header itself. The same goes for the scheme:
-``X-Forwarded-Proto`` is believed from trusted proxies only (:class:`ForwardedScheme`).
+``X-Forwarded-For`` (all its lines, joined) is read from the right, skipping trusted proxies,
+and the first address that is not one is the client. An ``X-Forwarded-For`` from any other
+peer is ignored, so a client cannot claim an allowed address by writing the header itself. The
+same goes for the scheme: ``X-Forwarded-Proto`` is believed from trusted proxies only
+(:class:`ForwardedScheme`).
 
 The server must not rewrite either before the app sees them: ``erpbridge run`` and ``erpbridge
 api`` start uvicorn with ``proxy_headers=False`` (its default believes 127.0.0.1).
@@ -31,8 +32,7 @@ def client_address(request: HTTPConnection, trusted: Sequence[Network]) -> IpAdd
     peer = _parse(request.client.host if request.client else None)
     if peer is None or not _inside(peer, trusted):
         return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    hops = _values(request.headers, "x-forwarded-for")
     for hop in reversed(hops):
         address = _parse(hop)
         if address is None:
@@ -56,8 +56,8 @@ class ForwardedScheme:
             client = scope.get("client")
             peer = _parse(client[0] if client else None)
             if peer is not None and _inside(peer, self.trusted):
-                named = Headers(scope=scope).get("x-forwarded-proto", "")
-                proto = named.rsplit(",", 1)[-1].strip().lower()
+                named = _values(Headers(scope=scope), "x-forwarded-proto")
+                proto = named[-1].lower() if named else ""
                 if proto in ("http", "https"):
                     scope = {**scope, "scheme": proto}
         await self.app(scope, receive, send)
@@ -68,6 +68,14 @@ def allowed(address: IpAddress | None, networks: Sequence[Network] | None) -> bo
     if networks is None:
         return True
     return address is not None and _inside(address, networks)
+
+
+def _values(headers: Headers, name: str) -> list[str]:
+    """The comma-separated values of every ``name`` header line, in order (RFC 9110 5.3).
+
+    A proxy such as HAProxy appends its own ``X-Forwarded-For`` line below the one the client
+    wrote: reading only the first line would believe the client's."""
+    return [v.strip() for line in headers.getlist(name) for v in line.split(",") if v.strip()]
 
 
 def _inside(address: IpAddress, networks: Sequence[Network]) -> bool:
