@@ -125,3 +125,16 @@ hub:
     assert run("clients", "add", "shop-app", "--scope", "events")[0] == 0
     code, out = run("clients", "list")
     assert code == 0 and "app-7f3a @ https://login.example" in out
+
+
+def test_a_client_name_holding_a_card_number_is_refused_and_not_stored(project: Path) -> None:
+    """Every string the hub keeps passes the card-number scanner; a client's name was stored,
+    audited and printed as given."""
+    pan = "4929 1357 8024 6819"
+    code, out = run("clients", "add", f"shop {pan}", "--scope", "read")
+    assert code == 2, out
+    assert "may not hold a card number" in out and pan not in out
+    code, out = run("clients", "add", "shop", "--scope", "read")
+    assert code == 0, out
+    dump = b"".join(p.read_bytes() for p in project.glob("erpbridge.db*"))
+    assert pan.replace(" ", "").encode() not in dump and pan.encode() not in dump

@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy import Connection, Engine, Row, select, update
 
 from erpbridge.errors import ErpbridgeError
+from erpbridge.pci import has_card_number
 from erpbridge.store.runs import now
 from erpbridge.store.scopes import IMPLIED, SCOPES
 from erpbridge.store.tables import api_clients
@@ -119,6 +120,9 @@ def create_client(
     rate_limit: str | None = None,
 ) -> tuple[ApiClient, str]:
     """Register a client; return it and its credential (shown once, never stored in clear)."""
+    if has_card_number(name):
+        # The name is stored, audited and logged: like every string the hub keeps, never a PAN.
+        raise ValueError("a client's name may not hold a card number; choose another name")
     unknown = scopes - SCOPES
     if unknown or not scopes:
         raise ValueError(
