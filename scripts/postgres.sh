@@ -2,7 +2,10 @@
 # A throwaway PostgreSQL for the test suite, on 127.0.0.1 only.
 #   scripts/postgres.sh start   install (Debian package) if missing, init, start; prints the URL
 #   scripts/postgres.sh stop    stop it and remove its data
-# Port and folder: ERPBRIDGE_PG_PORT (55432), ERPBRIDGE_PG_DIR (/tmp/erpbridge-pg-<port>).
+#   scripts/postgres.sh halt [fast|immediate]   stop the server, keep its data (fault tests)
+#   scripts/postgres.sh resume  start a halted server again on the same port and data
+# Port and folder: ERPBRIDGE_PG_PORT (55432), ERPBRIDGE_PG_DIR (/tmp/erpbridge-pg-<port>);
+# ERPBRIDGE_PG_DURABLE=1: crash-safe settings (fsync, synchronous commits) instead of fast ones.
 set -euo pipefail
 
 port="${ERPBRIDGE_PG_PORT:-55432}"
@@ -48,10 +51,26 @@ start() {
   # as on a real server, so that tests see a wrong password refused.
   printf '%s\n' 'local all all trust' 'host all postgres 127.0.0.1/32 trust' \
     'host all all 127.0.0.1/32 scram-sha-256' | as_owner tee "$dir/data/pg_hba.conf" >/dev/null
-  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    start >/dev/null
+  run_server "$bin"
   echo "postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+}
+
+run_server() {
+  # Fast and not crash-safe by default; ERPBRIDGE_PG_DURABLE=1 keeps every acknowledged commit
+  # through an immediate stop (the fault tests stop the server that way).
+  local speed="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [ "${ERPBRIDGE_PG_DURABLE:-}" = 1 ]; then speed=""; fi
+  as_owner "$1/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $speed -c max_connections=200" \
+    start >/dev/null
+}
+
+halt() {
+  as_owner "$(find_bin)/pg_ctl" -D "$dir/data" -m "${1:-fast}" -w stop >/dev/null
+}
+
+resume() {
+  run_server "$(find_bin)"
 }
 
 stop() {
@@ -67,5 +86,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  halt) halt "${2:-fast}" ;;
+  resume) resume ;;
+  *) echo "usage: $0 start|stop|halt [fast|immediate]|resume" >&2; exit 2 ;;
 esac

@@ -23,10 +23,13 @@ __all__ = [
     "DataError",
     "ErpbridgeError",
     "FatalError",
+    "FlowBusy",
+    "LockLost",
     "ReadOnlyViolation",
     "RetriableError",
     "SourceUnavailable",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 
@@ -96,6 +99,41 @@ class CredentialNotSet(RetriableError):
 
 class StoreError(ErpbridgeError):
     """The hub store could not be opened or migrated."""
+
+
+class StoreUnavailable(StoreError):
+    """The hub store stayed unreachable or unwritable for the whole retry budget.
+
+    The message names the store (URL without its password), the cause and how long it was
+    tried; ``store`` and ``cause`` carry the parts.
+    """
+
+    def __init__(self, store: str, cause: str, waited_s: float, attempts: int) -> None:
+        self.store, self.cause = store, cause
+        self.waited_s, self.attempts = waited_s, attempts
+        #: The run it ended, if any, and whether that run could still be marked failed.
+        self.run_id: int | None = None
+        self.closed = False
+        super().__init__(
+            f"the hub store {store} is unavailable: {cause} "
+            f"(gave up after {waited_s:.0f} s, {attempts} attempt(s))"
+        )
+
+
+class FlowBusy(ErpbridgeError):
+    """Another run of the same IN flow holds its run lock; this one did not start."""
+
+    def __init__(self, flow: str, run_id: int, pid: int, host: str, since: str) -> None:
+        self.flow, self.run_id, self.pid, self.host, self.since = flow, run_id, pid, host, since
+        super().__init__(
+            f"flow {flow!r} is already running in run {run_id} "
+            f"(pid {pid}, host {host}, since {since})"
+        )
+
+
+class LockLost(FatalError):
+    """A run's flow lock expired and was taken by another run (its process stalled past the
+    lease); the batch in hand was not stored and the run stops."""
 
 
 class DataError(ErpbridgeError):

@@ -99,6 +99,7 @@ def test_sigkill_mid_migration_loses_and_duplicates_nothing(tmp_path: Path, hub_
             assert conn.execute(select(func.count()).select_from(audit)).scalar_one() == ROWS
             assert conn.execute(select(func.max(records.c.version))).scalar_one() == 1
             statuses = [r.status for r in conn.execute(select(runs.c.status).order_by(runs.c.id))]
-        assert statuses == ["running", "running", "succeeded"]  # killed runs stay visible
+        # killed runs stay visible: the next run settles them as interrupted (their pid is gone)
+        assert statuses == ["interrupted", "interrupted", "succeeded"]
     finally:
         engine.dispose()

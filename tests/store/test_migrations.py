@@ -30,7 +30,7 @@ def test_opening_twice_is_harmless(hub_url: str) -> None:
     with second.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
     second.dispose()
-    assert version == "0011"
+    assert version == "0012"
 
 
 def test_sqlite_store_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

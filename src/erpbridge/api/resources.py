@@ -37,6 +37,7 @@ from erpbridge.store.read import (
     run_by_id,
     runs_page,
 )
+from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.secretbox import store_credential
 from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
@@ -126,6 +127,7 @@ class RunOut(BaseModel):
     channel: str
     entity: str
     mode: str
+    #: running | succeeded | failed | interrupted (its process went away before closing it)
     status: str
     dry_run: bool
     started_at: Stamp
@@ -142,6 +144,11 @@ class RunOut(BaseModel):
     cursor_after: Any = None
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
+    host: str | None = Field(default=None, description="Host of the process that ran it.")
+    pid: int | None = Field(default=None, description="Its process id there.")
+    lease_until: Stamp | None = Field(
+        default=None, description="While running: alive until then unless its heartbeat renews it."
+    )
 
 
 class DryRunOut(BaseModel):
@@ -477,6 +484,7 @@ def _shown(who: Principal, text: str | None) -> str | None:
 
 def _run_out(row: Row[Any], who: Principal) -> RunOut:
     data = dict(row._mapping)
+    data["status"] = shown_status(row, now())
     for name in ("cursor_before", "cursor_after", "warnings"):
         data[name] = orjson.loads(data[name]) if data[name] else None
     data["warnings"] = [_shown(who, w) for w in data["warnings"] or []]

@@ -28,6 +28,7 @@ from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
+from erpbridge.errors import FlowBusy, StoreUnavailable
 from erpbridge.pci import install_log_redaction
 from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from erpbridge.config.loader import LoadedConfig
-    from erpbridge.engine.runner import RunResult
+    from erpbridge.engine.runner import FlowRunner, RunResult
 
 # Each command imports what it needs inside its body: `erpbridge --help` and the light commands
 # must not pay for the engine, the API (FastAPI) or SQLAlchemy (issue 13: start in < 0.6 s).
@@ -191,6 +192,7 @@ def sync(
     _fill_credentials(config)
     runner = FlowRunner(config, _store(config))
     results = []
+    busy: list[FlowBusy] = []
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -211,8 +213,17 @@ def sync(
                     rejected=fields["rejected"] + counts.rejected,
                 )
 
-            results.append(runner.run(name, full=full, dry_run=dry_run, progress=advance))
-    console.print(_summary(results))
+            try:
+                results.append(runner.run(name, full=full, dry_run=dry_run, progress=advance))
+            except FlowBusy as exc:
+                busy.append(exc)
+            except StoreUnavailable as exc:
+                progress.stop()
+                raise _fail(_store_gone(name, exc, runner), EXIT_STORE_UNAVAILABLE) from None
+    for clash in busy:
+        errors.print(f"[bold red]error:[/] {clash}", highlight=False, soft_wrap=True)
+    if results:
+        console.print(_summary(results))
     for result in results:
         for warning in result.warnings[:20]:
             console.print(f"[yellow]warning[/] {result.flow}: {warning}", highlight=False)
@@ -229,6 +240,27 @@ def sync(
             errors.print(f"[red]run {result.run_id} failed:[/] {result.error}", highlight=False)
     if any(r.status != "succeeded" for r in results):
         raise typer.Exit(1)
+    if busy:
+        raise typer.Exit(EXIT_FLOW_BUSY)
+
+
+#: ``erpbridge sync``'s exit codes beside 0 (every run succeeded), 1 (a run failed) and
+#: 2 (configuration problems): a flow was already running; the hub store stayed unavailable.
+EXIT_FLOW_BUSY = 75
+EXIT_STORE_UNAVAILABLE = 69
+
+
+def _store_gone(flow: str, exc: StoreUnavailable, runner: FlowRunner) -> str:
+    if exc.run_id is None:
+        return f"flow {flow!r}: {exc}; no run was started"
+    if exc.closed:
+        return f"flow {flow!r}: {exc}; run {exc.run_id} is marked failed"
+    lease = runner.lease.total_seconds()
+    return (
+        f"flow {flow!r}: {exc}; run {exc.run_id} could not be marked failed: it shows as "
+        f"interrupted once its lease has passed ({lease:.0f} s) and the next run resumes "
+        "after its last committed batch"
+    )
 
 
 @app.command(name="runs")
@@ -241,6 +273,8 @@ def list_runs(
     from rich.table import Table
 
     from erpbridge.store.read import EVERYTHING, runs_page
+    from erpbridge.store.runlease import shown_status
+    from erpbridge.store.runs import now
 
     config = _load(config_path)
     known_flow(config, flow)
@@ -262,12 +296,13 @@ def list_runs(
     ):
         table.add_column(column)
     with engine.connect() as conn:
+        at = now()
         for r in runs_page(conn, EVERYTHING, flow=flow, limit=limit):
             table.add_row(
                 str(r.id),
                 r.flow,
                 r.mode + (" dry" if r.dry_run else ""),
-                r.status,
+                shown_status(r, at),
                 f"{r.started_at:%Y-%m-%d %H:%M:%S}",
                 str(r.read),
                 str(r.created),

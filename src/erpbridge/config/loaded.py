@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
@@ -12,7 +13,7 @@ from pydantic import BaseModel, SecretStr
 from erpbridge.config.api import OperationSettings
 from erpbridge.config.models import ConfigFile, FlowConfig
 from erpbridge.config.secrets import STORED
-from erpbridge.errors import ConfigProblem, CredentialNotSet
+from erpbridge.errors import ConfigError, ConfigProblem, CredentialNotSet
 from erpbridge.mapping.compiler import CompiledMapping
 from erpbridge.model.entities import EntityCatalog
 from erpbridge.transports import StreamOptions, TransportClass
@@ -77,6 +78,28 @@ class LoadedConfig:
         if not url:
             return f"sqlite:///{self.base_dir / 'erpbridge.db'}"
         return resolve_sqlite_url(url, self.base_dir)
+
+
+    def store_retry_s(self, env: Mapping[str, str] | None = None) -> float:
+        """``ERPBRIDGE_STORE_RETRY_S``, else ``hub.store_retry_s``: the store outage budget."""
+        return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.model.hub.store_retry_s)
+
+    def run_lease(self, env: Mapping[str, str] | None = None) -> timedelta:
+        """``ERPBRIDGE_RUN_LEASE_S``, else ``hub.run_lease_s``: how long a run lives unbeaten."""
+        return timedelta(seconds=_seconds(env, "ERPBRIDGE_RUN_LEASE_S", self.model.hub.run_lease_s))
+
+
+def _seconds(env: Mapping[str, str] | None, name: str, configured: float) -> float:
+    value = (os.environ if env is None else env).get(name)
+    if not value:
+        return configured
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError([ConfigProblem(name, None, "", f"{value!r} is not a number")]) from None
+    if seconds < 0:
+        raise ConfigError([ConfigProblem(name, None, "", f"{value!r} is negative")])
+    return seconds
 
 
 def resolve_sqlite_url(url: str, base_dir: Path) -> str:

@@ -42,6 +42,20 @@ class HubSettings(_Strict):
         "the configuration file.",
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="The REST API.")
+    store_retry_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds a run, worker or scheduler keeps retrying (with backoff) when the "
+        "hub store is unreachable or unwritable before giving up; ERPBRIDGE_STORE_RETRY_S "
+        "overrides it.",
+    )
+    run_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a run (and its flow's run lock) stays alive without a heartbeat; "
+        "a run whose process died shows as interrupted after it. ERPBRIDGE_RUN_LEASE_S "
+        "overrides it.",
+    )
 
 
 class CurrencyRatesConfig(_Strict):

@@ -7,18 +7,21 @@ after the commit does the transport get to archive what it read (``Batch.acknowl
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.engine.dispatcher import ledger_dispatcher
-from erpbridge.errors import DataError, ErpbridgeError, FatalError
+from erpbridge.engine.heartbeat import Heartbeat
+from erpbridge.errors import DataError, ErpbridgeError, FatalError, StoreUnavailable
 from erpbridge.jsonvalues import as_json
 from erpbridge.mapping.compiler import CompiledMapping, getter
 from erpbridge.pci import (
@@ -29,7 +32,9 @@ from erpbridge.pci import (
 from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.merge import FieldRules
+from erpbridge.store.outage import StoreRetry, is_outage
 from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
+from erpbridge.store.runlease import fence
 from erpbridge.store.runs import (
     BatchCounts,
     Rejection,
@@ -43,13 +48,16 @@ from erpbridge.store.runs import (
     resolve_rejections,
     restate_rejections,
     save_cursor,
+    set_start,
     start_run,
 )
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.tables import records as record_rows
 from erpbridge.transports.base import Batch, SourceRecord, Transport
 
-__all__ = ["EventRejected", "FlowRunner", "Ingested", "RunResult"]
+__all__ = ["EventRejected", "FlowRunner", "Ingested", "RunResult", "RunStopped"]
+
+log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 3
 _MAX_WARNINGS = 200
@@ -79,6 +87,16 @@ class RunResult(BatchCounts):
 
 
 ProgressHook = Callable[[BatchCounts], None]
+
+
+class RunStopped(ErpbridgeError):
+    """The process is stopping (SIGTERM): the run ends between two batches, ``interrupted``."""
+
+    def __init__(self, read: int) -> None:
+        super().__init__(
+            f"stopped by a graceful shutdown after {read} record(s); "
+            "the next run resumes after the last committed batch"
+        )
 
 
 class EventRejected(ErpbridgeError):
@@ -118,6 +136,12 @@ class FlowRunner:
         self.config = config
         self.engine = engine
         self.on_queued = on_queued
+        #: Store outages are retried with backoff for ``hub.store_retry_s``.
+        self.retry = StoreRetry(engine, config.store_retry_s())
+        self.lease = config.run_lease()
+        self.heartbeat = Heartbeat(engine, self.lease)
+        #: Set to stop runs between batches (a graceful stop): they end ``interrupted``.
+        self.stopping = threading.Event()
 
     def _transport(self, channel: str) -> Transport:
         return self.config.open_transport(channel)
@@ -137,37 +161,60 @@ class FlowRunner:
         flow = self.config.flow(name)
         if flow.direction != "in":
             raise FatalError(f"flow {name!r} is an OUT flow: the worker delivers it")
-        with self.engine.connect() as conn:
-            state = load_cursor(conn, flow.name)
-            superseding: dict[str, list[int]] = {}
-            for row in open_rejections(conn, flow.name):
-                if row.external_id is not None:
-                    superseding.setdefault(row.external_id, []).append(row.id)
-        # An initial migration runs full until it has completed once, then incrementally.
-        full = full or (flow.trigger == "initial" and not state.completed_once)
-        start = (state.full_pass if state.full_pass_open else None) if full else state.value
+
+        started: list[int] = []  # a retried begin() keeps the run (and lock) it already has
+
+        def begin() -> tuple[int, Any, dict[str, list[int]], bool]:
+            # The run lock first: the cursor is read by the run that holds the flow.
+            started[:] = started or [
+                start_run(
+                    self.engine,
+                    flow=flow.name,
+                    channel=flow.channel,
+                    entity=flow.entity,
+                    mode="full" if full else "incremental",
+                    dry_run=dry_run,
+                    cursor_before=None,
+                    lease=self.lease,
+                    lock=not dry_run,
+                )
+            ]
+            run_id = started[0]
+            with self.engine.begin() as conn:
+                state = load_cursor(conn, flow.name)
+                superseding: dict[str, list[int]] = {}
+                for row in open_rejections(conn, flow.name):
+                    if row.external_id is not None:
+                        superseding.setdefault(row.external_id, []).append(row.id)
+                # An initial migration runs full until it has completed once, then incrementally.
+                run_full = full or (flow.trigger == "initial" and not state.completed_once)
+                if run_full:
+                    start = state.full_pass if state.full_pass_open else None
+                else:
+                    start = state.value
+                set_start(conn, run_id, "full" if run_full else "incremental", start)
+            return run_id, start, superseding, run_full
+
+        run_id, start, superseding, full = self.retry.call(begin, f"flow {flow.name!r}")
         mode = "full" if full else "incremental"
-        run_id = start_run(
-            self.engine,
-            flow=flow.name,
-            channel=flow.channel,
-            entity=flow.entity,
-            mode=mode,
-            dry_run=dry_run,
-            cursor_before=start,
-        )
         result = RunResult(
             run_id, flow.name, "running", mode, dry_run, cursor_before=start, cursor_after=start
         )
+        self.heartbeat.add(run_id)
         job = _Job(self, flow, run_id, full, dry_run, superseding)
+        job.locked = not dry_run
         transport: Transport | None = None
         error: str | None = None
+        status = "failed"
         try:
             # Built inside the try: a channel that cannot even be set up fails the run visibly.
             transport = self._transport(flow.channel)
             stream = self.config.streams[flow.name]
             batches = transport.read(stream, start, flow.batch_size, job.mapping.required_fields)
             for batch in batches:
+                if self.stopping.is_set():
+                    status = "interrupted"
+                    raise RunStopped(result.read)
                 counts = job.commit(batch)
                 result.add(counts)
                 result.cursor_after = (
@@ -190,31 +237,51 @@ class FlowRunner:
                     progress(counts)
             if full and not dry_run:
                 job.close_full_pass(result.cursor_after)
+        except StoreUnavailable as exc:
+            # One last try to close the run; else its lease runs out and it shows interrupted.
+            exc.run_id = run_id
+            exc.closed = self._close(run_id, f"flow {flow.name!r}: {exc}", result.warnings)
+            raise
         except ErpbridgeError as exc:
             error = f"flow {flow.name!r}, channel {flow.channel!r}: {exc}"
         except BaseException as exc:  # a bug or Ctrl-C: the run must not stay 'running'
-            finish_run(
-                self.engine,
-                run_id,
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                warnings=result.warnings[:_MAX_WARNINGS],
-            )
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._close(run_id, text, result.warnings)
             raise
+        else:
+            status = "succeeded"
         finally:
+            self.heartbeat.discard(run_id)
             if transport is not None:
                 transport.close()
-        result.status = "failed" if error else "succeeded"
+        result.status = status
         result.error = error
-        row = finish_run(
-            self.engine,
-            run_id,
-            status=result.status,
-            error=error,
-            warnings=result.warnings[:_MAX_WARNINGS],
+        row = self.retry.call(
+            lambda: finish_run(
+                self.engine,
+                run_id,
+                status=result.status,
+                error=error,
+                warnings=result.warnings[:_MAX_WARNINGS],
+            ),
+            f"flow {flow.name!r}",
         )
         result.duration_s = row.duration_s or 0.0
         return result
+
+    def _close(self, run_id: int, error: str, warnings: list[str]) -> bool:
+        """Mark a run that ends on an exception ``failed``, once, without retrying; say whether
+        that worked (the store may be what failed)."""
+        try:
+            finish_run(
+                self.engine, run_id, status="failed", error=error, warnings=warnings[:_MAX_WARNINGS]
+            )
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.debug("run %s could not be closed: %s", run_id, exc)
+            return False
+        return True
 
     def ingest(self, name: str, items: Sequence[Mapping[str, Any]], origin: str) -> Ingested:
         """Store records pushed to IN flow ``name`` (an event or webhook) as one batch.
@@ -242,6 +309,7 @@ class FlowRunner:
             mode="event",
             dry_run=False,
             cursor_before=None,
+            lease=self.lease,
         )
         try:
             counts = job.commit(batch)
@@ -330,6 +398,7 @@ class FlowRunner:
             mode="replay",
             dry_run=False,
             cursor_before=None,
+            lease=self.lease,
         )
         result = RunResult(run_id, flow.name, "running", "replay", False)
         job = _Job(self, flow, run_id, False, False, {})
@@ -398,6 +467,8 @@ class _Job:
         self.full = full
         self.dry_run = dry_run
         self.superseding = superseding
+        #: The run holds its flow's run lock: each batch checks it still does (fencing).
+        self.locked = False
         self.mapping: CompiledMapping = runner.config.mappings[flow.name]
         self.entity = runner.config.entities[flow.entity]
         self.subscribers = subscribers_of(runner.config, flow.entity)
@@ -463,11 +534,15 @@ class _Job:
         replayed = list(replayed)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
-                counts = self._write(batch, incoming, rejections, replayed)
+                # A store outage (restart, full or read-only disk) is waited out with backoff.
+                counts = self.runner.retry.call(
+                    lambda: self._write(batch, incoming, rejections, replayed),
+                    f"flow {self.flow.name!r}",
+                )
                 break
-            except (IntegrityError, OperationalError) as exc:
-                # Another writer created the same record or binding first (unique keys), or
-                # the store was busy: the next attempt sees its rows and updates them instead.
+            except IntegrityError as exc:
+                # Another writer created the same record or binding first (unique keys): the
+                # next attempt sees its rows and updates them instead.
                 if attempt == _MAX_ATTEMPTS:
                     raise FatalError(
                         f"batch could not be stored after {attempt} attempts: "
@@ -504,6 +579,8 @@ class _Job:
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
             try:
+                if self.locked:
+                    fence(conn, flow.name, self.run_id, lineage.at, self.runner.lease)
                 upserted = upsert_records(conn, lineage, incoming)
                 counts = BatchCounts(read=len(batch.records), rejected=len(rejections))
                 counts.add(upserted)
@@ -561,8 +638,14 @@ class _Job:
 
     def close_full_pass(self, cursor: Any) -> None:
         """A full pass reached the end: its last position becomes the incremental cursor."""
-        with self.runner.engine.begin() as conn:
-            if cursor is None:
-                save_cursor(conn, self.flow.name, self.run_id, keep_value=True)
-            else:
-                save_cursor(conn, self.flow.name, self.run_id, value=cursor)
+
+        def close() -> None:
+            with self.runner.engine.begin() as conn:
+                if self.locked:
+                    fence(conn, self.flow.name, self.run_id, now(), self.runner.lease)
+                if cursor is None:
+                    save_cursor(conn, self.flow.name, self.run_id, keep_value=True)
+                else:
+                    save_cursor(conn, self.flow.name, self.run_id, value=cursor)
+
+        self.runner.retry.call(close, f"flow {self.flow.name!r}")

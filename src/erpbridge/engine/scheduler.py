@@ -3,7 +3,9 @@
 A scheduler claims a fire by inserting (flow, fire time) into ``schedule_fires``; the unique key
 lets exactly one process win, the others skip it. Fires missed while nothing was running
 collapse into one run at the latest missed fire time. A scheduler started between two fire
-times waits for the next one rather than running at start-up.
+times waits for the next one rather than running at start-up. A fire whose flow is still
+running (a long run, or ``erpbridge sync`` by hand) is skipped and logged: the flow's run lock
+lets only one run at a time move its cursor.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.runner import FlowRunner, RunResult
+from erpbridge.errors import FlowBusy
 from erpbridge.schedules import Schedule
 from erpbridge.store.runs import now
 from erpbridge.store.tables import schedule_fires
@@ -55,7 +58,11 @@ class Scheduler:
             fire_id = self._claim(name, fire)
             if fire_id is None:
                 continue
-            result = self.runner.run(name)
+            try:
+                result = self.runner.run(name)
+            except FlowBusy as exc:
+                log.warning("scheduler: fire %s of flow %r skipped: %s", fire, name, exc)
+                continue
             with self.engine.begin() as conn:
                 conn.execute(
                     update(schedule_fires)

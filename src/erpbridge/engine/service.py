@@ -14,12 +14,15 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.failures import FailureLog
 from erpbridge.engine.runner import FlowRunner
 from erpbridge.engine.scheduler import Scheduler
 from erpbridge.engine.worker import Worker
 from erpbridge.store.deliveries import WAKE_CHANNEL
+from erpbridge.store.outage import masked_url
 
 __all__ = ["Service", "WakeListener", "worker_loop"]
 
@@ -44,16 +47,25 @@ class WakeListener:
         conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
+        failures = FailureLog(log, "wake listener")
         while not self.stop.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                    failures.recovered()
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.wake.set()
             except psycopg.Error as exc:  # the store went away: poll until it is back
-                log.warning("wake listener: %s; retrying in 1 s", exc)
+                failures.failed(_Outage(exc), masked_url(self.engine))
                 self.stop.wait(1.0)
+
+
+class _Outage(OperationalError):
+    """A psycopg error of the wake listener's own connection, seen as a store outage."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(None, None, exc)
 
 
 def worker_loop(
@@ -63,15 +75,23 @@ def worker_loop(
     interval: float,
     beat: dict[str, float],
 ) -> None:
-    """Deliver until ``stop``; sleep ``interval`` when idle unless ``wake`` is set."""
+    """Deliver until ``stop``; sleep ``interval`` when idle unless ``wake`` is set.
+
+    A pass that fails (the hub store is down, a bug) is logged once, then counted, and the loop
+    goes on: one broken pass must not stop the service.
+    """
+    failures = FailureLog(log, f"worker {worker.name}")
     while not stop.is_set():
         wake.clear()
         try:
             worker.run_once()
-        except Exception:  # keep delivering: one broken pass must not stop the service
-            log.exception("worker pass failed")
+        except Exception as exc:  # noqa: BLE001 - logged once and counted by FailureLog
+            failures.failed(exc, masked_url(worker.engine))
+        else:
+            failures.recovered()
         beat["worker"] = time.monotonic()
-        wake.wait(interval)
+        if not stop.is_set():
+            wake.wait(interval)
 
 
 class Service:
@@ -108,11 +128,14 @@ class Service:
         worker_loop(self.worker, self.wake, self.stop, self.interval, self.beat)
 
     def _schedule(self) -> None:
+        failures = FailureLog(log, "scheduler")
         while not self.stop.is_set():
             try:
                 self.scheduler.tick()
-            except Exception:  # a failed run is in the runs table; keep the schedule going
-                log.exception("scheduler tick failed")
+            except Exception as exc:  # noqa: BLE001 - a failed run is in the runs table
+                failures.failed(exc, masked_url(self.engine))
+            else:
+                failures.recovered()
             self.beat["scheduler"] = time.monotonic()
             self.stop.wait(min(1.0, self.interval))
 

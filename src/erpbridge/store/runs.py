@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from erpbridge.pci import (
     mask_card_numbers,
@@ -16,7 +17,8 @@ from erpbridge.pci import (
     scrub_card_numbers,
 )
 from erpbridge.store.records import UpsertCounts
-from erpbridge.store.tables import cursors, rejected, runs
+from erpbridge.store.runlease import busy, settle_interrupted, take_flow, this_process
+from erpbridge.store.tables import cursors, flow_locks, rejected, runs
 
 __all__ = [
     "BatchCounts",
@@ -30,6 +32,7 @@ __all__ = [
     "resolve_rejections",
     "restate_rejections",
     "save_cursor",
+    "set_start",
     "start_run",
 ]
 
@@ -88,23 +91,59 @@ def start_run(
     mode: str,
     dry_run: bool,
     cursor_before: Any,
+    lease: timedelta,
+    lock: bool = False,
 ) -> int:
-    """Record a run as started, in its own transaction, so a crash still leaves a trace."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            insert(runs).returning(runs.c.id),
-            {
-                "flow": flow,
-                "channel": channel,
-                "entity": entity,
-                "mode": mode,
-                "status": "running",
-                "dry_run": dry_run,
-                "started_at": now(),
-                "cursor_before": _json(cursor_before),
-            },
-        )
-        return int(result.scalar_one())
+    """Record a run as started, in its own transaction, so a crash still leaves a trace.
+
+    The run holds a lease of ``lease`` (its heartbeat renews it). ``lock``: take the flow's run
+    lock in the same transaction, or raise :class:`~erpbridge.errors.FlowBusy` and record
+    nothing. Runs whose process is gone are settled as ``interrupted`` first.
+    """
+    me = this_process()
+    try:
+        with engine.begin() as conn:
+            at = now()
+            settle_interrupted(conn, at)
+            result = conn.execute(
+                insert(runs).returning(runs.c.id),
+                {
+                    "flow": flow,
+                    "channel": channel,
+                    "entity": entity,
+                    "mode": mode,
+                    "status": "running",
+                    "dry_run": dry_run,
+                    "started_at": at,
+                    "cursor_before": _json(cursor_before),
+                    "host": me.host,
+                    "pid": me.pid,
+                    "node": me.node,
+                    "lease_until": at + lease,
+                },
+            )
+            run_id = int(result.scalar_one())
+            if lock:
+                take_flow(conn, flow, run_id, at, lease)
+            return run_id
+    except IntegrityError:
+        if not lock:
+            raise
+        # Another process took the free lock at the same moment: say which.
+        with engine.connect() as conn:
+            holder = busy(conn, flow, now())
+        if holder is None:
+            raise
+        raise holder from None
+
+
+def set_start(conn: Connection, run_id: int, mode: str, cursor_before: Any) -> None:
+    """Record where a run starts, once it has read its flow's cursor under the run lock."""
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(mode=mode, cursor_before=_json(cursor_before))
+    )
 
 
 def add_batch(conn: Connection, run_id: int, counts: BatchCounts, cursor_after: Any) -> None:
@@ -144,6 +183,7 @@ def finish_run(
                 warnings=_json([redact_card_numbers(w) for w in warnings]) if warnings else None,
             )
         )
+        conn.execute(delete(flow_locks).where(flow_locks.c.run_id == run_id))
         return conn.execute(select(runs).where(runs.c.id == run_id)).one()
 
 

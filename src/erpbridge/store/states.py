@@ -29,8 +29,9 @@ DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
 #: States a delivery is still on its way in; the head of an ordering key is one of these.
 OPEN_DELIVERY_STATES: tuple[DeliveryState, ...] = ("pending", "failed", "in_flight", "held")
 
-#: A run's status.
-RunStatus = Literal["running", "succeeded", "failed"]
+#: A run's status. ``interrupted``: its process went away (killed, or stopped gracefully between
+#: two batches); a ``running`` run past its lease is shown and filtered as ``interrupted``.
+RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 
 #: A rejected record's status: still ``open``, mapped by a replay, or replaced by a newer read.

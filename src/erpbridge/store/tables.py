@@ -33,6 +33,7 @@ __all__ = [
     "cursors",
     "deliveries",
     "delivery_attempts",
+    "flow_locks",
     "flow_switches",
     "idempotency_keys",
     "metadata",
@@ -97,8 +98,9 @@ runs = Table(
     Column("flow", String(128), nullable=False),
     Column("channel", String(128), nullable=False),
     Column("entity", String(64), nullable=False),
-    Column("mode", String(16), nullable=False),  # incremental | full | replay
-    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("mode", String(16), nullable=False),  # incremental | full | replay | event
+    # running | succeeded | failed | interrupted (its process went away: see lease_until)
+    Column("status", String(16), nullable=False),
     Column("dry_run", Boolean, nullable=False, default=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
@@ -114,7 +116,29 @@ runs = Table(
     Column("cursor_after", Text, nullable=True),
     Column("warnings", Text, nullable=True),
     Column("error", Text, nullable=True),
+    # The process running it (shown when it holds its flow) and how long it is known alive:
+    # its heartbeat moves ``lease_until``; a running run past it has lost its process.
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("node", String(255), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
     Index(None, "flow", "id"),
+    Index(None, "status"),
+)
+
+# One row per IN flow being run: the run lock. Inserting it is taking the lock (the primary key
+# lets one process win); the holder's heartbeat extends ``expires_at`` and each batch of the run
+# checks it still holds the row (fencing), so a lock whose process died (kill -9) frees itself.
+flow_locks = Table(
+    "flow_locks",
+    metadata,
+    Column("flow", String(128), primary_key=True),
+    Column("run_id", _Id, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 cursors = Table(

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, select
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, not_, or_, select
 
 from erpbridge.store.read.scope import Scope
+from erpbridge.store.runs import now
 from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
 from erpbridge.store.tables import conflicts, deliveries, rejected, runs
 
@@ -60,11 +61,22 @@ def runs_page(
     limit: int = 50,
 ) -> list[Row[Any]]:
     """Recent runs, newest first."""
-    conditions = [
-        runs.c.flow == flow if flow else None,
-        runs.c.status == status if status else None,
-    ]
+    conditions = [runs.c.flow == flow if flow else None, _run_status(status)]
     return _page(conn, runs, scope, conditions, limit, "newest")
+
+
+def _run_status(status: RunStatus | None) -> ColumnElement[bool] | None:
+    """Runs whose status is shown as ``status``: a ``running`` run past its lease has lost its
+    process and is ``interrupted`` (see store.runlease; the same-host check of a dead process
+    id is left to the display, so a filter may lag it by one lease)."""
+    if status is None:
+        return None
+    alive = and_(runs.c.lease_until.is_not(None), runs.c.lease_until >= now())
+    if status == "running":
+        return and_(runs.c.status == "running", alive)
+    if status == "interrupted":
+        return or_(runs.c.status == "interrupted", and_(runs.c.status == "running", not_(alive)))
+    return runs.c.status == status
 
 
 def run_by_id(conn: Connection, scope: Scope, run_id: int) -> Row[Any] | None:
