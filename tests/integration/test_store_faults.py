@@ -315,5 +315,6 @@ def test_an_idle_worker_logs_a_store_restart_once_with_a_count(
     found = [next((m for line in lines if (m := re.fullmatch(p, line))), None) for p in patterns]
     assert all(found), output
     assert int(found[1][1]) >= 10, output  # type: ignore[index]
-    # nothing else but the start and the stop
-    assert len(lines) == 1 + len(patterns) + 1, output
+    # nothing else but the start and the (graceful) stop
+    assert len(lines) == 1 + len(patterns) + 2, output
+    assert lines[-1].startswith(f"worker {name[1]}: stopped cleanly on SIGTERM"), output

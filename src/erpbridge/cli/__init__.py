@@ -428,6 +428,17 @@ def show_rejected(
     console.print(table)
 
 
+StopTimeout = Annotated[
+    float | None,
+    typer.Option(
+        envvar="ERPBRIDGE_STOP_TIMEOUT_S",
+        help="Seconds a graceful stop (SIGTERM, Ctrl-C) may take before the process exits 1 "
+        "(default 8).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def worker(
     config_path: ConfigOption = DEFAULT_CONFIG,
@@ -441,6 +452,7 @@ def worker(
         ),
     ] = 60.0,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed at a time.")] = 100,
+    stop_timeout: StopTimeout = None,
     concurrency: Annotated[
         int, typer.Option(help="Scaled out: procrastinate jobs run at once.")
     ] = 4,
@@ -464,6 +476,7 @@ def worker(
     from datetime import timedelta
 
     from erpbridge.engine.service import WakeListener, worker_loop
+    from erpbridge.engine.shutdown import DEFAULT_STOP_TIMEOUT_S, GracefulStop
     from erpbridge.engine.worker import Worker
 
     config = _load(config_path)
@@ -491,12 +504,34 @@ def worker(
             )
             return
         wake, stop = threading.Event(), threading.Event()
+
+        def begin() -> None:
+            delivery.stopping.set()
+            stop.set()
+            wake.set()
+
+        def abandon() -> str:
+            released, writing = delivery.release_unwritten()
+            return (
+                f"{released} unwritten claim(s) released, {writing} write(s) abandoned in flight "
+                "(due again when their lease ends)"
+            )
+
+        bound = DEFAULT_STOP_TIMEOUT_S if stop_timeout is None else stop_timeout
+        graceful = GracefulStop(f"worker {delivery.name}", bound, begin, abandon)
+        graceful.install()
         WakeListener(engine, wake, stop)
         worker_loop(delivery, wake, stop, interval, {})
     except KeyboardInterrupt:
         console.print("stopped")
+        return
     finally:
         delivery.close()
+    graceful.done.set()
+    console.print(
+        f"worker {delivery.name}: stopped cleanly on {graceful.signal or 'request'} "
+        "(claims finished or released, transports closed)"
+    )
 
 
 def _scaled_out(engine: Engine) -> bool:
@@ -546,6 +581,7 @@ def run(
     lease: Annotated[
         float, typer.Option(envvar="ERPBRIDGE_WORKER_LEASE_S", help="Claim lease, seconds.")
     ] = 60.0,
+    stop_timeout: StopTimeout = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
@@ -555,6 +591,7 @@ def run(
 
     from erpbridge.api import create_app
     from erpbridge.engine.service import Service
+    from erpbridge.engine.shutdown import DEFAULT_STOP_TIMEOUT_S
 
     config = _load(config_path)
     _fill_credentials(config, required=False)
@@ -571,8 +608,14 @@ def run(
     try:
         serve(create_app(hub, tls=bool(tls)), host, port, tls)
     finally:
-        service.close()
-    console.print("stopped")
+        # the API has drained; now the scheduler and worker, within the bound
+        clean = service.close(DEFAULT_STOP_TIMEOUT_S if stop_timeout is None else stop_timeout)
+    if not clean:
+        raise typer.Exit(1)
+    console.print(
+        f"erpbridge {service.worker.name}: stopped cleanly (runs and claims finished or "
+        "released, transports closed)"
+    )
 
 
 @app.command(name="deliveries")

@@ -79,7 +79,6 @@ class LoadedConfig:
             return f"sqlite:///{self.base_dir / 'erpbridge.db'}"
         return resolve_sqlite_url(url, self.base_dir)
 
-
     def store_retry_s(self, env: Mapping[str, str] | None = None) -> float:
         """``ERPBRIDGE_STORE_RETRY_S``, else ``hub.store_retry_s``: the store outage budget."""
         return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.model.hub.store_retry_s)

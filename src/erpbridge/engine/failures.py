@@ -40,7 +40,9 @@ class FailureLog:
         """One pass failed with ``exc``; ``store`` names the hub store (URL without password)."""
         outage = is_outage(exc)
         cause = describe(exc) if outage else f"{type(exc).__name__}: {exc}"
-        signature = f"{outage}:{cause}"
+        # An outage is one streak whatever its words (a restart says "shutting down", then
+        # "connection refused", then "starting up"); anything else is one streak per message.
+        signature = "outage" if outage else cause
         at = time.monotonic()
         if self.count and signature == self._signature:
             self.count += 1

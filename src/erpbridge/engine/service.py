@@ -139,13 +139,33 @@ class Service:
             self.beat["scheduler"] = time.monotonic()
             self.stop.wait(min(1.0, self.interval))
 
-    def close(self) -> None:
-        """Stop the threads and release the channels."""
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Stop gracefully within ``timeout_s``: the worker finishes the batch it is writing and
+        releases claims it has not written, a run stops after its current batch (interrupted,
+        resumable), the transports close. Return ``False`` if a thread was still busy at the
+        end (its unwritten claims are released anyway)."""
+        self.worker.stopping.set()
+        self.runner.stopping.set()
         self.stop.set()
         self.wake.set()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [thread.name for thread in self._threads if thread.is_alive()]
+        if busy:
+            released, writing = self.worker.release_unwritten()
+            log.error(
+                "%s: not stopped within %.0f s (%s still busy): %d unwritten claim(s) released, "
+                "%d write(s) abandoned in flight (due again when their lease ends)",
+                self.worker.name,
+                timeout_s,
+                ", ".join(busy),
+                released,
+                writing,
+            )
+            return False
         self.worker.close()
+        return True
 
     def health(self) -> dict[str, Any]:
         """Store reachable, and each loop has gone round recently."""

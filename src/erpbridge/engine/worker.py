@@ -8,8 +8,10 @@ binding in one transaction — only if the lease and its fencing token are still
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from erpbridge.store.deliveries import (
     claim,
     claim_ids,
     finish_many,
+    release,
     renew,
 )
 from erpbridge.store.records import Lineage, bind
@@ -37,6 +40,8 @@ from erpbridge.store.tables import audit
 from erpbridge.transports.base import OutgoingRecord, Transport, Writer
 
 __all__ = ["Worker", "WorkerStats"]
+
+log = logging.getLogger(__name__)
 
 
 class Failure(NamedTuple):
@@ -57,6 +62,8 @@ class WorkerStats:
     retried: int = 0
     dead: int = 0
     lost: int = 0
+    #: Claims given back unattempted because the worker is stopping.
+    released: int = 0
 
 
 def worker_name() -> str:
@@ -94,6 +101,11 @@ class Worker:
                 self._capped.setdefault(channel_of[flow], []).append(flow)
         capped_flows = {f for flows in self._capped.values() for f in flows}
         self._uncapped = [f for f in self.flows if f not in capped_flows]
+        #: Set to stop gracefully: no new claims; claims not yet written are released.
+        self.stopping = threading.Event()
+        self._guard = threading.Lock()
+        self._held: dict[int, Claim] = {}  # claimed, outcome not recorded yet
+        self._writing: set[int] = set()  # handed to a transport's write right now
 
     def _claim(self, conn: Connection) -> list[Claim]:
         """Claim a batch; channels with ``max_in_flight`` only up to their free slots."""
@@ -120,7 +132,7 @@ class Worker:
     def run_once(self) -> WorkerStats:
         """Deliver until nothing is due; return what happened."""
         stats = WorkerStats()
-        while self.flows:
+        while self.flows and not self.stopping.is_set():
             with self.engine.begin() as conn:
                 claims = self._claim(conn)
             if not claims:
@@ -158,11 +170,37 @@ class Worker:
         return any(c.taken_over for c in claims)
 
     def _attempt_by_flow(self, claims: list[Claim], stats: WorkerStats) -> None:
+        with self._guard:
+            self._held.update((item.id, item) for item in claims)
         by_flow: dict[str, list[Claim]] = {}
         for item in claims:
             by_flow.setdefault(item.flow, []).append(item)
         for flow, items in by_flow.items():
-            self.attempt(flow, items, stats)
+            if self.stopping.is_set():
+                self.give_back(items, stats)
+            else:
+                self.attempt(flow, items, stats)
+
+    def give_back(self, items: list[Claim], stats: WorkerStats | None = None) -> int:
+        """Release claims this worker will not attempt (it is stopping): due again at once."""
+        if not items:
+            return 0
+        with self.engine.begin() as conn:
+            count = release(conn, items, self.name, now())
+        with self._guard:
+            for item in items:
+                self._held.pop(item.id, None)
+        if stats is not None:
+            stats.released += count
+        return count
+
+    def release_unwritten(self) -> tuple[int, int]:
+        """Release every claim not being written right now (a stop that ran out of time);
+        return (released, writes still in flight). Safe from another thread."""
+        with self._guard:
+            idle = [c for i, c in self._held.items() if i not in self._writing]
+            writing = len(self._writing)
+        return self.give_back(idle), writing
 
     def _transport(self, channel: str) -> Transport:
         if channel not in self._transports:
@@ -223,7 +261,16 @@ class Worker:
                 for item, record in outgoing
                 if (item, record) not in kept
             )
-            outgoing, external = self._write(flow_name, kept, failures)
+            if self.stopping.is_set():  # stopping: not written yet, so given back unattempted
+                self.give_back([item for item, _ in kept], stats)
+                kept = []
+            with self._guard:
+                self._writing.update(item.id for item, _ in kept)
+            try:
+                outgoing, external = self._write(flow_name, kept, failures)
+            finally:
+                with self._guard:
+                    self._writing.clear()
         self._record(flow_name, outgoing, external, failures, stats)
 
     def _still_ours(
@@ -306,6 +353,9 @@ class Worker:
                 )
                 retry_at = at + timedelta(seconds=delay)
             outcomes.append(Outcome(item, outcome, error=error, retry_at=retry_at))
+        with self._guard:
+            for settled in outcomes:
+                self._held.pop(settled.claim.id, None)
         with self.engine.begin() as conn:
             final = finish_many(conn, outcomes, self.name, at)
             stats.delivered += sum(1 for v in final.values() if v == "delivered")

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -56,6 +57,7 @@ __all__ = [
     "enqueue",
     "finish",
     "finish_many",
+    "release",
     "renew",
     "requeue",
     "retry_deliveries",
@@ -582,3 +584,29 @@ def finish_many(
         for o in outcomes
     ])  # fmt: skip
     return result
+
+
+def release(conn: Connection, items: Sequence[Claim], worker: str, now: datetime) -> int:
+    """Give claims back unattempted (a worker stopping): claimable again at once by any worker,
+    no attempt counted. Only what ``worker`` still holds under the same fence; return how many."""
+    if not items:
+        return 0
+    result = conn.execute(
+        update(deliveries)
+        .where(
+            tuple_(deliveries.c.id, deliveries.c.fence).in_([(i.id, i.fence) for i in items]),
+            deliveries.c.lease_owner == worker,
+            deliveries.c.state == "in_flight",
+        )
+        .values(
+            # as it was before the claim, due now: the attempt the claim counted never started
+            # (both expressions see the values before this update)
+            attempts=deliveries.c.attempts - 1,
+            state=case((deliveries.c.attempts > 1, "failed"), else_="pending"),
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)
