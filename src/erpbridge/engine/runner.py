@@ -142,6 +142,9 @@ class FlowRunner:
         self.heartbeat = Heartbeat(engine, self.lease)
         #: Set to stop runs between batches (a graceful stop): they end ``interrupted``.
         self.stopping = threading.Event()
+        #: Runs that ended on a store outage and could not be marked failed then: closed by
+        #: :meth:`close_pending` once the store is back (a long-lived process: ``run``).
+        self._unclosed: dict[int, tuple[str, list[str]]] = {}
 
     def _transport(self, channel: str) -> Transport:
         return self.config.open_transport(channel)
@@ -161,6 +164,8 @@ class FlowRunner:
         flow = self.config.flow(name)
         if flow.direction != "in":
             raise FatalError(f"flow {name!r} is an OUT flow: the worker delivers it")
+        if self._unclosed:
+            self.close_pending()
 
         started: list[int] = []  # a retried begin() keeps the run (and lock) it already has
 
@@ -280,8 +285,24 @@ class FlowRunner:
             if not is_outage(exc):
                 raise
             log.debug("run %s could not be closed: %s", run_id, exc)
+            self._unclosed[run_id] = (error, warnings[:_MAX_WARNINGS])
             return False
         return True
+
+    def close_pending(self) -> list[int]:
+        """Mark ``failed`` the runs that ended on a store outage and could not be closed then,
+        now that the store is back; return those closed (the others wait for the next call)."""
+        closed = []
+        for run_id, (error, warnings) in list(self._unclosed.items()):
+            try:
+                finish_run(self.engine, run_id, status="failed", error=error, warnings=warnings)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                break
+            del self._unclosed[run_id]
+            closed.append(run_id)
+        return closed
 
     def ingest(self, name: str, items: Sequence[Mapping[str, Any]], origin: str) -> Ingested:
         """Store records pushed to IN flow ``name`` (an event or webhook) as one batch.

@@ -46,6 +46,7 @@ class Scheduler:
         """Run every flow whose fire time has come (and whose fire no one else took)."""
         moment = moment or now()
         results = []
+        self.runner.close_pending()  # runs a store outage ended, marked failed once it is back
         for name, schedule in self.schedules.items():
             upcoming = self._next.get(name)
             if upcoming is None:

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -34,6 +34,7 @@ from erpbridge.store.deliveries import (
     release,
     renew,
 )
+from erpbridge.store.outage import StoreRetry
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
 from erpbridge.store.tables import audit
@@ -103,6 +104,7 @@ class Worker:
         self._uncapped = [f for f in self.flows if f not in capped_flows]
         #: Set to stop gracefully: no new claims; claims not yet written are released.
         self.stopping = threading.Event()
+        self.retry = StoreRetry(engine, config.store_retry_s())
         self._guard = threading.Lock()
         self._held: dict[int, Claim] = {}  # claimed, outcome not recorded yet
         self._writing: set[int] = set()  # handed to a transport's write right now
@@ -356,12 +358,28 @@ class Worker:
         with self._guard:
             for settled in outcomes:
                 self._held.pop(settled.claim.id, None)
+        # A write that went out is recorded once the store is back (hub.store_retry_s), not
+        # written again after its lease.
+        final = self.retry.call(
+            lambda: self._settle(flow.channel, flow_name, written, outcomes, at),
+            f"worker {self.name}",
+        )
+        stats.delivered += sum(1 for v in final.values() if v == "delivered")
+        stats.retried += sum(1 for v in final.values() if v == "retry")
+        stats.dead += sum(1 for v in final.values() if v == "dead")
+        stats.lost += sum(1 for v in final.values() if v == "lost_lease")
+
+    def _settle(
+        self,
+        channel: str,
+        flow_name: str,
+        written: list[tuple[Claim, OutgoingRecord]],
+        outcomes: list[Outcome],
+        at: datetime,
+    ) -> dict[int, str]:
+        """Record the outcomes under their fences and bind the delivered ids, in one transaction."""
         with self.engine.begin() as conn:
             final = finish_many(conn, outcomes, self.name, at)
-            stats.delivered += sum(1 for v in final.values() if v == "delivered")
-            stats.retried += sum(1 for v in final.values() if v == "retry")
-            stats.dead += sum(1 for v in final.values() if v == "dead")
-            stats.lost += sum(1 for v in final.values() if v == "lost_lease")
             bound = [
                 (o.external_id, o.claim.record_id)
                 for o in outcomes
@@ -374,4 +392,5 @@ class Worker:
             bound = [(e, r) for e, r in bound if counts[e] == 1]
             if bound and written:
                 entity = written[0][0].entity
-                bind(conn, Lineage(entity, flow.channel, flow.name, None, at), bound)
+                bind(conn, Lineage(entity, channel, flow_name, None, at), bound)
+        return final
