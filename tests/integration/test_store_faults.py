@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from engine.test_kill import CONFIG, ROWS, make_source
 from erpbridge.store.tables import audit, records, runs
@@ -107,7 +108,8 @@ def prepare(folder: Path, hub_url: str) -> tuple[Path, Engine]:
         check=True,
         capture_output=True,
     )
-    return config, create_engine(hub_url, pool_pre_ping=True)
+    # NullPool: no pooled connection outlives the server that is about to be stopped
+    return config, create_engine(hub_url, poolclass=NullPool)
 
 
 def statuses(engine: Engine) -> list[str]:

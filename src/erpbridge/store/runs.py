@@ -21,6 +21,7 @@ from erpbridge.store.runlease import busy, settle_interrupted, take_flow, this_p
 from erpbridge.store.tables import cursors, flow_locks, rejected, runs
 
 __all__ = [
+    "DEFAULT_RUN_LEASE",
     "BatchCounts",
     "CursorState",
     "Rejection",
@@ -35,6 +36,10 @@ __all__ = [
     "set_start",
     "start_run",
 ]
+
+
+#: A run's lease unless the caller says otherwise (``hub.run_lease_s``'s default).
+DEFAULT_RUN_LEASE = timedelta(seconds=30)
 
 
 def now() -> datetime:
@@ -91,7 +96,7 @@ def start_run(
     mode: str,
     dry_run: bool,
     cursor_before: Any,
-    lease: timedelta,
+    lease: timedelta = DEFAULT_RUN_LEASE,
     lock: bool = False,
 ) -> int:
     """Record a run as started, in its own transaction, so a crash still leaves a trace.
