@@ -7,12 +7,12 @@ A row outside the reader's scope is not found, exactly like a row that does not 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, Row, Table, and_, not_, or_, select
 
 from erpbridge.store.read.scope import Scope
-from erpbridge.store.runs import now
 from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
 from erpbridge.store.tables import conflicts, deliveries, rejected, runs
 
@@ -71,7 +71,8 @@ def _run_status(status: RunStatus | None) -> ColumnElement[bool] | None:
     id is left to the display, so a filter may lag it by one lease)."""
     if status is None:
         return None
-    alive = and_(runs.c.lease_until.is_not(None), runs.c.lease_until >= now())
+    moment = datetime.now(UTC)
+    alive = and_(runs.c.lease_until.is_not(None), runs.c.lease_until >= moment)
     if status == "running":
         return and_(runs.c.status == "running", alive)
     if status == "interrupted":
