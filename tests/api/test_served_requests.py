@@ -349,3 +349,22 @@ def test_integers_beyond_64_bits_and_huge_timestamps_are_refused_not_rounded(
     assert status == 401, body
     assert json.loads(body)["error"]["code"] == "bad_signature"
     _hardened(headers)
+
+
+def test_a_card_number_in_a_path_or_a_search_is_never_echoed(
+    served: tuple[ServedHub, dict[str, str]],
+) -> None:
+    """The router's 404/405 answers quoted the request path as it came, and a search answer its
+    query: a card number a caller put there came back in clear."""
+    hub, keys = served
+    pan = "4929135780246819"
+    with hub.client(headers={"X-API-Key": keys["admin"]}) as http:
+        missing = http.get(f"/no/such/{pan}")
+        assert "card number removed" in _error(missing, 404, "not_found")
+        refused = http.get(f"/api/v1/flows/{pan}/run")
+        assert "card number removed" in _error(refused, 405, "method_not_allowed")
+        found = http.get("/api/v1/search/customer", params={"q": f"card {pan}"})
+        assert found.status_code == 200, found.text
+        assert found.json()["query"] == "card [card number removed]"
+        for answer in (missing, refused, found):
+            assert pan not in answer.text

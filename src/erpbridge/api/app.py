@@ -19,6 +19,7 @@ from erpbridge.api.network import ForwardedScheme
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.pci import redact_card_numbers
 from erpbridge.saml import SamlTrust
 from erpbridge.store.secretbox import SecretBox
 
@@ -96,7 +97,8 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
-        body = {"error": {"code": code, "message": message}}
+        # The path is the caller's: a card number in it is never echoed (nor is one in a detail).
+        body = {"error": {"code": code, "message": redact_card_numbers(message)}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

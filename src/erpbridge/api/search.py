@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from erpbridge.api.auth import Principal, require
 from erpbridge.api.context import ApiError, Hub, get_engine, get_hub
 from erpbridge.api.scope import read_scope
+from erpbridge.pci import redact_card_numbers
 from erpbridge.store.database import READ_ONLY
 from erpbridge.store.search import MAX_LIMIT, MatchKind, SearchSpec, search, searchable
 
@@ -92,7 +93,7 @@ def search_records(
     took_ms = (time.perf_counter() - began) * 1000
     return SearchOut(
         entity=entity,
-        query=q,
+        query=redact_card_numbers(q),  # the answer never echoes a card number
         hits=[
             SearchHitOut(
                 entity=h.entity,
