@@ -16,6 +16,7 @@ from erpbridge.api import events, oauth, operations, resources, search
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
 from erpbridge.api.network import ForwardedScheme
+from erpbridge.api.nulchars import RefuseNul
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
@@ -74,6 +75,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.state.hub = hub
     settings = hub.config.model.hub.api
     hsts_max_age_s = settings.hsts_max_age_s if tls else None
+    app.add_middleware(RefuseNul)  # inside SecurityHeaders: its 400s get the headers too
     app.add_middleware(SecurityHeaders, hsts_max_age_s=hsts_max_age_s)
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
     app.include_router(resources.router)

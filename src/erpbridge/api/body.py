@@ -19,6 +19,7 @@ import orjson
 from starlette.requests import Request
 
 from erpbridge.api.context import ApiError
+from erpbridge.api.nulchars import NUL_MESSAGE, holds_nul
 from erpbridge.jsondepth import MAX_JSON_DEPTH
 
 __all__ = ["MAX_JSON_DEPTH", "json_body", "parse_json", "read_body"]
@@ -54,6 +55,8 @@ def parse_json(body: bytes) -> Any:
         )
     if big:
         _refuse_long_integers(body)
+    if b"\\u0000" in body and holds_nul(data):  # raw NUL bytes are not JSON already
+        raise ApiError(400, "nul_character", f"a string of the body {NUL_MESSAGE}")
     return data
 
 

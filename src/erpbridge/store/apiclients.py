@@ -120,6 +120,8 @@ def create_client(
     rate_limit: str | None = None,
 ) -> tuple[ApiClient, str]:
     """Register a client; return it and its credential (shown once, never stored in clear)."""
+    if not name or "\x00" in name:
+        raise ValueError("a client's name must not be empty nor hold a NUL character")
     if has_card_number(name):
         # The name is stored, audited and logged: like every string the hub keeps, never a PAN.
         raise ValueError("a client's name may not hold a card number; choose another name")
@@ -226,6 +228,8 @@ def _usable(engine: Engine, row: Row[tuple[object, ...]]) -> ApiClient:
 
 
 def _row_by_name(conn: Connection, name: str) -> Row[tuple[object, ...]] | None:
+    if "\x00" in name:
+        return None  # no client has one (create_client refuses it); PostgreSQL would fail on it
     return conn.execute(select(api_clients).where(api_clients.c.name == name)).first()
 
 
