@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 _MAX_ATTEMPTS = 3
 _MAX_WARNINGS = 200
 _ID_IS_A_CARD = "the channel's id of the record holds a payment card number (PAN); not stored"
+#: PostgreSQL text cannot hold NUL: a key with one failed the whole batch (and blocked the file).
+_NUL_IN_KEY = "holds a NUL character, which the hub cannot store in a key"
 
 
 def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -520,10 +522,16 @@ class _Job:
         for record in batch.records:
             external_id = self._external_id(record.data)
             try:
+                if external_id is not None and "\x00" in external_id:
+                    external_id = external_id.replace("\x00", "\\0")
+                    raise DataError(self.key_path, _NUL_IN_KEY)
                 if external_id is not None and has_card_number(external_id):
                     external_id = mask_card_numbers(external_id)
                     raise DataError(self.key_path, _ID_IS_A_CARD)
                 payload = mapping(record.data)
+                key = key_of(payload)
+                if "\x00" in key:
+                    raise DataError("key", _NUL_IN_KEY)
             except DataError as exc:
                 rejections.append(
                     Rejection(
@@ -536,7 +544,6 @@ class _Job:
                 )
                 continue
             blob = dump_payload(payload)
-            key = key_of(payload)
             incoming.append(
                 Incoming(
                     key,
