@@ -74,6 +74,7 @@ class Scripted(RpcSession):
     many2many = TrytonSession.many2many
     one2many = TrytonSession.one2many
     conjoin = TrytonSession.conjoin
+    disjoin = TrytonSession.disjoin
 
     def login(self) -> None:
         """Nothing to log in to."""
