@@ -235,18 +235,22 @@ def test_a_sync_meets_a_full_disk_under_its_sqlite_store(
         assert sync.returncode == 0 and len(lines) == 1, stderr
     else:
         assert sync.returncode == 69, stderr
-        assert re.fullmatch(
+        # Whether the run's own row can still be updated on the full disk depends on whether
+        # SQLite needs a new page for it: either ending is exact and names what happens next.
+        ending = re.fullmatch(
             rf"error: flow 'orders-in': the hub store {re.escape(url)} is unavailable: database "
-            r"or disk is full \(gave up after [3-9] s, \d+ attempt\(s\)\); run 1 could not be "
-            r"marked failed: it shows as interrupted once its lease has passed \(30 s\) and the "
-            r"next run resumes after its last committed batch",
+            r"or disk is full \(gave up after [3-9] s, \d+ attempt\(s\)\); run 1 (?:(is marked "
+            r"failed)|could not be marked failed: it shows as interrupted once its lease has "
+            r"passed \(30 s\) and the next run resumes after its last committed batch)",
             lines[-1],
-        ), stderr
+        )
+        assert ending, stderr
         filler.unlink()
         again = start_sync(config, budget_s=60)
         _, stderr = again.communicate(timeout=300)
         assert again.returncode == 0, stderr
-        assert statuses(engine) == ["interrupted", "succeeded"]
+        first = "failed" if ending.group(1) else "interrupted"
+        assert statuses(engine) == [first, "succeeded"]
     assert statuses(engine)[-1] == "succeeded"
     assert count(engine) == ROWS and count(engine, audit) == ROWS
     engine.dispose()
