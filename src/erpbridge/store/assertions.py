@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import Engine, delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from erpbridge.errors import ErpbridgeError
 from erpbridge.store.runs import now
+from erpbridge.store.seenonce import record_once
 from erpbridge.store.tables import seen_assertions
 
 __all__ = ["AssertionReplayed", "remember_assertion"]
@@ -31,20 +31,15 @@ def remember_assertion(
     raise :class:`AssertionReplayed` when it was used already."""
     digest = hashlib.sha256(f"{issuer}\n{assertion_id}".encode()).hexdigest()
     at = now()
-    try:
-        with engine.begin() as conn:
-            conn.execute(delete(seen_assertions).where(seen_assertions.c.expires_at < at))
-            conn.execute(
-                seen_assertions.insert().values(
-                    digest=digest,
-                    issuer=issuer[:512],
-                    assertion_id=assertion_id[:256],
-                    seen_at=at,
-                    expires_at=expires_at,
-                )
-            )
-    except IntegrityError:
+    row = {
+        "digest": digest,
+        "issuer": issuer[:512],
+        "assertion_id": assertion_id[:256],
+        "seen_at": at,
+        "expires_at": expires_at,
+    }
+    if not record_once(engine, seen_assertions, row, at=at):
         raise AssertionReplayed(
             f"assertion {assertion_id!r} of {issuer} was used already; "
             "ask the identity provider for a new one"
-        ) from None
+        )

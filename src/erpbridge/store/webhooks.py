@@ -13,8 +13,8 @@ import hashlib
 from datetime import datetime
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.exc import IntegrityError
 
+from erpbridge.store.seenonce import record_once
 from erpbridge.store.tables import webhook_signatures
 
 __all__ = ["claim_signature", "release_signature"]
@@ -30,17 +30,8 @@ def claim_signature(
     """Record ``signature`` of ``channel`` until ``expires_at``; ``False`` when it is recorded
     already (a replay). Atomic across processes: the primary key decides. Rows expired at
     ``at`` are deleted first."""
-    try:
-        with engine.begin() as conn:
-            conn.execute(delete(webhook_signatures).where(webhook_signatures.c.expires_at < at))
-            conn.execute(
-                webhook_signatures.insert().values(
-                    channel=channel, digest=_digest(signature), expires_at=expires_at
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    row = {"channel": channel, "digest": _digest(signature), "expires_at": expires_at}
+    return record_once(engine, webhook_signatures, row, at=at)
 
 
 def release_signature(engine: Engine, channel: str, signature: str) -> None:
