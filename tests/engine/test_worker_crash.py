@@ -183,8 +183,11 @@ def test_workers_killed_at_random_lose_nothing_and_keep_version_order(
                 continue  # still starting or idle: a kill now would prove nothing
             # somewhere in its batch (claim, write or finish); a batch takes tens of ms now
             time.sleep(rng.uniform(0, 0.02))
-            kills.append(held(engine, workers[victim].pid))
+            claims = held(engine, workers[victim].pid)
+            if not claims:
+                continue  # the batch ended during the pause: wait for the victim's next one
             workers[victim].send_signal(signal.SIGKILL)
+            kills.append(claims)
             workers[victim].wait()
             workers[victim] = worker(config, log)
             next_kill = time.monotonic() + rng.uniform(0.2, 1.5)
