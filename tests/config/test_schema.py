@@ -106,6 +106,7 @@ def test_the_schema_is_well_formed_json_schema() -> None:
         "owners",
         "channels",
         "flows",
+        "workflows",
     }
 
 

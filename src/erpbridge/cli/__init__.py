@@ -102,6 +102,7 @@ def check(
     console.print(
         f"[green]ok[/] {path}: {len(model.channels)} channel(s), {len(model.flows)} "
         f"flow(s), {len(model.entities)} declared entit(y/ies)"
+        + (f", {len(model.workflows)} workflow(s)" if model.workflows else "")
         + (f", {len(config.warnings)} warning(s)" if config.warnings else "")
     )
 

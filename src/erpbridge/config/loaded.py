@@ -18,6 +18,8 @@ from erpbridge.mapping.compiler import CompiledMapping
 from erpbridge.model.entities import EntityCatalog
 from erpbridge.transports import StreamOptions, TransportClass
 from erpbridge.transports.base import OperationOptions, TargetOptions, Transport
+from erpbridge.workflows.machine import Workflow
+from erpbridge.workflows.triggers import Trigger
 
 __all__ = ["LoadedConfig", "resolve_sqlite_url"]
 
@@ -40,6 +42,10 @@ class LoadedConfig:
     )
     #: What ``erpbridge check`` warns about (``file:line path: message``); not errors.
     warnings: list[ConfigProblem] = field(default_factory=list)
+    #: The compiled workflows by name (``workflows:``).
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    #: OUT flow name → its compiled ``when:`` (flows without one get every version).
+    triggers: dict[str, Trigger] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -70,6 +76,10 @@ class LoadedConfig:
                 return flow
         known = ", ".join(f.name for f in self.model.flows) or "none"
         raise KeyError(f"no flow named {name!r} (flows: {known})")
+
+    def workflows_of(self, entity: str) -> list[Workflow]:
+        """The workflows of ``entity`` (one per status field), in file order."""
+        return [w for w in self.workflows.values() if w.entity == entity]
 
     def database_url(self, env: Mapping[str, str] | None = None) -> str:
         """``ERPBRIDGE_DATABASE_URL``, else ``hub.database_url``, else SQLite beside the file."""

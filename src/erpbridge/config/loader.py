@@ -30,6 +30,7 @@ from erpbridge.config.presets import expand_presets
 from erpbridge.config.problems import Problems, format_loc
 from erpbridge.config.secrets import STORED, check_plain_secrets
 from erpbridge.config.validation import SetAside, validate_file
+from erpbridge.config.workflows import check_workflows
 from erpbridge.errors import ConfigError, ConfigProblem
 from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
 from erpbridge.systems import system_types
@@ -70,6 +71,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     channels = check_channels(model, systems, problems, aside)
     flows = check_flows(model, catalog, channels.classes, channels.options, problems, aside)
     check_owners(model, catalog, problems)
+    workflows = check_workflows(model, catalog, problems, aside)
     check_inbound(model, problems, aside)
     check_identity_providers(model, problems, aside)
     check_saml(model, problems, aside)
@@ -87,6 +89,8 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         channel_options=channels.options,
         operations=operations,
         warnings=problems.warnings,
+        workflows=workflows.workflows,
+        triggers=workflows.triggers,
     )
 
 

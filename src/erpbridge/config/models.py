@@ -12,6 +12,7 @@ from erpbridge.mapping.spec import MappingSpec
 from erpbridge.model.cards import CardSetting
 from erpbridge.model.entities import EntitySpec
 from erpbridge.schedules import Schedule, parse_interval
+from erpbridge.workflows.spec import StatusPolicy, WhenSpec, WorkflowSpec
 
 __all__ = [
     "ChannelConfig",
@@ -203,6 +204,16 @@ class FlowConfig(_Strict):
         "(no_card_numbers) always reject.",
     )
     cursor: CursorConfig | None = None
+    when: WhenSpec | None = Field(
+        default=None,
+        description="OUT: which new versions the flow delivers (entering a state, a transition, "
+        "changed fields, a condition); omitted: every new version of the entity.",
+    )
+    status_policy: StatusPolicy = Field(
+        default="enforce",
+        description="IN: a status change the entity's workflow does not allow is rejected "
+        "('enforce') or taken with a warning ('record': the channel is master).",
+    )
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     mapping: MappingSpec | None = Field(
         default=None,
@@ -236,8 +247,13 @@ class ConfigFile(_Strict):
         "channel is not applied (or is a conflict, per that flow's `conflict` policy).",
     )
     flows: list[FlowConfig] = Field(default_factory=list)
+    workflows: dict[str, WorkflowSpec] = Field(
+        default_factory=dict,
+        description="Status machines: name → the states and named transitions of one "
+        "entity's status field.",
+    )
 
-    @field_validator("entities", "channels")
+    @field_validator("entities", "channels", "workflows")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         import re

@@ -23,6 +23,8 @@ __all__ = ["SetAside", "validate_file"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _ITEMS: dict[str, type[BaseModel]] = {"channels": ChannelConfig, "flows": FlowConfig}
+#: Sections of named entries set aside whole when anything in one is wrong.
+_NAMED = ("entities", "workflows")
 
 
 @dataclass
@@ -33,6 +35,7 @@ class SetAside:
     channels: set[str] = field(default_factory=set)
     flows: set[str] = field(default_factory=set)
     entities: set[str] = field(default_factory=set)
+    workflows: set[str] = field(default_factory=set)
     sections: set[str] = field(default_factory=set)
     #: (section, name or file position, setting) dropped to its default.
     settings: set[tuple[str, str | int, str]] = field(default_factory=set)
@@ -95,12 +98,12 @@ def _set_aside(data: dict[str, Any], exc: ValidationError, aside: SetAside) -> b
             return False
         section = str(loc[0])
         value = data.get(section)
-        if section == "entities" and len(loc) > 1:
+        if section in _NAMED and len(loc) > 1:
             if isinstance(value, dict) and value.pop(loc[1], None) is not None:
-                aside.entities.add(str(loc[1]))
+                getattr(aside, section).add(str(loc[1]))
                 changed = True
             continue
-        if (section not in _ITEMS and section != "entities") or len(loc) == 1:
+        if (section not in _ITEMS and section not in _NAMED) or len(loc) == 1:
             if isinstance(value, dict) and _drop_bad_names(value, getattr(aside, section, set())):
                 changed = True
                 continue

@@ -442,7 +442,15 @@ class FlowRunner:
 def subscribers_of(config: LoadedConfig, entity: str) -> tuple[Subscriber, ...]:
     """The enabled OUT flows of ``entity``: each new version is queued for them."""
     return tuple(
-        Subscriber(f.name, f.channel, f.priority, f.retry.max_attempts, f.echo, f.schedule())
+        Subscriber(
+            f.name,
+            f.channel,
+            f.priority,
+            f.retry.max_attempts,
+            f.echo,
+            f.schedule(),
+            config.triggers.get(f.name),
+        )
         for f in config.model.flows
         if f.direction == "out" and f.entity == entity and f.enabled
     )

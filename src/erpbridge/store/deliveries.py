@@ -15,7 +15,7 @@ that version is superseded and cancelled with the reason, so the target never go
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,7 @@ __all__ = [
     "Outcome",
     "Retried",
     "Subscriber",
+    "VersionFilter",
     "cancel",
     "claim",
     "claim_ids",
@@ -71,6 +72,11 @@ WAKE_CHANNEL = "erpbridge_deliveries"
 #: connection, so that both commit or neither does. The store calls it and knows nothing more.
 Dispatcher = Callable[[Connection, Sequence[str], datetime], object]
 
+#: An OUT flow's ``when:`` (compiled by ``erpbridge.workflows``): given a new version's payload
+#: before (``None``: a new record), after, and the transitions that made it, whether the flow
+#: wants it. :func:`enqueue` writes a delivery only when it answers true.
+VersionFilter = Callable[[Mapping[str, Any] | None, Mapping[str, Any], frozenset[str]], bool]
+
 #: A claim looks at this many times its batch of due rows for heads of their ordering key.
 _WINDOW = 5
 
@@ -86,6 +92,8 @@ class Subscriber:
     echo: bool
     #: A scheduled OUT flow collects changes and sends them at its next fire time.
     schedule: Schedule | None = None
+    #: The flow's ``when:``; ``None``: every new version.
+    when: VersionFilter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,17 @@ class NewVersion:
     entity: str
     key: str
     version: int
+    #: For subscribers with ``when:``: the payload before (``None``: a new record) and after,
+    #: and the transitions that made the version.
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    transitions: frozenset[str] = frozenset()
+
+    def wanted_by(self, subscriber: Subscriber) -> bool:
+        """Whether ``subscriber``'s ``when:`` (if any) takes this version."""
+        if subscriber.when is None:
+            return True
+        return subscriber.when(self.before, self.after or {}, self.transitions)
 
 
 _COLUMNS = (
@@ -116,8 +135,9 @@ def enqueue(
     """Write one delivery per subscriber and version, in the caller's transaction.
 
     A version that came in from a subscriber's own channel is not sent back to it (no echo)
-    unless the flow sets ``echo``. On PostgreSQL, ``dispatch`` (the engine's hook, if any) is
-    handed the new deliveries in the same transaction. Returns how many deliveries were written.
+    unless the flow sets ``echo``; a flow with ``when:`` gets only the versions it wants. On
+    PostgreSQL, ``dispatch`` (the engine's hook, if any) is handed the new deliveries in the
+    same transaction. Returns how many deliveries were written.
     """
     stamp = timestamp(conn, at)
     due = {s.flow: timestamp(conn, s.schedule.next_after(at)) if s.schedule else stamp
@@ -127,7 +147,7 @@ def enqueue(
          f"{s.flow}|{v.entity}|{v.key}"[:800], f"{s.flow}|{v.record_id}|{v.version}",
          s.priority, "pending", 0, s.max_attempts, due[s.flow], 0, stamp, stamp)
         for s in subscribers if s.echo or s.channel != origin_channel
-        for v in versions
+        for v in versions if v.wanted_by(s)
     ]  # fmt: skip
     copy_rows(conn, deliveries, _COLUMNS, rows)
     if rows and conn.dialect.name == "postgresql":

@@ -297,11 +297,29 @@ def _upsert_round(
         counts.updated += len(changed)
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
     if lineage.subscribers and history:
-        versions = [NewVersion(row[0], lineage.entity, row[2], row[3]) for row in history]
+        versions = _versions(lineage, history, new, changed)
         enqueue(conn, lineage.subscribers, lineage.channel, versions, lineage.at, lineage.dispatch)
     _bind(
         conn, lineage, at, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None]
     )
+
+
+def _versions(
+    lineage: Lineage,
+    history: list[tuple[Any, ...]],
+    new: list[Incoming],
+    changed: list[tuple[Incoming, Any]],
+) -> list[NewVersion]:
+    """The versions just written, with their payloads before and after when a subscriber's
+    ``when:`` needs them (history holds the new records' rows first, then the changed ones)."""
+    if all(s.when is None for s in lineage.subscribers):
+        return [NewVersion(row[0], lineage.entity, row[2], row[3]) for row in history]
+    pairs = [(None, i.payload) for i in new]
+    pairs += [(orjson.loads(row.payload), i.payload) for i, row in changed]
+    return [
+        NewVersion(row[0], lineage.entity, row[2], row[3], before, after)
+        for row, (before, after) in zip(history, pairs, strict=True)
+    ]
 
 
 _RECORD_COLUMNS = (
