@@ -24,6 +24,7 @@ __all__ = [
     "ErpbridgeError",
     "FatalError",
     "FlowBusy",
+    "FlowPaused",
     "LockLost",
     "ReadOnlyViolation",
     "RetriableError",
@@ -128,6 +129,17 @@ class FlowBusy(ErpbridgeError):
         super().__init__(
             f"flow {flow!r} is already running in run {run_id} "
             f"(pid {pid}, host {host}, since {since})"
+        )
+
+
+class FlowPaused(ErpbridgeError):
+    """The flow is paused: it neither runs, takes events nor delivers until it is resumed."""
+
+    def __init__(self, flow: str, by: str, since: str) -> None:
+        self.flow, self.by, self.since = flow, by, since
+        super().__init__(
+            f"flow {flow!r} is paused (by {by} since {since} UTC): resume it with "
+            f"`erpbridge flows resume {flow}` or POST /api/v1/flows/{flow}/resume"
         )
 
 

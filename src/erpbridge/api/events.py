@@ -36,7 +36,7 @@ from erpbridge.engine.runner import EventRejected, Ingested
 from erpbridge.mapping.compiler import getter
 from erpbridge.pci import mask_card_numbers, redact_card_numbers
 from erpbridge.store.runs import now
-from erpbridge.store.switches import flow_enabled
+from erpbridge.store.switches import flow_enabled, flow_switch
 from erpbridge.store.tables import idempotency_keys
 from erpbridge.store.webhooks import claim_signature, release_signature
 
@@ -179,7 +179,13 @@ def _in_flow(hub: Hub, name: str) -> Any:
         raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow: it takes no events")
     with hub.engine.connect() as conn:
         if not flow_enabled(conn, name, flow.enabled):
-            raise ApiError(409, "flow_paused", f"flow {name!r} is paused: enable it first")
+            # 409, not accepted and held: the sender keeps the event and sends it again later
+            switch = flow_switch(conn, name)
+            if switch is None:  # off in the configuration, never switched
+                raise ApiError(
+                    409, "flow_paused", f"flow {name!r} is disabled in the configuration"
+                )
+            raise ApiError(409, "flow_paused", str(switch.refusal()))
     return flow
 
 

@@ -23,6 +23,7 @@ from erpbridge.api.redact import without_paths
 from erpbridge.api.scope import read_scope
 from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
+from erpbridge.errors import FlowPaused
 from erpbridge.store.deliveries import cancel, retry_deliveries
 from erpbridge.store.read import (
     FieldOrigin,
@@ -40,8 +41,20 @@ from erpbridge.store.read import (
 from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.secretbox import store_credential
-from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
-from erpbridge.store.switches import flow_enabled, set_flow_enabled
+from erpbridge.store.states import (
+    OPEN_DELIVERY_STATES,
+    ConflictStatus,
+    DeliveryState,
+    RejectionStatus,
+    RunStatus,
+)
+from erpbridge.store.switches import (
+    check_not_paused,
+    flow_enabled,
+    flow_switch,
+    paused_flows,
+    set_flow_enabled,
+)
 from erpbridge.systems import system_types
 
 __all__ = ["router"]
@@ -109,7 +122,7 @@ class CredentialIn(BaseModel):
 
 
 class FlowOut(BaseModel):
-    """A flow and whether it is enabled (config, then any API switch)."""
+    """A flow and whether it is enabled (config, then any pause or resume)."""
 
     name: str
     channel: str
@@ -117,6 +130,9 @@ class FlowOut(BaseModel):
     direction: Literal["in", "out"]
     trigger: str
     enabled: bool
+    #: Paused or resumed by whom and when (``None``: never switched, the configuration rules).
+    switched_by: str | None = None
+    switched_at: Stamp | None = None
 
 
 class RunOut(BaseModel):
@@ -238,6 +254,8 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: Stamp
     delivered_at: Stamp | None
+    #: Its flow is paused and it is open: it waits, held, until the flow is resumed.
+    flow_paused: bool = False
 
 
 class CountOut(BaseModel):
@@ -397,6 +415,7 @@ def _flow_out(hub: Hub, name: str) -> FlowOut:
     trigger = flow.trigger if isinstance(flow.trigger, str) else flow.trigger.model_dump_json()
     with hub.engine.connect() as conn:
         enabled = flow_enabled(conn, flow.name, flow.enabled)
+        switch = flow_switch(conn, flow.name)
     return FlowOut(
         name=flow.name,
         channel=flow.channel,
@@ -404,6 +423,8 @@ def _flow_out(hub: Hub, name: str) -> FlowOut:
         direction=flow.direction,
         trigger=trigger,
         enabled=enabled,
+        switched_by=None if switch is None else switch.changed_by,
+        switched_at=None if switch is None else switch.changed_at,
     )
 
 
@@ -422,24 +443,39 @@ def list_flows(hub: HubDep, who: Reader) -> list[FlowOut]:
     return [_flow_out(hub, f.name) for f in hub.config.model.flows if who.may_channel(f.channel)]
 
 
-@router.post("/flows/{name}/enable", tags=["flows"])
-def enable_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
-    """Resume a flow: it is scheduled again, or its waiting deliveries go out."""
+def _switch(hub: Hub, name: str, who: Principal, enabled: bool, action: str) -> FlowOut:
     _flow(hub, name, who)
     with hub.engine.begin() as conn:
-        set_flow_enabled(conn, name, True, who.name)
-    hub.audit(who.name, who.address, "flow.enable", name)
+        set_flow_enabled(conn, name, enabled, who.name)
+    hub.audit(who.name, who.address, action, name)
+    if enabled and hub.wake:
+        hub.wake()  # its waiting deliveries go out now, not at the next poll
     return _flow_out(hub, name)
+
+
+@router.post("/flows/{name}/pause", tags=["flows"])
+def pause_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
+    """Pause a flow: no scheduled runs, no ``run``/``sync``, events answer 409 ``flow_paused``;
+    its deliveries wait ``pending`` in the ledger. A run already going finishes."""
+    return _switch(hub, name, who, enabled=False, action="flow.pause")
+
+
+@router.post("/flows/{name}/resume", tags=["flows"])
+def resume_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
+    """Resume a paused flow: scheduled again at its next fire time; waiting deliveries go out."""
+    return _switch(hub, name, who, enabled=True, action="flow.resume")
+
+
+@router.post("/flows/{name}/enable", tags=["flows"])
+def enable_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
+    """Resume a flow (the older name of ``/resume``)."""
+    return _switch(hub, name, who, enabled=True, action="flow.enable")
 
 
 @router.post("/flows/{name}/disable", tags=["flows"])
 def disable_flow(name: Name, hub: HubDep, who: Admin) -> FlowOut:
-    """Pause a flow: no scheduled runs or events; its deliveries wait, visible."""
-    _flow(hub, name, who)
-    with hub.engine.begin() as conn:
-        set_flow_enabled(conn, name, False, who.name)
-    hub.audit(who.name, who.address, "flow.disable", name)
-    return _flow_out(hub, name)
+    """Pause a flow (the older name of ``/pause``)."""
+    return _switch(hub, name, who, enabled=False, action="flow.disable")
 
 
 @router.post("/flows/{name}/run", status_code=202, tags=["flows"])
@@ -448,6 +484,11 @@ def run_flow(name: Name, hub: HubDep, who: Writer, full: bool = False) -> FlowOu
     flow = _flow(hub, name, who)
     if flow.direction != "in":
         raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow: workers deliver it")
+    with hub.engine.connect() as conn:
+        try:
+            check_not_paused(conn, name)
+        except FlowPaused as exc:
+            raise ApiError(409, "flow_paused", str(exc)) from None
     threading.Thread(
         target=hub.runner.run, args=(name,), kwargs={"full": full}, daemon=True
     ).start()
@@ -580,8 +621,15 @@ def list_deliveries(
     """The delivery ledger, newest first."""
     with hub.engine.connect() as conn:
         rows = deliveries_page(conn, read_scope(hub, who), state=state, flow=flow, limit=limit)
+        paused = paused_flows(conn)
     return [
-        DeliveryOut.model_validate({**r._mapping, "last_error": _shown(who, r.last_error)})
+        DeliveryOut.model_validate(
+            {
+                **r._mapping,
+                "last_error": _shown(who, r.last_error),
+                "flow_paused": r.flow in paused and r.state in OPEN_DELIVERY_STATES,
+            }
+        )
         for r in rows
     ]
 

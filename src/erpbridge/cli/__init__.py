@@ -26,9 +26,10 @@ from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
+from erpbridge.cli.flows import flows_app
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
-from erpbridge.errors import FlowBusy, StoreUnavailable
+from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
 from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
 
@@ -167,7 +168,8 @@ def sync(
         bool, typer.Option("--dry-run", help="Map and compare, commit nothing.")
     ] = False,
 ) -> None:
-    """Run IN flows now and print what moved."""
+    """Run IN flows now and print what moved. A paused flow is not run (exit 75 when named;
+    skipped with a note under --all); --dry-run looks at it anyway."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -193,7 +195,7 @@ def sync(
     _fill_credentials(config)
     runner = FlowRunner(config, _store(config))
     results = []
-    busy: list[FlowBusy] = []
+    busy: list[FlowBusy | FlowPaused] = []
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -218,6 +220,11 @@ def sync(
                 results.append(runner.run(name, full=full, dry_run=dry_run, progress=advance))
             except FlowBusy as exc:
                 busy.append(exc)
+            except FlowPaused as exc:
+                if all_flows:  # the operator paused it: --all (cron) leaves it alone, quietly
+                    console.print(f"skipped: {exc}", highlight=False, soft_wrap=True)
+                else:
+                    busy.append(exc)
             except StoreUnavailable as exc:
                 progress.stop()
                 raise _fail(_store_gone(name, exc, runner), EXIT_STORE_UNAVAILABLE) from None
@@ -246,7 +253,8 @@ def sync(
 
 
 #: ``erpbridge sync``'s exit codes beside 0 (every run succeeded), 1 (a run failed) and
-#: 2 (configuration problems): a flow was already running; the hub store stayed unavailable.
+#: 2 (configuration problems): a flow was already running or is paused (try again later); the
+#: hub store stayed unavailable.
 EXIT_FLOW_BUSY = 75
 EXIT_STORE_UNAVAILABLE = 69
 
@@ -632,6 +640,8 @@ def list_deliveries(
     from rich.table import Table
 
     from erpbridge.store.read import EVERYTHING, deliveries_page
+    from erpbridge.store.states import OPEN_DELIVERY_STATES
+    from erpbridge.store.switches import paused_flows
 
     known_choice("--state", state, DELIVERY_STATES, "state")
     config = _load(config_path)
@@ -653,13 +663,15 @@ def list_deliveries(
     with engine.connect() as conn:
         chosen = next((s for s in DELIVERY_STATES if s == state), None)  # the typed one
         rows = deliveries_page(conn, EVERYTHING, state=chosen, flow=flow, limit=limit)
+        paused = paused_flows(conn)
         for d in rows:
+            held = d.state in OPEN_DELIVERY_STATES and d.flow in paused
             table.add_row(
                 str(d.id),
                 d.flow,
                 f"{d.entity} {d.key}",
                 str(d.version),
-                d.state,
+                d.state + (" (flow paused)" if held else ""),
                 f"{d.attempts}/{d.max_attempts}",
                 f"{d.next_attempt_at:%H:%M:%S}",
                 d.external_id or "",
@@ -758,6 +770,7 @@ def show_conflicts(
 
 app.add_typer(channels_app, name="channels")
 app.add_typer(clients_app, name="clients")
+app.add_typer(flows_app, name="flows")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(search_app, name="search")
 app.command()(api)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import timedelta
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, load, store
+from erpbridge.cli.common import DEFAULT_CONFIG, ConfigOption, actor, console, fail, load, store
 from erpbridge.store.scopes import SCOPES
 
 __all__ = ["clients_app", "secrets_app"]
@@ -86,7 +85,7 @@ def add_client(
         raise fail(str(exc), 2) from None
     record_action(
         client_engine,
-        _actor(),
+        actor(),
         None,
         "client.add",
         client.name,
@@ -147,7 +146,7 @@ def revoke(
     engine = store(load(config))
     if not revoke_client(engine, name):
         raise fail(f"no active client named {name!r}")
-    record_action(engine, _actor(), None, "client.revoke", name)
+    record_action(engine, actor(), None, "client.revoke", name)
     console.print(f"client {name} revoked")
 
 
@@ -165,10 +164,5 @@ def rotate_secrets(config: ConfigOption = DEFAULT_CONFIG) -> None:
             count = rotate(conn, box)
     except SecretKeyError as exc:
         raise fail(str(exc)) from None
-    record_action(engine, _actor(), None, "secrets.rotate", None, detail={"count": count})
+    record_action(engine, actor(), None, "secrets.rotate", None, detail={"count": count})
     console.print(f"{count} secret(s) re-encrypted with the current key")
-
-
-def _actor() -> str:
-    """Who runs the command: the operating-system user."""
-    return f"cli:{getpass.getuser()}"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONFIG",
     "ConfigOption",
+    "actor",
     "console",
     "errors",
     "fail",
@@ -41,6 +42,13 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", envvar="ERPBRIDGE_CONFIG", help="The configuration file."),
 ]
 DEFAULT_CONFIG = Path("erpbridge.yaml")
+
+
+def actor() -> str:
+    """Who runs the command, as the admin audit names them: ``cli:<OS user>``."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

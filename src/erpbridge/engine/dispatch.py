@@ -49,6 +49,7 @@ from erpbridge.engine.retry import backoff
 from erpbridge.engine.worker import Worker, WorkerStats
 from erpbridge.store.runs import now
 from erpbridge.store.states import OPEN_DELIVERY_STATES
+from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import deliveries
 
 __all__ = [
@@ -182,13 +183,15 @@ def deliver(worker: Worker, ledger_ids: Sequence[int], attempts: int = 0) -> Wor
     stats = worker.run_ids(ledger_ids)
     at = now()
     with worker.engine.connect() as conn:
+        # A paused flow's deliveries end the job: the sweep sends them once it is resumed.
+        active = [f for f in worker.flows if f not in paused_flows(conn)]
         still_open = conn.execute(
             select(
                 deliveries.c.state, deliveries.c.next_attempt_at, deliveries.c.lease_expires_at
             ).where(
                 deliveries.c.id.in_(list(ledger_ids)),
                 deliveries.c.state.in_(_WAITING),
-                deliveries.c.flow.in_(worker.flows),
+                deliveries.c.flow.in_(active),
             )
         ).all()
     if not still_open:

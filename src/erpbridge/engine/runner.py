@@ -52,6 +52,7 @@ from erpbridge.store.runs import (
     start_run,
 )
 from erpbridge.store.search import SearchSpec
+from erpbridge.store.switches import check_not_paused
 from erpbridge.store.tables import records as record_rows
 from erpbridge.transports.base import Batch, SourceRecord, Transport
 
@@ -166,6 +167,9 @@ class FlowRunner:
         flow = self.config.flow(name)
         if flow.direction != "in":
             raise FatalError(f"flow {name!r} is an OUT flow: the worker delivers it")
+        if not dry_run:  # a dry run commits nothing: allowed, to look before resuming
+            with self.engine.connect() as conn:
+                check_not_paused(conn, flow.name)
         if self._unclosed:
             self.close_pending()
 

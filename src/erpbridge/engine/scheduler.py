@@ -5,7 +5,8 @@ lets exactly one process win, the others skip it. Fires missed while nothing was
 collapse into one run at the latest missed fire time. A scheduler started between two fire
 times waits for the next one rather than running at start-up. A fire whose flow is still
 running (a long run, or ``erpbridge sync`` by hand) is skipped and logged: the flow's run lock
-lets only one run at a time move its cursor.
+lets only one run at a time move its cursor. The fire times of a paused flow
+(``store.switches``) pass without a run; after the resume it runs at its next fire time.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.runner import FlowRunner, RunResult
-from erpbridge.errors import FlowBusy
+from erpbridge.errors import FlowBusy, FlowPaused
 from erpbridge.schedules import Schedule
 from erpbridge.store.runs import now
+from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import schedule_fires
 
 __all__ = ["Scheduler"]
@@ -47,6 +49,10 @@ class Scheduler:
         moment = moment or now()
         results = []
         self.runner.close_pending()  # runs a store outage ended, marked failed once it is back
+        paused: set[str] = set()
+        if self.schedules:
+            with self.engine.connect() as conn:
+                paused = paused_flows(conn)
         for name, schedule in self.schedules.items():
             upcoming = self._next.get(name)
             if upcoming is None:
@@ -56,12 +62,15 @@ class Scheduler:
                 continue
             fire = schedule.last_at_or_before(moment)
             self._next[name] = schedule.next_after(moment)
+            if name in paused:
+                log.debug("scheduler: fire %s of flow %r skipped: the flow is paused", fire, name)
+                continue
             fire_id = self._claim(name, fire)
             if fire_id is None:
                 continue
             try:
                 result = self.runner.run(name)
-            except FlowBusy as exc:
+            except (FlowBusy, FlowPaused) as exc:  # paused between the check and the run
                 log.warning("scheduler: fire %s of flow %r skipped: %s", fire, name, exc)
                 continue
             with self.engine.begin() as conn:

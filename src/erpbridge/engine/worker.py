@@ -37,6 +37,7 @@ from erpbridge.store.deliveries import (
 from erpbridge.store.outage import StoreRetry
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
+from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import audit
 from erpbridge.transports.base import OutgoingRecord, Transport, Writer
 
@@ -109,20 +110,33 @@ class Worker:
         self._held: dict[int, Claim] = {}  # claimed, outcome not recorded yet
         self._writing: set[int] = set()  # handed to a transport's write right now
 
+    def _active(self, conn: Connection) -> tuple[list[str], dict[str, list[str]]]:
+        """The uncapped flows and the capped ones by channel, without the paused flows: their
+        deliveries stay ``pending`` in the ledger until the flow is resumed."""
+        paused = paused_flows(conn)
+        if not paused:
+            return self._uncapped, self._capped
+        capped = {
+            channel: [f for f in flows if f not in paused]
+            for channel, flows in self._capped.items()
+        }
+        return [f for f in self._uncapped if f not in paused], {
+            c: f for c, f in capped.items() if f
+        }
+
     def _claim(self, conn: Connection) -> list[Claim]:
         """Claim a batch; channels with ``max_in_flight`` only up to their free slots."""
         at = now()
+        uncapped, capped = self._active(conn)
         claims = (
-            claim(conn, self.name, self.batch_size, self.lease, at, self._uncapped)
-            if self._uncapped
-            else []
+            claim(conn, self.name, self.batch_size, self.lease, at, uncapped) if uncapped else []
         )
         # sorted: PostgreSQL's advisory locks are always taken in one order (no deadlock)
-        for channel in sorted(self._capped):
+        for channel in sorted(capped):
             limits = self.config.model.channels[channel].limits
             room = self.limiter.in_flight_allowance(conn, channel, limits, self.batch_size)
             if room:
-                claims += claim(conn, self.name, room, self.lease, at, self._capped[channel])
+                claims += claim(conn, self.name, room, self.lease, at, capped[channel])
         return claims
 
     def close(self) -> None:
@@ -157,16 +171,13 @@ class Worker:
     def _run_ids_once(self, ids: Sequence[int], stats: WorkerStats) -> bool:
         with self.engine.begin() as conn:
             at = now()
-            claims = (
-                claim_ids(conn, ids, self.name, self.lease, at, self._uncapped)
-                if self._uncapped
-                else []
-            )
-            for channel in sorted(self._capped):  # max_in_flight holds for jobs too
+            uncapped, capped = self._active(conn)
+            claims = claim_ids(conn, ids, self.name, self.lease, at, uncapped) if uncapped else []
+            for channel in sorted(capped):  # max_in_flight holds for jobs too
                 limits = self.config.model.channels[channel].limits
                 room = self.limiter.in_flight_allowance(conn, channel, limits, len(ids))
-                capped = self._capped[channel]
-                claims += claim_ids(conn, ids, self.name, self.lease, at, capped, limit=room)
+                flows = capped[channel]
+                claims += claim_ids(conn, ids, self.name, self.lease, at, flows, limit=room)
         stats.claimed += len(claims)
         self._attempt_by_flow(claims, stats)
         return any(c.taken_over for c in claims)

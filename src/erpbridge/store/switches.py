@@ -1,17 +1,56 @@
-"""Flows paused and resumed through the API, over what the configuration says."""
+"""Flows paused and resumed (API, CLI, back office), over what the configuration says.
+
+A paused flow does nothing on its own: the scheduler skips its fire times, ``sync`` and
+``POST /flows/{name}/run`` refuse it, events and webhooks answer 409 ``flow_paused`` (the sender
+keeps the event and sends it again), and workers do not claim its deliveries, which stay
+``pending`` in the ledger and are shown held. Resuming lets all of it go on.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import Connection, select, update
 
+from erpbridge.errors import FlowPaused
 from erpbridge.store.runs import now
 from erpbridge.store.tables import flow_switches
 
-__all__ = ["flow_enabled", "paused_flows", "set_flow_enabled"]
+__all__ = [
+    "FlowSwitch",
+    "check_not_paused",
+    "flow_enabled",
+    "flow_switch",
+    "paused_flows",
+    "set_flow_enabled",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSwitch:
+    """The last pause or resume of a flow: who, when."""
+
+    flow: str
+    enabled: bool
+    changed_at: datetime
+    changed_by: str
+
+    def refusal(self) -> FlowPaused:
+        """The error that refuses work of this (paused) flow: who paused it and when."""
+        return FlowPaused(self.flow, self.changed_by, f"{self.changed_at:%Y-%m-%d %H:%M:%S}")
+
+
+def flow_switch(conn: Connection, flow: str) -> FlowSwitch | None:
+    """The last switch of ``flow``, or ``None`` if it was never paused or resumed."""
+    row = conn.execute(select(flow_switches).where(flow_switches.c.flow == flow)).first()
+    if row is None:
+        return None
+    return FlowSwitch(row.flow, bool(row.enabled), row.changed_at, row.changed_by)
 
 
 def flow_enabled(conn: Connection, flow: str, configured: bool) -> bool:
-    """Whether ``flow`` runs: the last API switch, else the configuration's ``enabled``."""
+    """Whether ``flow`` runs: the last switch, else the configuration's ``enabled``."""
     switched = conn.execute(
         select(flow_switches.c.enabled).where(flow_switches.c.flow == flow)
     ).scalar()
@@ -19,9 +58,16 @@ def flow_enabled(conn: Connection, flow: str, configured: bool) -> bool:
 
 
 def paused_flows(conn: Connection) -> set[str]:
-    """Flows switched off through the API."""
+    """Flows switched off (paused)."""
     rows = conn.execute(select(flow_switches.c.flow).where(flow_switches.c.enabled.is_(False)))
     return {r.flow for r in rows}
+
+
+def check_not_paused(conn: Connection, flow: str) -> None:
+    """Raise :class:`FlowPaused` (who paused it, when) if ``flow`` is paused."""
+    switch = flow_switch(conn, flow)
+    if switch is not None and not switch.enabled:
+        raise switch.refusal()
 
 
 def set_flow_enabled(conn: Connection, flow: str, enabled: bool, by: str) -> None:

@@ -23,7 +23,14 @@ from erpbridge.store.tables import admin_audit, deliveries
 
 __all__ = ["audit_page"]
 
-_FLOW_ACTIONS = ("flow.enable", "flow.disable", "flow.run", "delivery.retry_dead")
+_FLOW_ACTIONS = (
+    "flow.enable",
+    "flow.disable",
+    "flow.pause",
+    "flow.resume",
+    "flow.run",
+    "delivery.retry_dead",
+)
 _DELIVERY_ACTIONS = ("delivery.retry", "delivery.cancel")
 
 
