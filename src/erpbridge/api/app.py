@@ -23,6 +23,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.pci import redact_card_numbers
 from erpbridge.saml import SamlTrust
 from erpbridge.store.secretbox import SecretBox
+from erpbridge.ui import mount_ui
 
 __all__ = ["build_hub", "create_app"]
 
@@ -61,7 +62,8 @@ def build_hub(
 
 
 def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
-    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/openapi.json``, ``/docs``.
+    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/openapi.json``, ``/docs``,
+    and the back office under ``/ui``.
 
     ``tls`` says the server speaks HTTPS (then responses carry Strict-Transport-Security).
     """
@@ -71,7 +73,14 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
         yield
         hub.operations.close()  # the channels' connections, opened by operations on demand
 
-    app = FastAPI(title="erpbridge", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="erpbridge",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served from the package by mount_ui (no CDN)
+        redoc_url=None,  # ReDoc would load its script from a CDN
+    )
     app.state.hub = hub
     settings = hub.config.model.hub.api
     hsts_max_age_s = settings.hsts_max_age_s if tls else None
@@ -84,6 +93,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(operations.router)
     app.include_router(search.router)
+    mount_ui(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -56,7 +56,7 @@ class Principal:
     scopes: frozenset[str]
     #: Channels the caller may touch; ``None``: all.
     channels: frozenset[str] | None
-    via: Literal["key", "token", "idp", "certificate", "saml"]
+    via: Literal["key", "token", "idp", "certificate", "saml", "session"]
     address: str | None
     rate_limit: str | None = None
 

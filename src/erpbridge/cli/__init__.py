@@ -29,6 +29,7 @@ from erpbridge.cli.common import store as _store
 from erpbridge.cli.flows import flows_app
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
+from erpbridge.cli.users import users_app
 from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
 from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
@@ -773,6 +774,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(flows_app, name="flows")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(search_app, name="search")
+app.add_typer(users_app, name="users")
 app.command()(api)
 
 

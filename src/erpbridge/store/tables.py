@@ -44,6 +44,8 @@ __all__ = [
     "search_index",
     "seen_assertions",
     "signing_keys",
+    "ui_sessions",
+    "ui_users",
     "webhook_signatures",
 ]
 
@@ -425,4 +427,36 @@ search_index = Table(
     Column("text", Text, nullable=False),
     Index(None, "entity", "key_folded"),
     Index(None, "entity", "label_folded"),
+)
+
+# Back-office users (``erpbridge users``): a role (viewer, operator, admin) and optionally the
+# channels they are limited to; the password as an argon2id hash (``store.users``).
+ui_users = Table(
+    "ui_users",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("channels", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("name"),
+)
+
+# Back-office sessions, server-side: the cookie holds a random token, the row its SHA-256 (a
+# stolen database yields no usable cookie), the CSRF token and the expiry. A new row at every
+# login (the session id changes: no fixation); deleting the row logs out everywhere at once.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_name", String(128), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index(None, "user_name"),
+    Index(None, "expires_at"),
 )

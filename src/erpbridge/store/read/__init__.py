@@ -6,10 +6,12 @@ an API client is restricted to) applied in SQL before ``LIMIT``. Callers never q
 """
 
 from erpbridge.store.read.audit import audit_page
+from erpbridge.store.read.dashboard import FlowActivity, flow_activity
 from erpbridge.store.read.ledger import (
     Order,
     conflicts_page,
     deliveries_page,
+    delivery_attempts_of,
     delivery_by_id,
     rejected_page,
     run_by_id,
@@ -28,6 +30,7 @@ from erpbridge.store.read.scope import EVERYTHING, Scope
 __all__ = [
     "EVERYTHING",
     "FieldOrigin",
+    "FlowActivity",
     "Order",
     "RecordView",
     "Scope",
@@ -35,8 +38,10 @@ __all__ = [
     "audit_page",
     "conflicts_page",
     "deliveries_page",
+    "delivery_attempts_of",
     "delivery_by_id",
     "field_origins",
+    "flow_activity",
     "record_view",
     "records_page",
     "rejected_page",

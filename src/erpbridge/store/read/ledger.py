@@ -14,12 +14,13 @@ from sqlalchemy import ColumnElement, Connection, Row, Table, and_, not_, or_, s
 
 from erpbridge.store.read.scope import Scope
 from erpbridge.store.states import ConflictStatus, DeliveryState, RejectionStatus, RunStatus
-from erpbridge.store.tables import conflicts, deliveries, rejected, runs
+from erpbridge.store.tables import conflicts, deliveries, delivery_attempts, rejected, runs
 
 __all__ = [
     "Order",
     "conflicts_page",
     "deliveries_page",
+    "delivery_attempts_of",
     "delivery_by_id",
     "rejected_page",
     "run_by_id",
@@ -59,9 +60,14 @@ def runs_page(
     flow: str | None = None,
     status: RunStatus | None = None,
     limit: int = 50,
+    before_id: int | None = None,
 ) -> list[Row[Any]]:
-    """Recent runs, newest first."""
-    conditions = [runs.c.flow == flow if flow else None, _run_status(status)]
+    """Recent runs, newest first (``before_id``: the keyset of the next page)."""
+    conditions = [
+        runs.c.flow == flow if flow else None,
+        _run_status(status),
+        runs.c.id < before_id if before_id else None,
+    ]
     return _page(conn, runs, scope, conditions, limit, "newest")
 
 
@@ -92,13 +98,28 @@ def deliveries_page(
     state: DeliveryState | None = None,
     flow: str | None = None,
     limit: int = 50,
+    created_before: datetime | None = None,
+    before_id: int | None = None,
 ) -> list[Row[Any]]:
-    """The delivery ledger, newest first."""
+    """The delivery ledger, newest first; ``created_before`` keeps those at least that old,
+    ``before_id`` is the keyset of the next page (ids below it)."""
     conditions = [
         deliveries.c.state == state if state else None,
         deliveries.c.flow == flow if flow else None,
+        deliveries.c.created_at <= created_before if created_before else None,
+        deliveries.c.id < before_id if before_id else None,
     ]
     return _page(conn, deliveries, scope, conditions, limit, "newest")
+
+
+def delivery_attempts_of(conn: Connection, delivery_id: int) -> list[Row[Any]]:
+    """Every attempt of one delivery, first first (look the delivery up in scope before)."""
+    query = (
+        select(delivery_attempts)
+        .where(delivery_attempts.c.delivery_id == delivery_id)
+        .order_by(delivery_attempts.c.attempt, delivery_attempts.c.id)
+    )
+    return list(conn.execute(query))
 
 
 def delivery_by_id(conn: Connection, scope: Scope, delivery_id: int) -> Row[Any] | None:

@@ -1,0 +1,50 @@
+"""What every page module shares: dependencies, the flows a user may see, redirects that say
+what happened."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends
+from fastapi.responses import RedirectResponse
+
+from erpbridge.api.context import Hub, get_hub
+from erpbridge.config.models import FlowConfig
+from erpbridge.ui.auth import Operator, require_role
+
+__all__ = [
+    "Admin",
+    "HubDep",
+    "Operates",
+    "Reads",
+    "after_action",
+    "trigger_text",
+    "visible_flows",
+]
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+#: The signed-in user, holding the role a route needs (checked on the server, every request).
+Reads = Annotated[Operator, require_role("read")]
+Operates = Annotated[Operator, require_role("write")]
+Admin = Annotated[Operator, require_role("admin")]
+
+
+def visible_flows(hub: Hub, who: Operator) -> list[FlowConfig]:
+    """The configured flows of the channels ``who`` may see, in configuration order."""
+    return [f for f in hub.config.model.flows if who.principal.may_channel(f.channel)]
+
+
+def trigger_text(flow: FlowConfig) -> str:
+    """A flow's trigger in a word or two (``every 10s``, ``cron 0 * * * *``, ``immediate``)."""
+    trigger: Any = flow.trigger
+    if isinstance(trigger, str):
+        return trigger
+    data = trigger.model_dump(exclude_none=True)
+    return ", ".join(f"{k} {v}" for k, v in data.items() if v not in ([], {}))
+
+
+def after_action(target: str, notice: str) -> RedirectResponse:
+    """Back to ``target`` after a POST (post/redirect/get), saying what happened."""
+    sep = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{sep}{urlencode({'notice': notice})}", status_code=303)

@@ -1,0 +1,100 @@
+"""``/ui/login`` and ``/ui/logout``: sign in with a local user, throttled per address."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from erpbridge.api.context import Hub, get_hub
+from erpbridge.api.network import client_address
+from erpbridge.store.users import check_password, end_session, open_session
+from erpbridge.ui.auth import Current, cookie_name, secure, set_session_cookie
+from erpbridge.ui.render import render
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+HubDep = Annotated[Hub, Depends(get_hub)]
+#: The login form's own CSRF token (double submit: this cookie and the form's field must agree),
+#: so that another site cannot sign a browser in as someone else.
+_LOGIN_COOKIE = "erpbridge_login"
+
+
+def _next(target: str | None) -> str:
+    """Where to go after login: a path of the back office only (no open redirect)."""
+    if target and target.startswith("/ui") and not target.startswith("/ui//"):
+        return target
+    return "/ui/"
+
+
+def _form(request: Request, target: str | None, error: str | None, status: int) -> Response:
+    token = secrets.token_urlsafe(32)
+    context = {"title": "Sign in", "next": _next(target), "error": error, "login_csrf": token}
+    response = render(request, "login.html", context, status)
+    response.set_cookie(
+        _LOGIN_COOKIE,
+        token,
+        path="/ui/login",
+        secure=secure(request),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.get("/ui/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    """The sign-in form."""
+    return _form(request, next, None, 200)
+
+
+@router.post("/ui/login")
+async def login(
+    request: Request,
+    hub: HubDep,
+    name: Annotated[str, Form(max_length=128)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str | None, Form(max_length=512)] = None,
+) -> Response:
+    """Check the password; on success a new session (a new id) and back to where the user was."""
+    address = client_address(request, hub.config.model.hub.api.trusted_proxies)
+    shown = str(address) if address else "unknown"
+    expected = request.cookies.get(_LOGIN_COOKIE, "")
+    if not expected or not secrets.compare_digest(csrf.encode(), expected.encode()):
+        return _form(request, next, "The sign-in form expired; please try again.", 403)
+    blocked = hub.limiter.blocked(shown)
+    if blocked is not None:
+        message = f"Too many failed sign-ins from {shown}; try again in {blocked.reset_s} s."
+        response = _form(request, next, message, 429)
+        response.headers["Retry-After"] = str(max(1, blocked.reset_s))
+        return response
+    user = await run_in_threadpool(check_password, hub.engine, name, password)
+    if user is None:
+        hub.limiter.hit_anonymous(shown)
+        await run_in_threadpool(hub.audit, "ui:anonymous", shown, "ui.login", name[:128], "failed")
+        return _form(request, next, "Wrong user name or password.", 401)
+    old = request.cookies.get(cookie_name(request))
+    if old:
+        await run_in_threadpool(end_session, hub.engine, old)  # a planted id dies here
+    token, _ = await run_in_threadpool(open_session, hub.engine, user, shown)
+    await run_in_threadpool(hub.audit, user.name, shown, "ui.login", None)
+    response = RedirectResponse(_next(next), status_code=303)
+    set_session_cookie(request, response, token)
+    response.delete_cookie(_LOGIN_COOKIE, path="/ui/login")
+    return response
+
+
+@router.post("/ui/logout")
+async def logout(request: Request, hub: HubDep, who: Current) -> Response:
+    """End the session."""
+    token = request.cookies.get(cookie_name(request), "")
+    await run_in_threadpool(end_session, hub.engine, token)
+    await run_in_threadpool(hub.audit, who.name, who.principal.address, "ui.logout", None)
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(cookie_name(request), path="/")
+    return response
