@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   "xmlsec1:xmlsec1" # verifies the signatures of SAML assertions (pysaml2 runs it)
+  "chromium:chromium" # the browser the back office's tests drive (Playwright; tests/ui)
 )
 
 missing=()

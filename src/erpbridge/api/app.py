@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
@@ -23,7 +27,6 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.pci import redact_card_numbers
 from erpbridge.saml import SamlTrust
 from erpbridge.store.secretbox import SecretBox
-from erpbridge.ui import mount_ui
 
 __all__ = ["build_hub", "create_app"]
 
@@ -61,9 +64,30 @@ def build_hub(
     )
 
 
+#: Files served under ``/ui/static``: the vendored Swagger UI and htmx, the back office's own
+#: stylesheet and script (see ``ui/static/VENDORED.md``). Package data, found without importing
+#: the back office's modules (they import the API's).
+STATIC = Path(str(files("erpbridge"))) / "ui" / "static"
+
+
+def _docs(app: FastAPI) -> None:
+    """``/docs``: the Swagger UI, its script and stylesheet from the package (no CDN)."""
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="erpbridge API",
+            swagger_js_url="/ui/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/ui/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/ui/static/swagger-ui/favicon-32x32.png",
+        )
+
+
 def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
-    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/openapi.json``, ``/docs``,
-    and the back office under ``/ui``.
+    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/openapi.json``, ``/docs``
+    (the back office under ``/ui`` is added by ``erpbridge.ui.mount_ui``).
 
     ``tls`` says the server speaks HTTPS (then responses carry Strict-Transport-Security).
     """
@@ -78,7 +102,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # served from the package by mount_ui (no CDN)
+        docs_url=None,  # served from the package (no CDN): _docs
         redoc_url=None,  # ReDoc would load its script from a CDN
     )
     app.state.hub = hub
@@ -93,7 +117,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(operations.router)
     app.include_router(search.router)
-    mount_ui(app)
+    _docs(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

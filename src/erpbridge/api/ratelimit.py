@@ -66,12 +66,23 @@ class Limiter:
         """Count one failed login (or unauthenticated request) from ``address``."""
         return self._hit(f"anon:{address}", [(self.settings.anonymous, "*")])
 
+    def hit_ui_login(self, address: str) -> Decision:
+        """Count one failed back-office sign-in from ``address`` (``ui_logins``)."""
+        return self._hit(f"ui:{address}", [(self.settings.ui_logins, "*")])
+
     def blocked(self, address: str) -> Decision | None:
         """The refusal for ``address`` while its failed logins fill the ``anonymous`` limit;
         ``None`` when it may try. Counts nothing."""
-        for item in self._items(self.settings.anonymous):
-            if not self.limiter.test(item, f"anon:{address}", "*"):
-                stats = self.limiter.get_window_stats(item, f"anon:{address}", "*")
+        return self._blocked(self.settings.anonymous, f"anon:{address}")
+
+    def ui_login_blocked(self, address: str) -> Decision | None:
+        """The refusal for ``address`` while its failed sign-ins fill ``ui_logins``."""
+        return self._blocked(self.settings.ui_logins, f"ui:{address}")
+
+    def _blocked(self, text: str, who: str) -> Decision | None:
+        for item in self._items(text):
+            if not self.limiter.test(item, who, "*"):
+                stats = self.limiter.get_window_stats(item, who, "*")
                 reset = max(1, math.ceil(stats.reset_time - time.time()))
                 return Decision(False, item.amount, 0, reset)
         return None

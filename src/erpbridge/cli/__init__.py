@@ -602,6 +602,7 @@ def run(
     from erpbridge.api import create_app
     from erpbridge.engine.service import Service
     from erpbridge.engine.shutdown import DEFAULT_STOP_TIMEOUT_S
+    from erpbridge.ui.mount import mount_ui
 
     config = _load(config_path)
     _fill_credentials(config, required=False)
@@ -616,7 +617,7 @@ def run(
         f"(docs: /docs)"
     )
     try:
-        serve(create_app(hub, tls=bool(tls)), host, port, tls)
+        serve(mount_ui(create_app(hub, tls=bool(tls))), host, port, tls)
     finally:
         # the API has drained; now the scheduler and worker, within the bound
         clean = service.close(DEFAULT_STOP_TIMEOUT_S if stop_timeout is None else stop_timeout)

@@ -94,6 +94,7 @@ def api(
 ) -> None:
     """Serve the API only (no scheduler, no worker): one of several API processes."""
     from erpbridge.api import create_app
+    from erpbridge.ui.mount import mount_ui
 
     config = load(config_path)
     fill_credentials(config, required=False)
@@ -101,5 +102,5 @@ def api(
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     scheme = "https" if tls else "http"
     console.print(f"erpbridge API at {scheme}://{host}:{port}/api/v1 (docs: /docs)")
-    serve(create_app(hub, tls=bool(tls)), host, port, tls)
+    serve(mount_ui(create_app(hub, tls=bool(tls))), host, port, tls)
     console.print("stopped")

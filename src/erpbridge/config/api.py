@@ -51,12 +51,17 @@ class RateLimits(_Strict):
         default="20/second",
         description="Per address: failed logins (missing or bad credentials); refused first.",
     )
+    ui_logins: str = Field(
+        default="10/minute; 100/hour",
+        description="Per address: failed back-office sign-ins (passwords can be guessed, API "
+        "keys cannot); refused first.",
+    )
     storage: str = Field(
         default="memory://",
         description="`memory://` in one process; `redis://host:6379` when API processes share.",
     )
 
-    @field_validator("per_client", "anonymous")
+    @field_validator("per_client", "anonymous", "ui_logins")
     @classmethod
     def _parses(cls, value: str) -> str:
         from limits import parse_many

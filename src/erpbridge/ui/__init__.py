@@ -1,6 +1,3 @@
 """The back office: server-rendered pages under ``/ui`` (Jinja2, htmx), served by ``erpbridge run``
-and ``erpbridge api``, and the Swagger UI of ``/docs``, every asset from the package."""
-
-from erpbridge.ui.mount import mount_ui
-
-__all__ = ["mount_ui"]
+and ``erpbridge api`` (``erpbridge.ui.mount.mount_ui``). Its static files (htmx, the vendored
+Swagger UI of ``/docs``, the stylesheet) are package data in ``static/``."""

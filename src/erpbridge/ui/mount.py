@@ -1,47 +1,28 @@
-"""Mounting the back office and the vendored Swagger UI on the hub's FastAPI app."""
+"""Mounting the back office's pages on the hub's FastAPI app (its static files and ``/docs``
+come with the app itself: ``erpbridge.api.app``)."""
 
 from __future__ import annotations
 
-from importlib.resources import files
-from pathlib import Path
-
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import RedirectResponse, Response
 
 from erpbridge.ui.auth import LoginRequired, Refused
 from erpbridge.ui.pages import ROUTERS
 from erpbridge.ui.render import render
 
-__all__ = ["STATIC", "mount_ui"]
-
-#: The vendored files (htmx, Swagger UI, our stylesheet); see ``static/VENDORED.md``.
-STATIC = Path(str(files("erpbridge.ui") / "static"))
+__all__ = ["mount_ui"]
 
 
-def mount_ui(app: FastAPI) -> None:
-    """Add ``/ui`` (pages, ``/ui/static``) and ``/docs`` (Swagger UI from the package) to ``app``
-    (made with ``docs_url=None``)."""
-    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+def mount_ui(app: FastAPI) -> FastAPI:
+    """Add the pages under ``/ui`` to ``app`` (made by ``erpbridge.api.create_app``)."""
     for router in ROUTERS:
         app.include_router(router)
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="erpbridge API",
-            swagger_js_url="/ui/static/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/ui/static/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/ui/static/swagger-ui/favicon-32x32.png",
-        )
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         target = request.url.path
         if request.headers.get("hx-request"):
-            # htmx follows a redirect inside the fragment; make it load the login page whole
+            # htmx would swap the login page into a fragment: make it load the whole page
             return Response(status_code=401, headers={"HX-Redirect": "/ui/login"})
         if request.method != "GET" or not target.startswith("/ui"):
             target = "/ui/"
@@ -52,3 +33,5 @@ def mount_ui(app: FastAPI) -> None:
         title = "Not allowed" if exc.status == 403 else "Not done"
         context = {"title": title, "message": exc.message, "status": exc.status}
         return render(request, "error.html", context, exc.status)
+
+    return app

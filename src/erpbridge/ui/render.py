@@ -15,6 +15,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from erpbridge.api.redact import without_paths
+
 __all__ = ["CSP", "NO_STORE", "ago", "render"]
 
 #: Scripts, styles and images from this origin only; forms post here only.
@@ -75,13 +77,20 @@ def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
+def _for(text: str | None, user: Any) -> str:
+    """An error text as ``user`` may see it: local paths only for admins (as in the API)."""
+    if not text:
+        return ""
+    return text if getattr(user, "role", None) == "admin" else without_paths(text)
+
+
 _env = Environment(
     loader=PackageLoader("erpbridge.ui", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(ago=ago, exact=_exact, duration=_duration, pretty=_pretty)
+_env.filters.update(ago=ago, exact=_exact, duration=_duration, pretty=_pretty, shown_to=_for)
 
 
 def render(

@@ -62,7 +62,8 @@ def _state(
         return "failing", (run.error or "the last run failed").splitlines()[0][:300]
     if activity.delivery_failing:
         waiting = activity.backlog.get("failed", 0)
-        return "failing", f"{waiting} delivery(ies) waiting for a retry, {activity.dead} dead"
+        parts = [f"{waiting} waiting for a retry" if waiting else "", f"{activity.dead} dead"]
+        return "failing", "deliveries: " + ", ".join(p for p in parts if p)
     return "idle", ""
 
 

@@ -67,7 +67,7 @@ async def login(
     expected = request.cookies.get(_LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(csrf.encode(), expected.encode()):
         return _form(request, next, "The sign-in form expired; please try again.", 403)
-    blocked = hub.limiter.blocked(shown)
+    blocked = hub.limiter.ui_login_blocked(shown)
     if blocked is not None:
         message = f"Too many failed sign-ins from {shown}; try again in {blocked.reset_s} s."
         response = _form(request, next, message, 429)
@@ -75,7 +75,7 @@ async def login(
         return response
     user = await run_in_threadpool(check_password, hub.engine, name, password)
     if user is None:
-        hub.limiter.hit_anonymous(shown)
+        hub.limiter.hit_ui_login(shown)
         await run_in_threadpool(hub.audit, "ui:anonymous", shown, "ui.login", name[:128], "failed")
         return _form(request, next, "Wrong user name or password.", 401)
     old = request.cookies.get(cookie_name(request))

@@ -1,0 +1,124 @@
+"""The back office in a real browser (Playwright driving Debian's Chromium) against ``erpbridge
+run`` as a subprocess with real data: sign in, watch a flow turn red when its target folder
+becomes unusable and green when it recovers, retry a dead delivery with its button. Screenshots
+of each page land in ``ERPBRIDGE_UI_SCREENSHOTS`` (else the test's temporary folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from hubprocess import ServedHub
+from ui.backoffice import PASSWORD, chromium_path, eventually, served_backoffice
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
+    with served_backoffice(tmp_path_factory.mktemp("browser") / "hub") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("ERPBRIDGE_UI_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _page(browser: Browser, hub: ServedHub, user: str) -> Page:
+    page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=hub.url)
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto("/ui/")
+    expect(page).to_have_url(f"{hub.url}/ui/login?next=/ui/")
+    page.fill("input[name=name]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    return page
+
+
+def test_login_page(browser: Browser, hub: ServedHub, shots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=hub.url)
+    page.goto("/ui/login")
+    page.fill("input[name=name]", "admin")
+    page.fill("input[name=password]", "not-the-password")
+    page.click("button.primary")
+    expect(page.locator(".error")).to_contain_text("Wrong user name or password")
+    page.screenshot(path=shots / "login.png")
+    page.close()
+
+
+def test_flow_turns_red_and_green_and_dead_delivery_is_retried(
+    browser: Browser, hub: ServedHub, shots: Path
+) -> None:
+    page = _page(browser, hub, "operator")
+    row = page.locator('tr[data-flow="customers-out"]')
+    expect(row).to_have_class("row-idle")
+    # The target folder becomes unusable (a file where the folder was: root ignores modes).
+    target = hub.root / "erp"
+    shutil.rmtree(target)
+    target.write_text("not a folder", encoding="utf-8")
+    (hub.root / "inbox" / "customers_1.csv").write_text(
+        "code;name\nC1;Alice\nC2;Bob\n", encoding="utf-8"
+    )
+    # The dashboard refreshes itself: no reload.
+    expect(row).to_have_class("row-failing", timeout=30_000)
+    expect(row.locator(".badge")).to_have_text("failing")
+    page.screenshot(path=shots / "dashboard-failing.png", full_page=True)
+
+    target.unlink()
+    target.mkdir()
+    page.click("nav >> text=Deliveries")
+    page.select_option("select[name=state]", "dead")
+    page.click("form.filters button")
+    page.screenshot(path=shots / "deliveries.png", full_page=True)
+    dead = page.locator("#deliveries tbody tr.row-dead")
+    expect(dead).to_have_count(2, timeout=30_000)
+    dead.first.locator("a").first.click()
+    expect(page.locator("#attempts tbody tr")).to_have_count(2)
+    page.screenshot(path=shots / "delivery.png", full_page=True)
+    page.click("button#retry")
+    expect(page.locator(".notice")).to_contain_text("queued again")
+    expect(page.locator(".head .badge")).to_have_text(
+        "delivered", timeout=30_000
+    ) if False else None
+    for _ in range(60):
+        page.reload()
+        if page.locator(".head .badge").inner_text() == "delivered":
+            break
+        page.wait_for_timeout(500)
+    expect(page.locator(".head .badge")).to_have_text("delivered")
+    expect(page.locator("#attempts tbody tr")).to_have_count(3)
+    # The other dead one, with the bulk button.
+    page.goto("/ui/deliveries?state=dead")
+    page.click("#retry-dead button")
+    expect(page.locator(".notice")).to_contain_text("1 dead deliveries queued again")
+    eventually(lambda: len(list(target.glob("*.json"))) == 2, what="both delivered")
+
+    page.goto("/ui/")
+    expect(row).to_have_class("row-idle", timeout=30_000)
+    page.screenshot(path=shots / "dashboard.png", full_page=True)
+    page.goto("/ui/runs")
+    page.screenshot(path=shots / "runs.png", full_page=True)
+    page.locator("table.grid tbody a").first.click()
+    page.screenshot(path=shots / "run.png", full_page=True)
+    page.goto("/ui/records/customer/C1")
+    page.screenshot(path=shots / "record.png", full_page=True)
+    page.close()
