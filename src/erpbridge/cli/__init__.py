@@ -26,6 +26,7 @@ from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
+from erpbridge.cli.db import db_app
 from erpbridge.cli.flows import flows_app
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
@@ -776,6 +777,7 @@ app.add_typer(flows_app, name="flows")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(search_app, name="search")
 app.add_typer(users_app, name="users")
+app.add_typer(db_app, name="db")
 app.command()(api)
 
 

@@ -88,11 +88,12 @@ def serving_hub(
 
 
 def store(config: LoadedConfig) -> Engine:
-    """The hub store of ``config``, opened and migrated, or a clear error and exit 1."""
+    """The hub store of ``config``, opened (a new one created, an older schema upgraded only
+    with ``hub.auto_upgrade``), or a clear error and exit 1."""
     try:
         from erpbridge.store import open_store
 
-        return open_store(config.database_url())
+        return open_store(config.database_url(), upgrade=config.auto_upgrade())
     except ErpbridgeError as exc:
         raise fail(str(exc)) from None
 

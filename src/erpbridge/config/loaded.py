@@ -89,6 +89,12 @@ class LoadedConfig:
             return f"sqlite:///{self.base_dir / 'erpbridge.db'}"
         return resolve_sqlite_url(url, self.base_dir)
 
+    def auto_upgrade(self, env: Mapping[str, str] | None = None) -> bool:
+        """``ERPBRIDGE_AUTO_UPGRADE=1``, else ``hub.auto_upgrade``: upgrade an older schema."""
+        env = os.environ if env is None else env
+        flag = env.get("ERPBRIDGE_AUTO_UPGRADE", "").strip().lower()
+        return flag in {"1", "true", "yes"} or self.model.hub.auto_upgrade
+
     def store_retry_s(self, env: Mapping[str, str] | None = None) -> float:
         """``ERPBRIDGE_STORE_RETRY_S``, else ``hub.store_retry_s``: the store outage budget."""
         return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.model.hub.store_retry_s)

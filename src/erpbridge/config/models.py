@@ -50,6 +50,12 @@ class HubSettings(_Strict):
         "hub store is unreachable or unwritable before giving up; ERPBRIDGE_STORE_RETRY_S "
         "overrides it.",
     )
+    auto_upgrade: bool = Field(
+        default=False,
+        description="Upgrade an older hub schema when a command opens the store, instead of "
+        "refusing to run until 'erpbridge db upgrade' has; for a single embedded process. "
+        "ERPBRIDGE_AUTO_UPGRADE=1 sets it.",
+    )
     run_lease_s: float = Field(
         default=30.0,
         gt=0,

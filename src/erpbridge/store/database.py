@@ -1,21 +1,38 @@
-"""Open the hub store: engine settings per dialect and migrations to the newest schema."""
+"""Open the hub store: engine settings per dialect, and its schema checked against the code's.
+
+A new (empty) store is created at the newest schema. An existing store at an older schema is
+upgraded only when asked (``erpbridge db upgrade``, or ``hub.auto_upgrade: true``): every
+process that opens it otherwise refuses to run, as it does against a schema newer than its own
+(an upgrade made by a newer erpbridge). So an upgrade is an explicit, single step taken with the
+processes stopped and a backup at hand, never a side effect of whichever worker starts first.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from erpbridge.errors import StoreError
 
-__all__ = ["READ_ONLY", "create_hub_engine", "include_name", "migrate", "open_store"]
+__all__ = [
+    "READ_ONLY",
+    "SchemaMismatch",
+    "SchemaState",
+    "create_hub_engine",
+    "include_name",
+    "migrate",
+    "open_store",
+    "schema_state",
+]
 
 #: Execution option of a connection that only reads (``conn.execution_options(**{READ_ONLY:
 #: True})``): on SQLite its transactions begin DEFERRED, so it never waits for the write lock
@@ -106,22 +123,67 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         raise StoreError(f"cannot open the hub store {masked}: {cause}") from None
 
 
-def open_store(url: str) -> Engine:
-    """Create the engine for ``url`` and migrate it to the newest schema."""
+class SchemaMismatch(StoreError):
+    """The store's schema is not the one this erpbridge was built for (older or newer)."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a store's schema stands: ``current`` is ``None`` for a new, empty store."""
+
+    current: str | None
+    head: str
+    known: bool  # whether this erpbridge's migrations contain ``current``
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def older(self) -> bool:
+        """At a revision this erpbridge knows and can upgrade from."""
+        return self.current is not None and self.known and not self.at_head
+
+
+def open_store(url: str, *, upgrade: bool = False) -> Engine:
+    """Create the engine for ``url``; a new store is created at the newest schema.
+
+    An older schema is upgraded with ``upgrade``, else :class:`SchemaMismatch`, as for a newer
+    one (which no erpbridge can downgrade by itself).
+    """
     engine = create_hub_engine(url)
-    if not _at_head(engine):
+    state = schema_state(engine)
+    if state.at_head:
+        return engine
+    if state.current is None or (state.older and upgrade):
         migrate(engine)
-    return engine
+        return engine
+    engine.dispose()
+    raise SchemaMismatch(_mismatch(engine, state))
+
+
+def _mismatch(engine: Engine, state: SchemaState) -> str:
+    where = f"the hub store {engine.url.render_as_string(hide_password=True)}"
+    if state.older:
+        return (
+            f"{where} has schema {state.current}, this erpbridge needs {state.head}: stop the "
+            "hub's processes, back the store up (erpbridge db backup) and run "
+            "'erpbridge db upgrade' (or set hub.auto_upgrade: true)"
+        )
+    return (
+        f"{where} has schema {state.current}, newer than this erpbridge knows (its newest is "
+        f"{state.head}): a newer erpbridge upgraded it; run that version"
+    )
 
 
 _REVISION = re.compile(r'^(down_revision|revision)\s*(?::[^=]*)?=\s*"?([^"\s]+)"?', re.M)
 
 
 @cache
-def _head() -> str | None:
-    """The newest migration's revision, read from the migration files (not Alembic: a
-    command that only reads the store should not pay for importing it); ``None`` when the
-    files do not name exactly one head."""
+def _revisions() -> tuple[frozenset[str], str | None]:
+    """Every migration's revision, and the newest (``None`` unless exactly one head), read from
+    the migration files (not Alembic: a command that only reads the store should not pay for
+    importing it)."""
     revisions, parents = set(), set()
     for file in (_MIGRATIONS / "versions").glob("*.py"):
         found = dict(_REVISION.findall(file.read_text(encoding="utf-8")))
@@ -129,18 +191,29 @@ def _head() -> str | None:
             revisions.add(found["revision"])
             parents.add(found.get("down_revision"))
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return frozenset(revisions), heads.pop() if len(heads) == 1 else None
 
 
-def _at_head(engine: Engine) -> bool:
-    """Whether the store is already at the newest schema, so there is nothing to migrate."""
-    head = _head()
+def schema_state(engine: Engine) -> SchemaState:
+    """The store's schema revision beside this erpbridge's newest.
+
+    Raises :class:`StoreError` when the store cannot be read, or the migrations do not name
+    exactly one newest revision (a broken installation).
+    """
+    revisions, head = _revisions()
     if head is None:
-        return False
+        raise StoreError(f"the hub's migrations in {_MIGRATIONS} do not end in one revision")
     try:
         with engine.connect() as connection:
             connection = connection.execution_options(**{READ_ONLY: True})
+            if not inspect(connection).has_table("alembic_version"):
+                return SchemaState(current=None, head=head, known=True)
             rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    except SQLAlchemyError:
-        return False  # a new store, or one Alembic must look at (and report on)
-    return [row[0] for row in rows] == [head]
+    except SQLAlchemyError as exc:
+        masked = engine.url.render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc
+        raise StoreError(f"cannot open the hub store {masked}: {cause}") from None
+    current = rows[0][0] if len(rows) == 1 else None
+    if current is None:  # a table without its one row: let Alembic look (and report)
+        return SchemaState(current=None, head=head, known=True)
+    return SchemaState(current=current, head=head, known=current in revisions)
