@@ -44,12 +44,26 @@ channels:
     system: folder
     description: "Target system's import folder"
     options: {path: erp}
+  desk:
+    system: folder
+    description: "Files dropped by hand, read when an operator says so"
+    options: {path: desk, min_age_seconds: 0}
 flows:
   - name: customers-in
     channel: drop
     entity: customer
     direction: in
     trigger: {interval: 1s}
+    source: {pattern: "*.csv", format: csv, delimiter: ";"}
+    key: code
+    mapping:
+      code: {from: code, required: true}
+      name: {from: name, required: true}
+  - name: customers-desk
+    channel: desk
+    entity: customer
+    direction: in
+    trigger: manual
     source: {pattern: "*.csv", format: csv, delimiter: ";"}
     key: code
     mapping:
@@ -74,6 +88,7 @@ def served_backoffice(root: Path, config: str = CONFIG) -> Iterator[ServedHub]:
     and ``erp-viewer`` (a viewer of channel erp only), all with :data:`PASSWORD`."""
     (root / "inbox").mkdir(parents=True)
     (root / "erp").mkdir()
+    (root / "desk").mkdir()
     engine = open_store(f"sqlite:///{root / 'erpbridge.db'}")
     for role in ("viewer", "operator", "admin"):
         add_user(engine, role, PASSWORD, role)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from erpbridge.store import open_store
-from erpbridge.store.tables import admin_audit, deliveries
+from erpbridge.store.tables import admin_audit, deliveries, flow_switches, runs
 from hubprocess import ServedHub
 from ui.backoffice import PASSWORD, eventually, login_token, served_backoffice, signed_in
 
@@ -48,12 +48,14 @@ def test_post_without_csrf_token_is_refused(hub: ServedHub) -> None:
     before = _delivery_states(hub)
     with signed_in(hub, "operator") as (http, token), signed_in(hub, "admin") as (_, other):
         for headers, data in (({}, {}), ({"X-CSRF-Token": "x"}, {}), ({}, {"csrf": "x"})):
-            answer = http.post("/ui/deliveries/1/cancel", headers=headers, data=data)
-            assert answer.status_code == 403
-            assert "CSRF token is missing or stale" in answer.text
+            for path in ("/ui/deliveries/1/cancel", "/ui/flows/customers-in/pause"):
+                answer = http.post(path, headers=headers, data=data)
+                assert answer.status_code == 403
+                assert "CSRF token is missing or stale" in answer.text
         assert other != token
         assert http.post("/ui/deliveries/1/cancel", data={"csrf": other}).status_code == 403
     assert _delivery_states(hub) == before
+    assert _switches_and_desk_runs(hub) == ([], 0)
 
 
 def test_login_rotates_the_session_id(hub: ServedHub) -> None:
@@ -119,11 +121,39 @@ def test_viewer_cannot_press_operator_buttons(hub: ServedHub) -> None:
             "/ui/deliveries/1/cancel",
             "/ui/deliveries/1/retry",
             "/ui/deliveries/retry-dead",
+            "/ui/flows/customers-in/pause",
+            "/ui/flows/customers-in/resume",
+            "/ui/flows/customers-desk/run",
         ):
             answer = http.post(path, data={"csrf": token})  # ... and refused when pressed anyway
             assert answer.status_code == 403, path
             assert "needs the operator role" in answer.text
+        flow_page = http.get("/ui/flows/customers-in").text
+        assert "/ui/flows/customers-in/pause" not in flow_page
     assert _delivery_states(hub) == before
+    assert _switches_and_desk_runs(hub) == ([], 0)
+
+
+def _switches_and_desk_runs(hub: ServedHub) -> tuple[list[str], int]:
+    engine = open_store(f"sqlite:///{hub.database}")
+    try:
+        with engine.connect() as conn:
+            switched = [r.flow for r in conn.execute(flow_switches.select())]
+            desk = conn.execute(runs.select().where(runs.c.flow == "customers-desk")).all()
+            return switched, len(desk)
+    finally:
+        engine.dispose()
+
+
+def test_operator_action_on_an_unknown_flow_says_so(hub: ServedHub) -> None:
+    with signed_in(hub, "operator") as (http, token):
+        for action in ("pause", "resume", "run"):
+            answer = http.post(f"/ui/flows/no-such-flow/{action}", data={"csrf": token})
+            assert answer.status_code == 404
+            assert "no flow named &#39;no-such-flow&#39;" in answer.text
+        answer = http.post("/ui/flows/customers-out/run", data={"csrf": token})
+        assert answer.status_code == 409
+        assert "is an OUT flow" in answer.text
 
 
 def test_channel_restricted_user_sees_only_their_channels(hub: ServedHub) -> None:

@@ -19,6 +19,7 @@ from erpbridge.store.tables import flow_switches
 
 __all__ = [
     "FlowSwitch",
+    "all_switches",
     "check_not_paused",
     "flow_enabled",
     "flow_switch",
@@ -47,6 +48,12 @@ def flow_switch(conn: Connection, flow: str) -> FlowSwitch | None:
     if row is None:
         return None
     return FlowSwitch(row.flow, bool(row.enabled), row.changed_at, row.changed_by)
+
+
+def all_switches(conn: Connection) -> dict[str, FlowSwitch]:
+    """The last switch of every flow ever paused or resumed, by flow name."""
+    rows = conn.execute(select(flow_switches))
+    return {r.flow: FlowSwitch(r.flow, bool(r.enabled), r.changed_at, r.changed_by) for r in rows}
 
 
 def flow_enabled(conn: Connection, flow: str, configured: bool) -> bool:

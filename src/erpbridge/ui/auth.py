@@ -8,8 +8,9 @@
 - A user's role maps to the API's scopes (``store.users.ROLE_SCOPES``) and their channels to
   the API's channel restriction: the pages read through the same read model with the same scope
   as an API client, and every action checks the scope on the server.
-- Failed logins count per address against ``hub.api.rate_limits.anonymous``, the same limit
-  the API's failed credentials use; every login, logout and action lands in the admin audit.
+- Failed logins count per address against ``hub.api.rate_limits.ui_logins`` (stricter than the
+  API's ``anonymous``: passwords can be guessed); every login, logout and action lands in the
+  admin audit.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from erpbridge.api.context import Hub, get_hub
 from erpbridge.config.models import FlowConfig
+from erpbridge.store.switches import FlowSwitch
 from erpbridge.ui.auth import Operator, require_role
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Operates",
     "Reads",
     "after_action",
+    "is_paused",
     "trigger_text",
     "visible_flows",
 ]
@@ -33,6 +35,11 @@ Admin = Annotated[Operator, require_role("admin")]
 def visible_flows(hub: Hub, who: Operator) -> list[FlowConfig]:
     """The configured flows of the channels ``who`` may see, in configuration order."""
     return [f for f in hub.config.model.flows if who.principal.may_channel(f.channel)]
+
+
+def is_paused(flow: FlowConfig, switch: FlowSwitch | None) -> bool:
+    """Paused: its last switch says so, else the configuration (``enabled: false``)."""
+    return not (switch.enabled if switch is not None else flow.enabled)
 
 
 def trigger_text(flow: FlowConfig) -> str:

@@ -15,8 +15,8 @@ from erpbridge.config.models import FlowConfig
 from erpbridge.store.read import FlowActivity, flow_activity
 from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
-from erpbridge.store.switches import paused_flows
-from erpbridge.ui.pages.common import HubDep, Reads, trigger_text, visible_flows
+from erpbridge.store.switches import all_switches
+from erpbridge.ui.pages.common import HubDep, Reads, is_paused, trigger_text, visible_flows
 from erpbridge.ui.render import render
 
 __all__ = ["FlowState", "router"]
@@ -72,11 +72,11 @@ def _lines(hub: HubDep, who: Reads) -> tuple[list[FlowLine], list[ChannelLine]]:
     flows = visible_flows(hub, who)
     with hub.engine.connect() as conn:
         activity = flow_activity(conn, who.scope, at)
-        switched_off = paused_flows(conn)
+        switches = all_switches(conn)
     lines = []
     for flow in flows:
         seen = activity.get(flow.name, FlowActivity())
-        paused = flow.name in switched_off or not flow.enabled
+        paused = is_paused(flow, switches.get(flow.name))
         state, why = _state(flow, paused, seen, at)
         lines.append(FlowLine(flow, trigger_text(flow), state, why, seen))
     channels = []
