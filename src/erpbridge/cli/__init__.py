@@ -28,6 +28,7 @@ from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
 from erpbridge.cli.db import db_app
 from erpbridge.cli.flows import flows_app
+from erpbridge.cli.prune import prune
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
 from erpbridge.cli.users import users_app
@@ -779,6 +780,7 @@ app.add_typer(search_app, name="search")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.command()(api)
+app.command()(prune)
 
 
 def main() -> None:

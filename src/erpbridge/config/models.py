@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from erpbridge.config.api import ApiSettings, InboundConfig
+from erpbridge.config.retention import RetentionPolicy
 from erpbridge.mapping.spec import MappingSpec
 from erpbridge.model.cards import CardSetting
 from erpbridge.model.entities import EntitySpec
@@ -55,6 +56,11 @@ class HubSettings(_Strict):
         description="Upgrade an older hub schema when a command opens the store, instead of "
         "refusing to run until 'erpbridge db upgrade' has; for a single embedded process. "
         "ERPBRIDGE_AUTO_UPGRADE=1 sets it.",
+    )
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="How long history is kept (deliveries, attempts, runs, rejections, audit, "
+        "idempotency keys, fire times, admin audit) before the scheduled prune deletes it.",
     )
     run_lease_s: float = Field(
         default=30.0,

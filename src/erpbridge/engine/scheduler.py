@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, update
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.runner import FlowRunner, RunResult
 from erpbridge.errors import FlowBusy, FlowPaused
 from erpbridge.schedules import Schedule
+from erpbridge.store.fires import claim_fire
 from erpbridge.store.runs import now
 from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import schedule_fires
@@ -65,7 +65,7 @@ class Scheduler:
             if name in paused:
                 log.debug("scheduler: fire %s of flow %r skipped: the flow is paused", fire, name)
                 continue
-            fire_id = self._claim(name, fire)
+            fire_id = claim_fire(self.engine, name, fire, self.name)
             if fire_id is None:
                 continue
             try:
@@ -81,15 +81,3 @@ class Scheduler:
                 )
             results.append(result)
         return results
-
-    def _claim(self, flow: str, fire: datetime) -> int | None:
-        try:
-            with self.engine.begin() as conn:
-                row = conn.execute(
-                    insert(schedule_fires).returning(schedule_fires.c.id),
-                    {"flow": flow, "fire_time": fire, "scheduler": self.name, "claimed_at": now()},
-                )
-                return int(row.scalar_one())
-        except IntegrityError:
-            log.debug("fire %s of %s was taken by another scheduler", fire, flow)
-            return None

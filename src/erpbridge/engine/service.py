@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.failures import FailureLog
+from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
 from erpbridge.engine.scheduler import Scheduler
 from erpbridge.engine.worker import Worker
@@ -112,6 +113,9 @@ class Service:
         self.runner = FlowRunner(config, engine, on_queued=self.wake.set)
         self.worker = Worker(config, engine, lease=lease)
         self.scheduler = Scheduler(config, engine, self.runner, self.worker.name)
+        self.retention = RetentionJob(
+            engine, config.model.hub.retention, self.worker.name, stop=self.stop
+        )
         self.beat: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._listener: WakeListener | None = None
@@ -119,7 +123,12 @@ class Service:
     def start(self) -> None:
         """Start the scheduler, the worker and (PostgreSQL) the wake listener."""
         self._listener = WakeListener(self.engine, self.wake, self.stop)
-        for name, target in (("scheduler", self._schedule), ("worker", self._deliver)):
+        threads = (
+            ("scheduler", self._schedule),
+            ("worker", self._deliver),
+            ("retention", self._prune),
+        )
+        for name, target in threads:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -138,6 +147,17 @@ class Service:
                 failures.recovered()
             self.beat["scheduler"] = time.monotonic()
             self.stop.wait(min(1.0, self.interval))
+
+    def _prune(self) -> None:
+        failures = FailureLog(log, "retention")
+        while not self.stop.is_set():
+            try:
+                self.retention.tick()
+            except Exception as exc:  # noqa: BLE001 - logged; the next fire tries again
+                failures.failed(exc, masked_url(self.engine))
+            else:
+                failures.recovered()
+            self.stop.wait(1.0)
 
     def close(self, timeout_s: float = 30.0) -> bool:
         """Stop gracefully within ``timeout_s``: the worker finishes the batch it is writing and
