@@ -22,7 +22,20 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-__all__ = ["ServedHub", "free_port", "serve_hub"]
+__all__ = ["ServedHub", "free_port", "run_cli", "serve_hub"]
+
+
+def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``erpbridge ARGS -c ROOT/erpbridge.yaml`` as a process in ``root`` (SQLite store there)."""
+    return subprocess.run(
+        [sys.executable, "-m", "erpbridge", *args, "-c", str(root / "erpbridge.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+        env={**os.environ, "ERPBRIDGE_DATABASE_URL": "", "COLUMNS": "300"},
+        check=False,
+    )
 
 
 def free_port() -> int:

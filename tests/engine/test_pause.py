@@ -7,9 +7,6 @@ firing a "disabled" flow and the worker delivered its OUT deliveries.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
 from hubprocess import ServedHub, serve_hub
+from hubprocess import run_cli as cli
 
 CONFIG = """
 channels:
@@ -52,18 +50,6 @@ flows:
 
 #: Scheduler ticks (1 s interval) the test waits to see that nothing happens.
 QUIET_S = 3.5
-
-
-def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "erpbridge", *args, "-c", str(root / "erpbridge.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=root,
-        env={**os.environ, "ERPBRIDGE_DATABASE_URL": "", "COLUMNS": "300"},
-        check=False,
-    )
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:

@@ -13,14 +13,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import Row
 
-from erpbridge.api.auth import Principal, require
-from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.api.auth import Principal
+from erpbridge.api.context import ApiError, Hub
+from erpbridge.api.deps import Admin, HubDep, Limit, Name, Reader, RowId, Writer
 from erpbridge.api.redact import without_paths
-from erpbridge.api.scope import read_scope
+from erpbridge.api.scope import read_scope, visible_flow
 from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
 from erpbridge.errors import FlowPaused
@@ -60,14 +61,6 @@ from erpbridge.systems import system_types
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-HubDep = Annotated[Hub, Depends(get_hub)]
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
-Name = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-#: A row id: positive and within a 64-bit integer, as the store keeps them.
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _utc(value: datetime) -> datetime:
@@ -429,11 +422,7 @@ def _flow_out(hub: Hub, name: str) -> FlowOut:
 
 
 def _flow(hub: Hub, name: str, who: Principal) -> FlowOut:
-    try:
-        flow = hub.config.flow(name)
-    except KeyError:
-        raise ApiError(404, "not_found", f"no flow named {name!r}") from None
-    who.check_channel(flow.channel)
+    visible_flow(hub, name, who)
     return _flow_out(hub, name)
 
 

@@ -26,6 +26,7 @@ from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
+from erpbridge.cli.cursor import cursor_app
 from erpbridge.cli.db import db_app
 from erpbridge.cli.flows import flows_app
 from erpbridge.cli.prune import prune
@@ -775,6 +776,7 @@ def show_conflicts(
 app.add_typer(channels_app, name="channels")
 app.add_typer(clients_app, name="clients")
 app.add_typer(flows_app, name="flows")
+app.add_typer(cursor_app, name="cursor")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(search_app, name="search")
 app.add_typer(users_app, name="users")

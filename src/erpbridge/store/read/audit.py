@@ -29,6 +29,7 @@ _FLOW_ACTIONS = (
     "flow.pause",
     "flow.resume",
     "flow.run",
+    "flow.cursor_reset",
     "delivery.retry_dead",
 )
 _DELIVERY_ACTIONS = ("delivery.retry", "delivery.cancel")
