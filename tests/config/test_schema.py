@@ -107,6 +107,7 @@ def test_the_schema_is_well_formed_json_schema() -> None:
         "channels",
         "flows",
         "workflows",
+        "documents",
     }
 
 

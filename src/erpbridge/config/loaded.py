@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, SecretStr
 
@@ -20,6 +21,9 @@ from erpbridge.transports import StreamOptions, TransportClass
 from erpbridge.transports.base import OperationOptions, TargetOptions, Transport
 from erpbridge.workflows.machine import Workflow
 from erpbridge.workflows.triggers import Trigger
+
+if TYPE_CHECKING:
+    from erpbridge.documents.render import CompiledDocument
 
 __all__ = ["LoadedConfig", "resolve_sqlite_url"]
 
@@ -40,6 +44,8 @@ class LoadedConfig:
     operations: dict[str, dict[str, tuple[OperationSettings, OperationOptions]]] = field(
         default_factory=dict
     )
+    #: ``documents:`` compiled: name → template ready to render.
+    documents: dict[str, CompiledDocument] = field(default_factory=dict)
     #: What ``erpbridge check`` warns about (``file:line path: message``); not errors.
     warnings: list[ConfigProblem] = field(default_factory=list)
     #: The compiled workflows by name (``workflows:``).

@@ -22,6 +22,7 @@ from erpbridge.config.channels import (
     check_operations,
     check_saml,
 )
+from erpbridge.config.documents import check_documents
 from erpbridge.config.envvars import expand_env
 from erpbridge.config.flows import check_flows
 from erpbridge.config.loaded import LoadedConfig, resolve_sqlite_url
@@ -76,6 +77,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     check_identity_providers(model, problems, aside)
     check_saml(model, problems, aside)
     operations = check_operations(model, channels.classes, problems)
+    documents = check_documents(model, catalog, path.resolve().parent, problems, aside)
     if problems.found:
         raise ConfigError(problems.found)
     return LoadedConfig(
@@ -88,6 +90,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         transports=channels.transports(),
         channel_options=channels.options,
         operations=operations,
+        documents=documents,
         warnings=problems.warnings,
         workflows=workflows.workflows,
         triggers=workflows.triggers,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from erpbridge.config.api import ApiSettings, InboundConfig
 from erpbridge.config.retention import RetentionPolicy
+from erpbridge.documents.spec import DocumentSpec
 from erpbridge.mapping.spec import MappingSpec
 from erpbridge.model.cards import CardSetting
 from erpbridge.model.entities import EntitySpec
@@ -232,6 +233,13 @@ class FlowConfig(_Strict):
         description="Canonical field → source path or field mapping; omitted: "
         "fields are taken by their canonical names.",
     )
+    document: str | None = Field(
+        default=None,
+        description="OUT: deliver this document (a `documents:` entry of the flow's entity), "
+        "issued once per record version: file channels and the archive get its bytes; other "
+        "channels' mappings see it as `document` (number, file_name, media_type, sha256, size, "
+        "content_base64).",
+    )
 
     def schedule(self) -> Schedule | None:
         """The flow's schedule, for ``schedule`` and ``interval`` triggers."""
@@ -265,7 +273,13 @@ class ConfigFile(_Strict):
         "entity's status field.",
     )
 
-    @field_validator("entities", "channels", "workflows")
+    documents: dict[str, DocumentSpec] = Field(
+        default_factory=dict,
+        description="Document templates by name: entity, format (xml, csv, json, text, pdf, "
+        "edifact), template file, numbering, file name, XSD.",
+    )
+
+    @field_validator("entities", "channels", "workflows", "documents")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         import re

@@ -24,7 +24,7 @@ __all__ = ["SetAside", "validate_file"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _ITEMS: dict[str, type[BaseModel]] = {"channels": ChannelConfig, "flows": FlowConfig}
 #: Sections of named entries set aside whole when anything in one is wrong.
-_NAMED = ("entities", "workflows")
+_NAMED = ("entities", "workflows", "documents")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class SetAside:
     flows: set[str] = field(default_factory=set)
     entities: set[str] = field(default_factory=set)
     workflows: set[str] = field(default_factory=set)
+    documents: set[str] = field(default_factory=set)
     sections: set[str] = field(default_factory=set)
     #: (section, name or file position, setting) dropped to its default.
     settings: set[tuple[str, str | int, str]] = field(default_factory=set)
@@ -53,6 +54,10 @@ class SetAside:
     def entity(self, name: str) -> bool:
         """Whether entity ``name`` exists in the file but was set aside."""
         return "entities" in self.sections or name in self.entities
+
+    def document(self, name: str) -> bool:
+        """Whether document ``name`` exists in the file but was set aside."""
+        return "documents" in self.sections or name in self.documents
 
     def setting(self, section: str, item: str | int, *names: str) -> bool:
         """Whether any of ``names`` of one channel or flow (by file position) was dropped."""

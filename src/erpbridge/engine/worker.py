@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy import Connection, Engine, and_, or_, select
 
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.documents import issue_for_delivery
 from erpbridge.engine.limits import ChannelLimiter
 from erpbridge.engine.retry import backoff
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
@@ -39,7 +40,7 @@ from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
 from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import audit
-from erpbridge.transports.base import OutgoingRecord, Transport, Writer
+from erpbridge.transports.base import OutgoingDocument, OutgoingRecord, Transport, Writer
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -241,6 +242,15 @@ class Worker:
                 missing = f"version {item.version} of record {item.record_id} is not in the audit"
                 failures.append(Failure(item, "dead", missing))
                 continue
+            document: OutgoingDocument | None = None
+            if flow.document is not None:
+                try:
+                    payload, document = issue_for_delivery(
+                        self.engine, self.config.documents[flow.document], item, payload
+                    )
+                except DataError as exc:  # the template cannot make it: no number was taken
+                    failures.append(Failure(item, "dead", str(exc)))
+                    continue
             try:
                 data = mapping(payload)
             except DataError as exc:
@@ -250,7 +260,13 @@ class Worker:
                 (
                     item,
                     OutgoingRecord(
-                        item.id, item.entity, item.key, item.version, item.idempotency_key, data
+                        item.id,
+                        item.entity,
+                        item.key,
+                        item.version,
+                        item.idempotency_key,
+                        data,
+                        document,
                     ),
                 )
             )

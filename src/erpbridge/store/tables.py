@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -33,6 +34,8 @@ __all__ = [
     "cursors",
     "deliveries",
     "delivery_attempts",
+    "document_sequences",
+    "documents",
     "flow_locks",
     "flow_switches",
     "idempotency_keys",
@@ -459,4 +462,42 @@ ui_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index(None, "user_name"),
     Index(None, "expires_at"),
+)
+
+# Documents (``erpbridge.documents``): generated once per (record version, template), stored
+# immutably with their SHA-256 (a trigger of migration 0014 refuses UPDATE), delivered like
+# records. ``number`` comes from ``document_sequences`` in the transaction that inserts the row,
+# so a number is either used by a stored document or was never taken: no gap, no duplicate.
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("template", String(128), nullable=False),
+    Column("record_id", _Id, ForeignKey("records.id"), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sequence", String(64), nullable=True),
+    Column("year", Integer, nullable=True),
+    Column("seq", Integer, nullable=True),
+    Column("number", String(128), nullable=True),
+    Column("file_name", String(255), nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("record_id", "version", "template"),
+    UniqueConstraint("sequence", "year", "seq"),
+    Index(None, "template", "id"),
+)
+
+# The last number taken per sequence and year (gapless: only ever moved in the transaction that
+# stores the document carrying the number).
+document_sequences = Table(
+    "document_sequences",
+    metadata,
+    Column("sequence", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
 )

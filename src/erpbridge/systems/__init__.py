@@ -92,6 +92,11 @@ _BUILTIN = (
         builtin_presets("sap"),
     ),
     SystemType(
+        "archive",
+        "archive",
+        "The document archive: every document kept with its metadata and retention period.",
+    ),
+    SystemType(
         "odoo",
         "rpc",
         "Odoo over its external API (JSON-RPC or XML-RPC).",

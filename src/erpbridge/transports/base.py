@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -23,6 +24,7 @@ __all__ = [
     "HealthCategory",
     "OperationOptions",
     "Operator",
+    "OutgoingDocument",
     "OutgoingRecord",
     "SourceProblem",
     "SourceRecord",
@@ -100,6 +102,20 @@ class OperationOptions(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingDocument:
+    """A document issued by the hub for a record version (``erpbridge.documents``): the stored
+    bytes, the same on every retry. File channels write ``content`` as ``file_name``."""
+
+    template: str
+    number: str | None
+    file_name: str
+    media_type: str
+    sha256: str
+    content: bytes
+    issued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingRecord:
     """One record version to write to a channel (already mapped to the channel's shape)."""
 
@@ -112,6 +128,8 @@ class OutgoingRecord:
     #: create a second effect.
     idempotency_key: str
     data: Mapping[str, Any]
+    #: The flow's document (its ``document:`` setting), when it delivers one.
+    document: OutgoingDocument | None = None
 
 
 @runtime_checkable
