@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
 # The Debian packages erpbridge needs beyond Python, installed when missing (as root or with sudo).
-# Each entry is "program:package"; the program's presence is the check.
+# Each entry is "check:package"; the check is a program on PATH or, when it names a shared library
+# (lib*.so*), that library in the dynamic linker's cache.
 set -euo pipefail
 
 packages=(
   "xmlsec1:xmlsec1" # verifies the signatures of SAML assertions (pysaml2 runs it)
   "chromium:chromium" # the browser the back office's tests drive (Playwright; tests/ui)
+  # PDF documents: WeasyPrint lays out with Pango (through HarfBuzz and fontconfig) and needs a font.
+  "libpango-1.0.so.0:libpango-1.0-0"
+  "libpangoft2-1.0.so.0:libpangoft2-1.0-0"
+  "libharfbuzz.so.0:libharfbuzz0b"
+  "fc-list:fontconfig"
+  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core"
+  "pdftotext:poppler-utils" # the tests read PDFs back (pdftotext) and render them (pdftoppm)
 )
+
+present() {
+  case "$1" in
+    /*) [ -e "$1" ] ;;
+    lib*.so*) PATH="$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null |
+      awk -v lib="$1" '$1 == lib { found = 1 } END { exit !found }' ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 
 missing=()
 for entry in "${packages[@]}"; do
-  command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+  present "${entry%%:*}" || missing+=("${entry#*:}")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

@@ -226,7 +226,8 @@ class TestChannels:
         path = write(tmp_path, "channels:\n  erp:\n    system: mainframe\n")
         [problem] = problems(path)
         assert problem.startswith(
-            "erpbridge.yaml:3 channels.erp.system: unknown system type 'mainframe' (known: archive, folder"
+            "erpbridge.yaml:3 channels.erp.system: unknown system type 'mainframe'"
+            " (known: archive, folder"
         )
 
     def test_unknown_transport(self, tmp_path: Path) -> None:
