@@ -27,6 +27,7 @@ from erpbridge.ui.pages.common import (
     after_action,
     is_paused,
     trigger_text,
+    visible_flow,
 )
 from erpbridge.ui.render import render
 
@@ -48,14 +49,6 @@ class FlowRow:
     trigger: str
     paused: bool
     activity: FlowActivity
-
-
-def _flow(hub: HubDep, who: Operator, name: str) -> FlowConfig:
-    """The flow ``name`` if ``who`` may see it (404 either way, so names do not leak)."""
-    for flow in hub.config.model.flows:
-        if flow.name == name and who.principal.may_channel(flow.channel):
-            return flow
-    raise Refused(404, f"no flow named {name!r}")
 
 
 @router.get("/ui/flows", response_class=HTMLResponse)
@@ -97,7 +90,7 @@ def flow_detail(
     request: Request, name: FlowName, hub: HubDep, who: Reads, after: After = None
 ) -> HTMLResponse:
     """One flow: its settings, its switch, its recent runs (live while one runs)."""
-    flow = _flow(hub, who, name)
+    flow = visible_flow(hub, who, name)
     with hub.engine.connect() as conn:
         switch = flow_switch(conn, name)
         activity = flow_activity(conn, who.scope, now()).get(name, FlowActivity())
@@ -122,7 +115,7 @@ def flow_runs(
     request: Request, name: FlowName, hub: HubDep, who: Reads, after: After = None
 ) -> HTMLResponse:
     """The flow page's recent runs alone: what its htmx refresh swaps in while one runs."""
-    flow = _flow(hub, who, name)
+    flow = visible_flow(hub, who, name)
     runs = _recent(hub, who, name)
     context = {
         "flow": flow,
@@ -163,7 +156,7 @@ def _acting(call: Any, *args: Any) -> Any:
 @router.post("/ui/flows/{name}/pause")
 def flow_pause(name: FlowName, hub: HubDep, who: Operates) -> Response:
     """Pause a flow in every process sharing the hub store."""
-    _flow(hub, who, name)
+    visible_flow(hub, who, name)
     _acting(resources.pause_flow, name, hub, who.principal)
     return after_action(f"/ui/flows/{name}", f"flow {name} paused")
 
@@ -171,7 +164,7 @@ def flow_pause(name: FlowName, hub: HubDep, who: Operates) -> Response:
 @router.post("/ui/flows/{name}/resume")
 def flow_resume(name: FlowName, hub: HubDep, who: Operates) -> Response:
     """Resume a paused flow: scheduled again, its waiting deliveries go out."""
-    _flow(hub, who, name)
+    visible_flow(hub, who, name)
     _acting(resources.resume_flow, name, hub, who.principal)
     return after_action(f"/ui/flows/{name}", f"flow {name} resumed")
 
@@ -179,7 +172,7 @@ def flow_resume(name: FlowName, hub: HubDep, who: Operates) -> Response:
 @router.post("/ui/flows/{name}/run")
 def flow_run(name: FlowName, hub: HubDep, who: Operates) -> Response:
     """Start an IN flow now, in the background; its page follows the run."""
-    _flow(hub, who, name)
+    visible_flow(hub, who, name)
     with hub.engine.connect() as conn:
         newest = runs_page(conn, who.scope, flow=name, limit=1)
     _acting(resources.run_flow, name, hub, who.principal, False)
