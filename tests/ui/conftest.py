@@ -1,4 +1,6 @@
-"""Fixtures of the browser tests: one Chromium for the session, one screenshot folder."""
+"""Fixtures of the browser tests: a Chromium per module (Playwright's sync API keeps an event
+loop running while it is open, which other tests' ``asyncio.run`` would trip over), one
+screenshot folder."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from playwright.sync_api import Browser
 from ui.backoffice import chromium, screenshots
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
         yield launched
