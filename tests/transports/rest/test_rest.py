@@ -31,7 +31,7 @@ from erpbridge.transports.rest.transport import (
     RestTargetOptions,
     RestTransport,
 )
-from erpbridge.transports.rest.transport import transport as rest_module
+from erpbridge.transports.rest import transport as rest_module
 
 Handler = Callable[[httpx.Request], httpx.Response]
 BASE = "https://erp.test/api/"
