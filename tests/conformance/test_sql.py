@@ -12,7 +12,7 @@ import pytest
 
 from erpbridge.connectors import Source, SourceRecord
 from erpbridge.testing import SourceHarness, SourceSuite
-from erpbridge.transports.sql import SqlChannelOptions, SqlStreamOptions, SqlTransport
+from erpbridge.transports.sql.read import SqlChannelOptions, SqlStreamOptions, SqlTransport
 
 
 class SqlSource(SourceHarness):

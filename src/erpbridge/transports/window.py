@@ -12,15 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 from erpbridge.errors import FatalError
+from erpbridge.incremental import DEFAULT_TIME_WINDOW
 
 __all__ = ["DEFAULT_TIME_WINDOW", "minus_window"]
-
-#: Seconds a date/time cursor re-reads when the flow sets no ``safety_window``. A row whose
-#: transaction took its timestamp before other rows but committed after the hub read them is
-#: found on the next run only if it committed within this window; five minutes covers ordinary
-#: ERP/MES transactions and replication lag, at the price of re-reading (and hashing, as
-#: unchanged) the rows changed in the last five minutes on every run.
-DEFAULT_TIME_WINDOW = 300.0
 
 
 def minus_window(value: Any, window: float | None, column: str) -> Any:

@@ -23,6 +23,7 @@ from erpbridge.errors import FatalError
 from erpbridge.transports import load_transport
 from erpbridge.transports.base import Batch, OutgoingRecord, Transport, Writer
 from erpbridge.transports.http import HttpChannelOptions, HttpClient, HttpRefused, HttpRetriable
+from erpbridge.transports.rest import transport as rest_module
 from erpbridge.transports.rest.cursor import CursorTracker, IncrementalOptions
 from erpbridge.transports.rest.transport import (
     RestChannelOptions,
@@ -31,7 +32,6 @@ from erpbridge.transports.rest.transport import (
     RestTargetOptions,
     RestTransport,
 )
-from erpbridge.transports.rest import transport as rest_module
 
 Handler = Callable[[httpx.Request], httpx.Response]
 BASE = "https://erp.test/api/"
