@@ -155,3 +155,18 @@ def test_pause_stops_scheduler_and_worker_and_run_now_is_followed(
     expect(page.locator("#recent-runs [data-live]")).to_have_attribute("data-live", "no")
     page.screenshot(path=shots / "flow.png", full_page=True)
     page.close()
+
+
+def test_admin_resets_a_cursor(browser: Browser, hub: ServedHub, shots: Path) -> None:
+    page = _page(browser, hub, "admin")
+    page.goto("/ui/flows/customers-in")
+    expect(page.locator("#cursor")).to_contain_text("Cursor")
+    page.fill("#cursor-reset input[name=to]", '"2026-01-01T00:00:00"')
+    page.click("#cursor-reset button")
+    expect(page.locator(".notice")).to_contain_text("cursor of customers-in reset to 2026-01-01")
+    expect(page.locator("#cursor")).to_contain_text("2026-01-01T00:00:00")
+    page.screenshot(path=shots / "flow-cursor.png", full_page=True)
+    page.fill("#cursor-reset input[name=to]", "")
+    page.click("#cursor-reset button")
+    expect(page.locator(".notice")).to_contain_text("reset to nothing (the next run reads")
+    page.close()

@@ -15,7 +15,7 @@ from erpbridge.store.switches import FlowSwitch
 from erpbridge.ui.auth import Operator, Refused, require_role
 
 __all__ = [
-    "Admin",
+    "Administers",
     "HubDep",
     "Operates",
     "Reads",
@@ -33,7 +33,7 @@ RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 #: The signed-in user, holding the role a route needs (checked on the server, every request).
 Reads = Annotated[Operator, require_role("read")]
 Operates = Annotated[Operator, require_role("write")]
-Admin = Annotated[Operator, require_role("admin")]
+Administers = Annotated[Operator, require_role("admin")]
 
 
 def visible_flows(hub: Hub, who: Operator) -> list[FlowConfig]:

@@ -9,18 +9,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from erpbridge.api import resources
+from erpbridge.api import cursors, resources
 from erpbridge.api.context import ApiError
 from erpbridge.config.models import FlowConfig
+from erpbridge.store.cursors import cursor_views
 from erpbridge.store.read import FlowActivity, flow_activity, runs_page
 from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.switches import all_switches, flow_switch
 from erpbridge.ui.auth import Operator, Refused
 from erpbridge.ui.pages.common import (
+    Administers,
     HubDep,
     Operates,
     Reads,
@@ -94,6 +96,7 @@ def flow_detail(
     with hub.engine.connect() as conn:
         switch = flow_switch(conn, name)
         activity = flow_activity(conn, who.scope, now()).get(name, FlowActivity())
+        cursor = cursor_views(conn, [name])[0] if flow.direction == "in" else None
     runs = _recent(hub, who, name)
     context = {
         "title": f"Flow {name}",
@@ -106,6 +109,7 @@ def flow_detail(
         "live": _live(runs, after),
         "after": after,
         "mapping": _mapping(flow),
+        "cursor": cursor,
     }
     return render(request, "flow.html", context)
 
@@ -178,3 +182,30 @@ def flow_run(name: FlowName, hub: HubDep, who: Operates) -> Response:
     _acting(resources.run_flow, name, hub, who.principal, False)
     after = newest[0].id if newest else 0
     return after_action(f"/ui/flows/{name}?after={after}", f"flow {name} started")
+
+
+@router.post("/ui/flows/{name}/cursor/reset")
+def flow_cursor_reset(
+    name: FlowName,
+    hub: HubDep,
+    who: Administers,
+    to: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    """Reset an IN flow's cursor: blank reads everything at the next run; else the new value
+    (JSON, or taken as text), as the flow's page shows it. Refused while a run holds the flow."""
+    visible_flow(hub, who, name)
+    value: Any = None
+    if to.strip():
+        try:
+            value = orjson.loads(to)
+        except orjson.JSONDecodeError:
+            value = to.strip()
+    out = _acting(
+        cursors.reset_flow_cursor, name, hub, who.principal, cursors.CursorResetIn(to=value)
+    )
+    shown = (
+        "nothing (the next run reads everything)"
+        if out.after.value is None
+        else _text(out.after.value)
+    )
+    return after_action(f"/ui/flows/{name}", f"cursor of {name} reset to {shown}")
