@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import SourceUnavailable
 from erpbridge.transports.base import (
     Batch,
@@ -45,7 +46,7 @@ class FolderChannelOptions(DropOptions):
     """The inbox folder; a relative path is resolved against the configuration file's folder."""
 
 
-class FolderTransport:
+class FolderTransport(Source[FolderStreamOptions], Sink[FolderTargetOptions]):
     """Reads files from a local inbox folder and archives them after the hub committed them;
     writes records of OUT flows as files into it (or a subfolder)."""
 

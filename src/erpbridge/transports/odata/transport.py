@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.jsonvalues import as_json
 from erpbridge.transports.base import (
@@ -109,7 +110,7 @@ class ODataStreamOptions(StreamOptions):
     )
 
 
-class ODataTransport:
+class ODataTransport(Source[ODataStreamOptions], Sink[ODataTargetOptions]):
     """Reads entity sets of one OData V4 or V2 service and writes entities to it."""
 
     channel_options = ODataChannelOptions

@@ -28,6 +28,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import FatalError
 from erpbridge.transports.base import (
     Batch,
@@ -122,7 +123,7 @@ class PlatformTargetOptions(TargetOptions):
     record's binding. Default: no id is bound."""
 
 
-class PlatformTransport:
+class PlatformTransport(Source[PlatformStreamOptions], Sink[PlatformTargetOptions]):
     """Reads nothing (the platform pushes); writes OUT flows as signed webhooks."""
 
     channel_options = PlatformChannelOptions

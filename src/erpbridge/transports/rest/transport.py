@@ -32,6 +32,7 @@ from urllib.parse import unquote
 import httpx
 import orjson
 
+from erpbridge.connectors import Operator, Sink, Source
 from erpbridge.errors import DataError, FatalError
 from erpbridge.jsonvalues import json_default
 from erpbridge.transports.base import (
@@ -75,7 +76,9 @@ _ACCEPT = {"Accept": "application/json"}
 _HttpError = HttpUnreachable | HttpRetriable | HttpRefused
 
 
-class RestTransport:
+class RestTransport(
+    Source[RestStreamOptions], Sink[RestTargetOptions], Operator[RestOperationOptions]
+):
     """Reads and writes the JSON resources of one REST channel."""
 
     channel_options = RestChannelOptions

@@ -30,6 +30,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from erpbridge.connectors import Operator, Sink, Source
 from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.transports.base import (
     Batch,
@@ -282,7 +283,7 @@ def _minus(value: Any, seconds: float) -> Any:
     return (moment - timedelta(seconds=seconds)).strftime(ODOO_DATETIME)
 
 
-class RpcTransport:
+class RpcTransport(Source[RpcStreamOptions], Sink[RpcTargetOptions], Operator[RpcOperationOptions]):
     """Reads and writes the models of one Tryton or Odoo channel."""
 
     channel_options = RpcChannelOptions

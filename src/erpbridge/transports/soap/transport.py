@@ -35,6 +35,7 @@ from zeep.proxy import ServiceProxy
 from zeep.transports import Transport as ZeepTransport
 from zeep.wsse.username import UsernameToken
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.transports.base import (
     Batch,
@@ -92,7 +93,7 @@ class _ZeepTransport(ZeepTransport):
         return response
 
 
-class SoapTransport:
+class SoapTransport(Source[SoapStreamOptions], Sink[SoapTargetOptions]):
     """Calls the operations of one SOAP service; the WSDL is loaded once per instance."""
 
     channel_options = SoapChannelOptions

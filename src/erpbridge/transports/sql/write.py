@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import ErpbridgeError, FatalError
 from erpbridge.transports.base import (
     Batch,
@@ -141,7 +142,7 @@ class _Target:
     unique: frozenset[frozenset[str]]
 
 
-class SqlWriteTransport:
+class SqlWriteTransport(Source[SqlWriteStreamOptions], Sink[SqlWriteTargetOptions]):
     """Writes record versions of OUT flows into tables of one database channel."""
 
     channel_options = SqlWriteChannelOptions

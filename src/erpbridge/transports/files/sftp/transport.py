@@ -20,6 +20,7 @@ from typing import Literal, Self
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import ErpbridgeError
 from erpbridge.transports.base import (
     Batch,
@@ -98,7 +99,7 @@ class SftpChannelOptions(DropOptions):
         return self
 
 
-class SftpTransport:
+class SftpTransport(Source[FolderStreamOptions], Sink[FolderTargetOptions]):
     """Reads files from an inbox folder on an SFTP server and archives them there after the hub
     committed them; writes records of OUT flows as files into it (or a subfolder)."""
 
