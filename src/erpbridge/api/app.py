@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from erpbridge.api import cursors, events, oauth, operations, resources, search
+from erpbridge.api import cursors, events, oauth, operations, rejections, resources, search
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
 from erpbridge.api.network import ForwardedScheme
@@ -118,6 +118,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(search.router)
     app.include_router(cursors.router)
+    app.include_router(rejections.router)
     _docs(app)
 
     @app.exception_handler(ApiError)

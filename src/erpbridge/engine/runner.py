@@ -105,7 +105,8 @@ class RunStopped(ErpbridgeError):
 class EventRejected(ErpbridgeError):
     """Records pushed to a flow failed its mapping; nothing of the request was stored.
 
-    ``problems`` holds (index in the request, canonical field path, reason) per record.
+    ``problems`` holds (index in the request, canonical field path, reason) per failing field:
+    every field of every record.
     """
 
     def __init__(self, flow: str, problems: list[tuple[int, str, str]]) -> None:
@@ -326,7 +327,11 @@ class FlowRunner:
         incoming, rejections = job.prepare(batch)
         if rejections:
             index = {record.position: i for i, record in enumerate(batch.records)}
-            problems = [(index[r.position], r.field_path, r.reason) for r in rejections]
+            problems = [
+                (index[r.position], path, reason)
+                for r in rejections
+                for path, reason in r.all_problems()
+            ]
             raise EventRejected(name, problems)
         job.run_id = start_run(
             self.engine,
@@ -395,18 +400,24 @@ class FlowRunner:
             )
             upsert_records(conn, lineage, [item])
 
-    def replay_rejected(self, flow_name: str | None = None) -> list[RunResult]:
-        """Map the stored payloads of open rejections again (after a mapping or data fix).
+    def replay_rejected(
+        self, flow_name: str | None = None, ids: Sequence[int] | None = None
+    ) -> list[RunResult]:
+        """Map the stored payloads of open rejections again (after a mapping or data fix):
+        those of ``flow_name`` (default: every flow), or only ``ids``.
 
         Those that now pass land in the hub and are marked ``replayed``; the others stay open
-        with their new reason. Whole-file rejections have no payload: drop the fixed file again.
+        with their new problems. Whole-file rejections have no payload: drop the fixed file
+        again. A paused flow is refused (:class:`~erpbridge.errors.FlowPaused`).
         """
         with self.engine.connect() as conn:
-            pending = open_rejections(conn, flow_name)
-        by_flow: dict[str, list[Any]] = {}
-        for row in pending:
-            if row.payload is not None:
-                by_flow.setdefault(row.flow, []).append(row)
+            pending = open_rejections(conn, flow_name, ids)
+            by_flow: dict[str, list[Any]] = {}
+            for row in pending:
+                if row.payload is not None:
+                    by_flow.setdefault(row.flow, []).append(row)
+            for name in by_flow:
+                check_not_paused(conn, name)
         results = []
         for name, rows in by_flow.items():
             try:
@@ -552,6 +563,7 @@ class _Job:
                         exc.path,
                         scrub_card_numbers(jsonable(record.data)),
                         external_id,
+                        exc.problems,
                     )
                 )
                 continue
@@ -651,7 +663,7 @@ class _Job:
             failed = {r.position: r for r in rejections}
             landed = [i for position, i in ids.items() if position not in failed]
             resolve_rejections(conn, landed, self.run_id, "replayed")
-            restate_rejections(conn, [(ids[p], r.field_path, r.reason) for p, r in failed.items()])
+            restate_rejections(conn, [(ids[p], r) for p, r in failed.items()])
         else:
             add_rejections(
                 conn,

@@ -30,6 +30,8 @@ __all__ = [
     "finish_run",
     "load_cursor",
     "open_rejections",
+    "problems_json",
+    "problems_of",
     "resolve_rejections",
     "restate_rejections",
     "save_cursor",
@@ -85,6 +87,12 @@ class Rejection:
     field_path: str = ""
     payload: Mapping[str, Any] | None = None
     external_id: str | None = None
+    #: Every failing field as ``(path, reason)``; empty: just ``field_path`` and ``reason``.
+    problems: tuple[tuple[str, str], ...] = ()
+
+    def all_problems(self) -> tuple[tuple[str, str], ...]:
+        """Every failing field, at least the one of ``field_path`` and ``reason``."""
+        return self.problems or ((self.field_path, self.reason),)
 
 
 def start_run(
@@ -259,6 +267,7 @@ def add_rejections(
                 else _json(scrub_card_numbers(dict(r.payload))),
                 "field_path": redact_card_numbers(r.field_path),
                 "reason": redact_card_numbers(r.reason),
+                "problems": problems_json(r.all_problems()),
                 "status": "open",
                 "created_at": at,
             }
@@ -267,11 +276,15 @@ def add_rejections(
     )
 
 
-def open_rejections(conn: Connection, flow: str | None = None) -> list[Any]:
-    """Open rejections, oldest first, optionally of one flow."""
+def open_rejections(
+    conn: Connection, flow: str | None = None, ids: Sequence[int] | None = None
+) -> list[Any]:
+    """Open rejections, oldest first, optionally of one flow and/or only ``ids``."""
     query = select(rejected).where(rejected.c.status == "open").order_by(rejected.c.id)
     if flow is not None:
         query = query.where(rejected.c.flow == flow)
+    if ids is not None:
+        query = query.where(rejected.c.id.in_(list(ids)))
     return list(conn.execute(query))
 
 
@@ -285,22 +298,42 @@ def resolve_rejections(conn: Connection, ids: Sequence[int], run_id: int, status
         )
 
 
-def restate_rejections(conn: Connection, items: Sequence[tuple[int, str, str]]) -> None:
-    """Give open rejections the reason of their latest attempt: ``(id, field_path, reason)``."""
+def restate_rejections(conn: Connection, items: Sequence[tuple[int, Rejection]]) -> None:
+    """Give open rejections the problems of their latest attempt: ``(id, rejection)``."""
     if items:
         conn.execute(
             update(rejected)
             .where(rejected.c.id == bindparam("b_id"))
-            .values(field_path=bindparam("b_path"), reason=bindparam("b_reason")),
+            .values(
+                field_path=bindparam("b_path"),
+                reason=bindparam("b_reason"),
+                problems=bindparam("b_problems"),
+            ),
             [
                 {
                     "b_id": i,
-                    "b_path": redact_card_numbers(path),
-                    "b_reason": redact_card_numbers(reason),
+                    "b_path": redact_card_numbers(r.field_path),
+                    "b_reason": redact_card_numbers(r.reason),
+                    "b_problems": problems_json(r.all_problems()),
                 }
-                for i, path, reason in items
+                for i, r in items
             ],
         )
+
+
+def problems_json(problems: Sequence[tuple[str, str]]) -> str:
+    """Failing fields as the ``problems`` column keeps them: ``[{"path", "reason"}]``."""
+    return orjson.dumps(
+        [{"path": redact_card_numbers(p), "reason": redact_card_numbers(r)} for p, r in problems]
+    ).decode()
+
+
+def problems_of(row: Any) -> list[dict[str, str]]:
+    """A rejection row's failing fields; rows from before the column: the one it names."""
+    if row.problems:
+        found: list[dict[str, str]] = orjson.loads(row.problems)
+        return found
+    return [{"path": row.field_path, "reason": row.reason}]
 
 
 def decode(text: str | None) -> Any:

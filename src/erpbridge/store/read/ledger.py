@@ -135,11 +135,12 @@ def rejected_page(
     *,
     flow: str | None = None,
     status: RejectionStatus = "open",
-    limit: int = 50,
+    limit: int | None = 50,
     order: Order = "newest",
     before_id: int | None = None,
 ) -> list[Row[Any]]:
-    """Rejected records of one status (open by default; ``before_id``: the next page's keyset)."""
+    """Rejected records of one status (open by default; ``before_id``: the next page's keyset;
+    ``limit=None``: all of them)."""
     conditions = [
         rejected.c.status == status,
         rejected.c.flow == flow if flow else None,
