@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from erpbridge.errors import FlowPaused
 from erpbridge.store.read import (
     conflict_by_id,
     conflicts_page,
@@ -93,7 +94,10 @@ def rejected_replay(
 ) -> Response:
     """Map a flow's open rejections again (after a fix): those that pass land in the hub."""
     visible_flow(hub, who, flow)
-    results = hub.runner.replay_rejected(flow)
+    try:
+        results = hub.runner.replay_rejected(flow)
+    except FlowPaused as exc:
+        return after_action(f"/ui/rejected?flow={flow}", str(exc))
     landed = sum(r.created + r.updated + r.unchanged for r in results)
     still = sum(r.rejected for r in results)
     detail = {"runs": [r.run_id for r in results], "landed": landed, "still_rejected": still}
