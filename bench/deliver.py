@@ -55,7 +55,7 @@ from sqlalchemy.engine import make_url
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.store.deliveries import WAKE_CHANNEL, claim
 from erpbridge.store.runs import now
-from erpbridge.transports.filewriters import sync_folder, write_atomically
+from erpbridge.transports.files.writers import sync_folder, write_atomically
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
 OUT_FLOW = "products-out"

@@ -120,8 +120,8 @@ def generate(path: Path, size: int, owner: str) -> tuple[int, int]:
 def read(url: str, folder: str, batch: int) -> None:
     """The measured part: stream the folder's files through the transport, acknowledging each
     batch as the engine does after its commit."""
-    from erpbridge.transports.fileoptions import FolderStreamOptions
-    from erpbridge.transports.sftp import SftpChannelOptions, SftpTransport
+    from erpbridge.transports.files.options import FolderStreamOptions
+    from erpbridge.transports.files.sftp.transport import SftpChannelOptions, SftpTransport
 
     parts = urlsplit(url)
     data = Path(parse_qs(parts.query)["dir"][0])

@@ -1,5 +1,6 @@
-"""The package's import graph: no cycles, and the store never reaches up into the engine, the
-API or the CLI. Every import counts: module-level, function-level and ``TYPE_CHECKING`` ones.
+"""The package's import graph: no cycles, the store never reaches up into the engine, the API or
+the CLI, and each connector package (``transports/<name>/``) stands alone on the shared transport
+modules. Every import counts: module-level, function-level and ``TYPE_CHECKING`` ones.
 
 The graph is read with :mod:`ast` here, so that the test needs nothing but the repository. Where
 the shared tool ``../shared/tools/import_cycles.py`` is beside the checkout, its verdict must agree.
@@ -21,6 +22,9 @@ NAME = PACKAGE.name
 SHARED_TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "import_cycles.py"
 #: What the store must not import (the layers above it).
 ABOVE_THE_STORE = ("engine", "api", "cli")
+#: What a connector (``transports``) and a system type's code (``systems``) must not import.
+ABOVE_THE_CONNECTORS = ("store", "engine", "api", "cli", "config")
+TRANSPORTS = f"{NAME}.transports"
 
 
 def modules() -> dict[str, Path]:
@@ -139,3 +143,46 @@ def test_the_shared_tool_agrees() -> None:
         check=True,
     )
     assert result.stdout.splitlines()[-1].startswith("cycles=0 store_up=0 "), result.stdout
+
+
+def connector_package(module: str) -> str | None:
+    """``erpbridge.transports.rest`` for any module inside that connector package, else ``None``."""
+    if not module.startswith(TRANSPORTS + "."):
+        return None
+    head = module.split(".")[2]
+    return f"{TRANSPORTS}.{head}" if (PACKAGE / "transports" / head).is_dir() else None
+
+
+def test_connectors_are_packages() -> None:
+    packages = {connector_package(module) for module in modules()} - {None}
+    assert {
+        f"{TRANSPORTS}.{name}" for name in ("files", "odata", "rest", "rpc", "soap", "sql")
+    } <= (packages)
+    shared = sorted(
+        m for m in modules() if m.startswith(TRANSPORTS + ".") and not connector_package(m)
+    )
+    # the shared modules are few and flat: everything else belongs to one connector
+    assert all(m.count(".") == 2 for m in shared), shared
+
+
+def test_connector_packages_do_not_import_each_other() -> None:
+    across = sorted(
+        (module, target)
+        for module, targets in import_graph().items()
+        if (own := connector_package(module))
+        for target in targets
+        if (other := connector_package(target)) and other != own
+    )
+    assert across == []
+
+
+def test_connectors_import_nothing_from_above() -> None:
+    above = tuple(f"{NAME}.{layer}" for layer in ABOVE_THE_CONNECTORS)
+    upward = sorted(
+        (module, target)
+        for module, targets in import_graph().items()
+        if module.startswith((TRANSPORTS, f"{NAME}.systems"))
+        for target in targets
+        if target.startswith(above)
+    )
+    assert upward == []

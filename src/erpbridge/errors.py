@@ -12,6 +12,7 @@ Every message names the place (file and line, channel, flow, record, field path)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from erpbridge.pci import redact_card_numbers
@@ -21,10 +22,10 @@ __all__ = [
     "ConfigProblem",
     "CredentialNotSet",
     "DataError",
+    "DataErrors",
     "ErpbridgeError",
     "FatalError",
     "FlowBusy",
-    "FlowDisabled",
     "FlowPaused",
     "LockLost",
     "ReadOnlyViolation",
@@ -144,14 +145,6 @@ class FlowPaused(ErpbridgeError):
         )
 
 
-class FlowDisabled(FlowPaused):
-    """The flow is off in the configuration (``enabled: false``) and was never resumed."""
-
-    def __init__(self, flow: str) -> None:
-        self.flow, self.by, self.since = flow, "the configuration", ""
-        ErpbridgeError.__init__(self, f"flow {flow!r} is disabled in the configuration")
-
-
 class LockLost(FatalError):
     """A run's flow lock expired and was taken by another run (its process stalled past the
     lease); the batch in hand was not stored and the run stops."""
@@ -164,3 +157,35 @@ class DataError(ErpbridgeError):
         self.path = redact_card_numbers(path)
         self.reason = redact_card_numbers(reason)
         super().__init__(f"{self.path}: {self.reason}" if path else self.reason)
+
+    @property
+    def problems(self) -> tuple[tuple[str, str], ...]:
+        """Every failing field of the record as ``(path, reason)``: here the one."""
+        return ((self.path, self.reason),)
+
+
+class DataErrors(DataError):
+    """Several fields of one record are invalid: every one with its path and reason.
+
+    ``path`` and ``reason`` are the first problem's (where one place is shown), ``problems``
+    all of them, so an operator fixes a record in one go, not one field per attempt.
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        first_path, first_reason = problems[0]
+        super().__init__(first_path, first_reason)
+        self._all = tuple((redact_card_numbers(p), redact_card_numbers(r)) for p, r in problems)
+        if len(problems) > 1:
+            more = ", ".join(p or "(record)" for p, _ in self._all[1:])
+            self.args = (f"{self}; and {len(problems) - 1} more field(s): {more}",)
+
+    @property
+    def problems(self) -> tuple[tuple[str, str], ...]:
+        return self._all
+
+    @staticmethod
+    def of(problems: Sequence[tuple[str, str]]) -> DataError:
+        """One :class:`DataError` for one problem, :class:`DataErrors` for several."""
+        if len(problems) == 1:
+            return DataError(*problems[0])
+        return DataErrors(problems)

@@ -7,8 +7,8 @@ Decimals go out as text, so no digit is rounded; sets as lists; bytes as hex. An
 imports nothing of erpbridge, so the store, the engine and every transport may use it.
 
 Converters with a protocol's own rules stay with their protocol: RPC answers
-(``transports.rpccall.plain``: bytes as base64, durations as seconds), zeep objects
-(``transports.soapvalues.plain``) and file writers (``transports.filewriters``: a value a format
+(``transports.rpc.call.plain``: bytes as base64, durations as seconds), zeep objects
+(``transports.soap.values.plain``) and file writers (``transports.files.writers``: a value a format
 cannot carry is refused naming the record and field).
 """
 

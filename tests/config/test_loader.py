@@ -12,7 +12,11 @@ from erpbridge.config import ConfigFile, LoadedConfig, load_config
 from erpbridge.config.models import IntervalTrigger, ScheduleTrigger
 from erpbridge.errors import ConfigError, ConfigProblem
 from erpbridge.systems import system_types
-from erpbridge.transports.folder import FolderChannelOptions, FolderStreamOptions, FolderTransport
+from erpbridge.transports.files.folder import (
+    FolderChannelOptions,
+    FolderStreamOptions,
+    FolderTransport,
+)
 
 CHANNEL = """\
 channels:

@@ -10,8 +10,8 @@ import pytest
 
 from erpbridge.connectors import Source, SourceRecord
 from erpbridge.testing import SourceHarness, SourceSuite
-from erpbridge.transports.fileoptions import FolderStreamOptions
-from erpbridge.transports.folder import FolderChannelOptions, FolderTransport
+from erpbridge.transports.files.folder import FolderChannelOptions, FolderTransport
+from erpbridge.transports.files.options import FolderStreamOptions
 
 
 class FolderSource(SourceHarness):

@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from erpbridge.connectors import Source, SourceRecord
-from erpbridge.testing import SourceHarness, SourceSuite
-from erpbridge.transports.sql import SqlChannelOptions, SqlStreamOptions, SqlTransport
+from erpbridge.testing import SinkHarness, SinkSuite, SourceHarness, SourceSuite
+from erpbridge.transports.sql.read import SqlChannelOptions, SqlStreamOptions, SqlTransport
+from erpbridge.transports.sql.write import (
+    SqlWriteChannelOptions,
+    SqlWriteTargetOptions,
+    SqlWriteTransport,
+)
 
 
 class SqlSource(SourceHarness):
@@ -57,3 +62,38 @@ class TestSqlSource(SourceSuite):
     @pytest.fixture
     def harness(self, tmp_path: Path) -> SqlSource:
         return SqlSource(tmp_path)
+
+
+class SqlWriteSink(SinkHarness):
+    """A ``customers`` staging table upserted by ``id``, its version in a column."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with sqlite3.connect(root / "erp.db") as db:
+            db.execute(
+                "CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER)"
+            )
+
+    def connect(self) -> SqlWriteTransport:
+        options = SqlWriteChannelOptions(url="sqlite:///erp.db")
+        return SqlWriteTransport(self.channel, options, self.root)
+
+    def target(self) -> SqlWriteTargetOptions:
+        return SqlWriteTargetOptions(table="customers", key=["id"], version_column="version")
+
+    def stored(self) -> Mapping[str, str]:
+        with sqlite3.connect(self.root / "erp.db") as db:
+            return dict(db.execute("SELECT id, name FROM customers").fetchall())
+
+    def refused_data(self) -> dict[str, Any]:
+        return {"id": "x1", "name": None}  # NOT NULL
+
+    def unreachable(self) -> SqlWriteTransport:
+        options = SqlWriteChannelOptions(url="sqlite:///missing/erp.db")
+        return SqlWriteTransport(self.channel, options, self.root)
+
+
+class TestSqlWriteSink(SinkSuite):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> SqlWriteSink:
+        return SqlWriteSink(tmp_path)

@@ -197,6 +197,11 @@ BAD = {
     ),
     "sandbox_mro": ("{{ record.__class__.__mro__ }}", "templates/bad.j2:3: refused by the sandbox"),
     "filter": ("{{ record.vin | money }}", "templates/bad.j2:3: ValueError: money: "),
+    "loops": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "templates/bad.j2:3: stopped: loops ran more than 1,000,000 steps",
+    ),
+    "memory": ("{{ record.vin * 10**9 }}", "templates/bad.j2:3: stopped: repeating 17 characters"),
 }
 
 

@@ -30,7 +30,7 @@ from erpbridge import FlowRunner, load_config
 from erpbridge.engine.worker import Worker
 from erpbridge.store import open_store
 from erpbridge.store.tables import audit, bindings, deliveries, delivery_attempts
-from erpbridge.transports.sqlwrite import SqlWriteTransport
+from erpbridge.transports.sql.write import SqlWriteTransport
 
 CONFIG = """
 hub: {{database_url: "{url}"}}

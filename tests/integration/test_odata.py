@@ -27,8 +27,8 @@ from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.store.tables import bindings, cursors, deliveries, delivery_attempts, records
-from erpbridge.transports.odata import ODataChannelOptions, ODataTransport
-from erpbridge.transports.odataclient import ODataClient
+from erpbridge.transports.odata.client import ODataClient
+from erpbridge.transports.odata.transport import ODataChannelOptions, ODataTransport
 from integration.cap_service import PASSWORD, USER, Service
 from integration.ledger import deliver, ledger
 from integration.servers import require_server

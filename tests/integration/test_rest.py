@@ -27,7 +27,11 @@ from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.store.tables import bindings, deliveries, delivery_attempts, records
-from erpbridge.transports.rest import RestChannelOptions, RestStreamOptions, RestTransport
+from erpbridge.transports.rest.transport import (
+    RestChannelOptions,
+    RestStreamOptions,
+    RestTransport,
+)
 from integration.servers import require_server
 
 MAPPING = {"code": "code", "name": "name"}

@@ -488,7 +488,7 @@ def test_an_expired_session_is_renewed_by_one_new_login(
         # Writing a user's password ends every session of that user (res.user.on_modification).
         tryton.call("res.user", "write", [1], {"password": tryton.password})
         drop(loaded, hub, f"{header}{prefix}1,Anna Maria,Hauptstr. 1,Berlin,10115,DE\n")
-        with caplog.at_level(logging.INFO, logger="erpbridge.transports.rpctryton"):
+        with caplog.at_level(logging.INFO, logger="erpbridge.transports.rpc.tryton"):
             stats = deliver(loaded, hub, worker)
     finally:
         worker.close()

@@ -1,7 +1,7 @@
 """IDoc XML files over SFTP (scripts/sshd.sh), the way SAP's file port exchanges them with a
 partner's server: the ``sap`` IDoc presets on channels with ``transport: sftp``.
 
-The IDocs are the hand-written samples of ``transports.idoc_samples`` (the documented
+The IDocs are the hand-written samples of ``systems.sap.idoc_samples`` (the documented
 structure, not exported from SAP).
 """
 
@@ -21,10 +21,10 @@ from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.store.tables import deliveries, records, rejected
+from erpbridge.systems.sap.idoc import read_idocs
 from erpbridge.transports.base import SourceRecord
-from erpbridge.transports.idoc import read_idocs
 from integration.sftp_server import Sftp, sftp_server
-from transports.idoc_samples import DEBMAS07, ORDERS05
+from systems.sap.idoc_samples import DEBMAS07, ORDERS05
 
 CONFIG = """
 hub: {{database_url: "sqlite:///{db}"}}

@@ -29,9 +29,9 @@ from erpbridge.engine.worker import Worker
 from erpbridge.errors import FatalError, SourceUnavailable
 from erpbridge.store.tables import deliveries, records, rejected
 from erpbridge.transports.base import OutgoingRecord
-from erpbridge.transports.fileoptions import FolderStreamOptions, FolderTargetOptions
-from erpbridge.transports.sftp import SftpChannelOptions, SftpTransport
-from erpbridge.transports.sftpfs import SftpFileSystem
+from erpbridge.transports.files.options import FolderStreamOptions, FolderTargetOptions
+from erpbridge.transports.files.sftp.filesystem import SftpFileSystem
+from erpbridge.transports.files.sftp.transport import SftpChannelOptions, SftpTransport
 from integration.sftp_server import Sftp, sftp_server
 
 AN_HOUR_AGO = 3600
@@ -544,7 +544,7 @@ def test_a_file_that_grows_during_the_stable_check_is_left_alone(
             fh.write(b"C8;Still coming;2\n")
         sleep(seconds)
 
-    monkeypatch.setattr("erpbridge.transports.filedrop.time.sleep", writer_busy_meanwhile)
+    monkeypatch.setattr("erpbridge.transports.files.drop.time.sleep", writer_busy_meanwhile)
     try:
         batches = list(transport.read(FolderStreamOptions(delimiter=";"), None, 10, frozenset()))
         for batch in batches:

@@ -34,7 +34,7 @@ from erpbridge.errors import SourceUnavailable
 from erpbridge.store.runs import now
 from erpbridge.store.tables import bindings, cursors, deliveries, records
 from erpbridge.transports.base import OutgoingRecord
-from erpbridge.transports.soap import SoapStreamOptions, SoapTransport
+from erpbridge.transports.soap.transport import SoapStreamOptions, SoapTransport
 from httpserve import silent_port
 
 SERVICE = Path(__file__).with_name("soap_erp.py")

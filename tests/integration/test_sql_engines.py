@@ -25,8 +25,8 @@ from erpbridge.engine.worker import Worker
 from erpbridge.errors import ConfigError, FatalError, ReadOnlyViolation
 from erpbridge.store.tables import deliveries, records, rejected
 from erpbridge.transports.base import OutgoingRecord
-from erpbridge.transports.sql import SqlChannelOptions, SqlStreamOptions, SqlTransport
-from erpbridge.transports.sqlwrite import (
+from erpbridge.transports.sql.read import SqlChannelOptions, SqlStreamOptions, SqlTransport
+from erpbridge.transports.sql.write import (
     SqlWriteChannelOptions,
     SqlWriteTargetOptions,
     SqlWriteTransport,

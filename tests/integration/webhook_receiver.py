@@ -3,7 +3,9 @@
 code, not erpbridge's), and keeping what it accepted.
 
 ``answers`` lets a test make the next requests fail (``(429, {"Retry-After": "7"})``, ``(400,
-{})``); a webhook with a bad signature is answered 401 and recorded in ``refused``.
+{})``); a webhook with a bad signature is answered 401 and recorded in ``refused``. Each accepted
+webhook gets an id (``wh-<n>``); a repeated ``Idempotency-Key`` gets the id its first one got, as
+a platform that honours the header answers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Receiver:
     headers: list[dict[str, str]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    ids: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
@@ -61,6 +64,7 @@ class Receiver:
             self.accepted.clear()
             self.headers.clear()
             self.refused.clear()
+            self.ids.clear()
 
 
 def _app(receiver: Receiver) -> FastAPI:
@@ -90,8 +94,11 @@ def _app(receiver: Receiver) -> FastAPI:
             data = orjson.loads(body)
             receiver.accepted.append(data)
             receiver.headers.append(dict(request.headers))
-            count = len(receiver.accepted)
-        return JSONResponse({"id": f"wh-{count}", "received": True})
+            given_id = f"wh-{len(receiver.accepted)}"
+            key = request.headers.get("Idempotency-Key")
+            if key is not None:
+                given_id = receiver.ids.setdefault(key, given_id)
+        return JSONResponse({"id": given_id, "received": True})
 
     return app
 

@@ -10,7 +10,7 @@ import pytest
 from erpbridge.config.loader import parse_config
 from erpbridge.errors import ConfigError
 from erpbridge.systems import system_types
-from erpbridge.transports.odata import ODataChannelOptions, ODataStreamOptions
+from erpbridge.transports.odata.transport import ODataChannelOptions, ODataStreamOptions
 
 ODATA_PRESETS = {
     "customers-in": "API_BUSINESS_PARTNER",

@@ -13,11 +13,11 @@ from typing import IO, Any
 
 import pytest
 
-from erpbridge.transports.fileformats import BrokenFile, read_items
-from erpbridge.transports.idoc import read_idocs
-from erpbridge.transports.odataedm import parse_metadata
-from erpbridge.transports.rpcwire import xml_loads
-from erpbridge.transports.soap import SoapChannelOptions, SoapTransport
+from erpbridge.systems.sap.idoc import read_idocs
+from erpbridge.transports.files.formats import BrokenFile, read_items
+from erpbridge.transports.odata.edm import parse_metadata
+from erpbridge.transports.rpc.wire import xml_loads
+from erpbridge.transports.soap.transport import SoapChannelOptions, SoapTransport
 from erpbridge.transports.xmlguard import MAX_DEPTH, XmlRefused, fromstring, xmlrpc_values
 
 REFUSED = "DOCTYPE/entity declarations are not accepted"

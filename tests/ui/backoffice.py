@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from erpbridge.store import open_store
 from erpbridge.store.users import add_user
@@ -26,8 +28,11 @@ from hubprocess import ServedHub, serve_hub
 __all__ = [
     "CONFIG",
     "PASSWORD",
+    "chromium",
     "chromium_path",
     "eventually",
+    "open_page",
+    "screenshots",
     "served_backoffice",
     "signed_in",
 ]
@@ -83,12 +88,14 @@ flows:
 
 
 @contextmanager
-def served_backoffice(root: Path, config: str = CONFIG) -> Iterator[ServedHub]:
-    """``erpbridge run`` on ``root`` with users ``viewer``, ``operator``, ``admin`` (one role each)
-    and ``erp-viewer`` (a viewer of channel erp only), all with :data:`PASSWORD`."""
-    (root / "inbox").mkdir(parents=True)
-    (root / "erp").mkdir()
-    (root / "desk").mkdir()
+def served_backoffice(
+    root: Path, config: str = CONFIG, folders: tuple[str, ...] = ("inbox", "erp", "desk")
+) -> Iterator[ServedHub]:
+    """``erpbridge run`` on ``root`` (with ``folders`` made in it) and users ``viewer``,
+    ``operator``, ``admin`` (one role each) and ``erp-viewer`` (a viewer of channel erp only),
+    all with :data:`PASSWORD`."""
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
     engine = open_store(f"sqlite:///{root / 'erpbridge.db'}")
     for role in ("viewer", "operator", "admin"):
         add_user(engine, role, PASSWORD, role)
@@ -133,6 +140,41 @@ def eventually(check: Callable[[], bool], timeout_s: float = 20, what: str = "")
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what}")
         time.sleep(0.2)
+
+
+def open_page(browser: Browser, hub: ServedHub, user: str) -> Page:
+    """A Chromium page signed in as ``user`` on the dashboard (dialogs accepted)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=hub.url)
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto("/ui/")
+    expect(page).to_have_url(f"{hub.url}/ui/login?next=/ui/")
+    page.fill("input[name=name]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button.primary")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    return page
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def screenshots(factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: ``ERPBRIDGE_UI_SCREENSHOTS``, else a temporary folder."""
+    folder = os.environ.get("ERPBRIDGE_UI_SCREENSHOTS")
+    path = Path(folder) if folder else factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def chromium_path() -> str:

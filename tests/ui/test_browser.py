@@ -5,20 +5,19 @@ of each page land in ``ERPBRIDGE_UI_SCREENSHOTS`` (else the test's temporary fol
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import func, select
 
 from erpbridge.store import open_store
 from erpbridge.store.tables import runs
 from hubprocess import ServedHub
-from ui.backoffice import PASSWORD, chromium_path, eventually, served_backoffice
+from ui.backoffice import eventually, open_page, served_backoffice
 
 
 @pytest.fixture(scope="module")
@@ -27,35 +26,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = os.environ.get("ERPBRIDGE_UI_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _page(browser: Browser, hub: ServedHub, user: str) -> Page:
-    page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=hub.url)
-    page.set_default_timeout(30_000)
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto("/ui/")
-    expect(page).to_have_url(f"{hub.url}/ui/login?next=/ui/")
-    page.fill("input[name=name]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button.primary")
-    expect(page.locator("h1")).to_have_text("Dashboard")
-    return page
+    return open_page(browser, hub, user)
 
 
 def test_login_page(browser: Browser, hub: ServedHub, shots: Path) -> None:
@@ -182,4 +154,19 @@ def test_pause_stops_scheduler_and_worker_and_run_now_is_followed(
     expect(first.locator("td").nth(7)).to_have_text("1")  # created
     expect(page.locator("#recent-runs [data-live]")).to_have_attribute("data-live", "no")
     page.screenshot(path=shots / "flow.png", full_page=True)
+    page.close()
+
+
+def test_admin_resets_a_cursor(browser: Browser, hub: ServedHub, shots: Path) -> None:
+    page = _page(browser, hub, "admin")
+    page.goto("/ui/flows/customers-in")
+    expect(page.locator("#cursor")).to_contain_text("Cursor")
+    page.fill("#cursor-reset input[name=to]", '"2026-01-01T00:00:00"')
+    page.click("#cursor-reset button")
+    expect(page.locator(".notice")).to_contain_text("cursor of customers-in reset to 2026-01-01")
+    expect(page.locator("#cursor")).to_contain_text("2026-01-01T00:00:00")
+    page.screenshot(path=shots / "flow-cursor.png", full_page=True)
+    page.fill("#cursor-reset input[name=to]", "")
+    page.click("#cursor-reset button")
+    expect(page.locator(".notice")).to_contain_text("reset to nothing (the next run reads")
     page.close()

@@ -145,6 +145,18 @@ def _switches_and_desk_runs(hub: ServedHub) -> tuple[list[str], int]:
         engine.dispose()
 
 
+def test_only_an_admin_resets_a_cursor(hub: ServedHub) -> None:
+    for user in ("viewer", "operator"):
+        with signed_in(hub, user) as (http, token):
+            assert 'id="cursor-reset"' not in http.get("/ui/flows/customers-in").text
+            answer = http.post("/ui/flows/customers-in/cursor/reset", data={"csrf": token})
+            assert answer.status_code == 403
+            assert "needs the admin role" in answer.text
+    with signed_in(hub, "admin") as (http, token):
+        answer = http.post("/ui/flows/customers-out/cursor/reset", data={"csrf": token})
+        assert answer.status_code == 409 and "is an OUT flow" in answer.text
+
+
 def test_operator_action_on_an_unknown_flow_says_so(hub: ServedHub) -> None:
     with signed_in(hub, "operator") as (http, token):
         for action in ("pause", "resume", "run"):

@@ -16,8 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from erpbridge.api import cursors, events, oauth, operations, resources, search
-from erpbridge.api.admission import EventAdmission
+from erpbridge.api import cursors, events, oauth, operations, rejections, resources, search
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
 from erpbridge.api.network import ForwardedScheme
@@ -109,7 +108,6 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.state.hub = hub
     settings = hub.config.model.hub.api
     hsts_max_age_s = settings.hsts_max_age_s if tls else None
-    app.add_middleware(EventAdmission, limit=settings.max_pending_events)
     app.add_middleware(RefuseNul)  # inside SecurityHeaders: its 400s get the headers too
     app.add_middleware(SecurityHeaders, hsts_max_age_s=hsts_max_age_s)
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
@@ -120,6 +118,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(search.router)
     app.include_router(cursors.router)
+    app.include_router(rejections.router)
     _docs(app)
 
     @app.exception_handler(ApiError)

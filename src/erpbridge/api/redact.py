@@ -10,8 +10,12 @@ machine: for everyone but ``admin`` each absolute path becomes ``[path]``. The c
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-__all__ = ["PATH_MARK", "without_paths"]
+if TYPE_CHECKING:
+    from erpbridge.api.auth import Principal
+
+__all__ = ["PATH_MARK", "shown_to", "without_paths"]
 
 PATH_MARK = "[path]"
 
@@ -26,3 +30,10 @@ def without_paths(text: str) -> str:
     """``text`` with every absolute file path (POSIX, Windows, UNC) replaced by ``[path]``."""
     text = _QUOTED.sub(lambda m: f"{m.group(1)}{PATH_MARK}{m.group(1)}", text)
     return _BARE.sub(PATH_MARK, text)
+
+
+def shown_to(who: Principal, text: str | None) -> str | None:
+    """An error text as ``who`` may see it: local paths only for admins."""
+    if text is None or who.may("admin"):
+        return text
+    return without_paths(text)

@@ -9,18 +9,17 @@ caller's scope: a client restricted to channels sees their rows only, filtered i
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
 from erpbridge.api.auth import Principal
 from erpbridge.api.context import ApiError, Hub
-from erpbridge.api.deps import Admin, HubDep, Limit, Name, Reader, RowId, Writer
-from erpbridge.api.redact import without_paths
+from erpbridge.api.deps import Admin, HubDep, Limit, Name, Reader, RowId, Stamp, Writer
+from erpbridge.api.redact import shown_to
 from erpbridge.api.scope import read_scope, visible_flow
 from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
@@ -35,7 +34,6 @@ from erpbridge.store.read import (
     delivery_by_id,
     field_origins,
     record_view,
-    rejected_page,
     run_by_id,
     runs_page,
 )
@@ -46,7 +44,6 @@ from erpbridge.store.states import (
     OPEN_DELIVERY_STATES,
     ConflictStatus,
     DeliveryState,
-    RejectionStatus,
     RunStatus,
 )
 from erpbridge.store.switches import (
@@ -61,15 +58,6 @@ from erpbridge.systems import system_types
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; the store writes UTC everywhere, so say so.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-#: A stored time, always with its zone in answers (RFC 3339).
-Stamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class ChannelOut(BaseModel):
@@ -262,20 +250,6 @@ class RetriedOut(CountOut):
     because the flow already delivered a newer version of their record."""
 
     superseded: int
-
-
-class RejectionOut(BaseModel):
-    """A record that could not be mapped, with its reason and place."""
-
-    id: int
-    flow: str
-    channel: str
-    position: str
-    external_id: str | None
-    field_path: str
-    reason: str
-    status: str
-    created_at: Stamp
 
 
 class ConflictOut(BaseModel):
@@ -501,15 +475,8 @@ def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
         unchanged=result.unchanged,
         rejected=result.rejected,
         stale=result.stale,
-        error=_shown(who, result.error),
+        error=shown_to(who, result.error),
     )
-
-
-def _shown(who: Principal, text: str | None) -> str | None:
-    """An error text as ``who`` may see it: local paths only for admins (:mod:`.redact`)."""
-    if text is None or who.may("admin"):
-        return text
-    return without_paths(text)
 
 
 def _run_out(row: Row[Any], who: Principal) -> RunOut:
@@ -517,8 +484,8 @@ def _run_out(row: Row[Any], who: Principal) -> RunOut:
     data["status"] = shown_status(row, now())
     for name in ("cursor_before", "cursor_after", "warnings"):
         data[name] = orjson.loads(data[name]) if data[name] else None
-    data["warnings"] = [_shown(who, w) for w in data["warnings"] or []]
-    data["error"] = _shown(who, data["error"])
+    data["warnings"] = [shown_to(who, w) for w in data["warnings"] or []]
+    data["error"] = shown_to(who, data["error"])
     return RunOut.model_validate(data)
 
 
@@ -615,7 +582,7 @@ def list_deliveries(
         DeliveryOut.model_validate(
             {
                 **r._mapping,
-                "last_error": _shown(who, r.last_error),
+                "last_error": shown_to(who, r.last_error),
                 "flow_paused": r.flow in paused and r.state in OPEN_DELIVERY_STATES,
             }
         )
@@ -675,22 +642,6 @@ def retry_dead(hub: HubDep, who: Admin, flow: str | None = None) -> RetriedOut:
     if hub.wake and due:
         hub.wake()
     return RetriedOut(changed=due, superseded=superseded)
-
-
-@router.get("/rejected", tags=["rejected"])
-def list_rejected(
-    hub: HubDep,
-    who: Reader,
-    flow: str | None = None,
-    status: RejectionStatus = "open",
-    limit: Limit = 50,
-) -> list[RejectionOut]:
-    """Rejected records with their reason and place (open ones by default)."""
-    with hub.engine.connect() as conn:
-        rows = rejected_page(conn, read_scope(hub, who), flow=flow, status=status, limit=limit)
-    return [
-        RejectionOut.model_validate({**r._mapping, "reason": _shown(who, r.reason)}) for r in rows
-    ]
 
 
 @router.get("/conflicts", tags=["conflicts"])

@@ -6,7 +6,7 @@ import os
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -15,6 +15,7 @@ from erpbridge.cli.clients import clients_app, secrets_app
 from erpbridge.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
+    actor,
     console,
     errors,
     known_choice,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from erpbridge.config.loader import LoadedConfig
     from erpbridge.engine.runner import FlowRunner, RunResult
+    from erpbridge.store.states import RejectionStatus
 
 # Each command imports what it needs inside its body: `erpbridge --help` and the light commands
 # must not pay for the engine, the API (FastAPI) or SQLAlchemy (issue 13: start in < 0.6 s).
@@ -414,31 +416,51 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
 def show_rejected(
     config_path: ConfigOption = DEFAULT_CONFIG,
     flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    status: Annotated[str, typer.Option(help="open, replayed, superseded or dismissed.")] = "open",
+    ids: Annotated[
+        list[int] | None,
+        typer.Option("--id", help="Only this rejection (repeat); alone: show its payload."),
+    ] = None,
     replay: Annotated[bool, typer.Option("--replay", help="Map the open ones again.")] = False,
+    dismiss: Annotated[
+        str | None, typer.Option("--dismiss", metavar="REASON", help="Dismiss them, saying why.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many to list.")] = 50,
 ) -> None:
-    """List open rejected records; --replay retries them after a fix."""
-    from rich.table import Table
-
+    """List rejected records with every failing field; --id shows one with its payload;
+    --replay maps the open ones again after a fix; --dismiss REASON closes them."""
+    from erpbridge.cli.rejected import dismiss_rejected, print_rejections, show_payloads
     from erpbridge.engine.runner import FlowRunner
-    from erpbridge.store.read import EVERYTHING, rejected_page
+    from erpbridge.errors import FlowPaused
+    from erpbridge.store.adminaudit import record_action
+    from erpbridge.store.states import REJECTION_STATUSES
 
     config = _load(config_path)
     known_flow(config, flow)
+    known_choice("--status", status, REJECTION_STATUSES, "rejection status")
+    if replay and dismiss is not None:
+        raise _fail("--replay and --dismiss exclude each other", 2)
     engine = _store(config)
+    if dismiss is not None:
+        dismiss_rejected(engine, flow, ids, dismiss)
+        return
+    if ids and not replay:
+        show_payloads(engine, ids)
+        return
     if replay:
-        results = FlowRunner(config, engine).replay_rejected(flow)
+        try:
+            results = FlowRunner(config, engine).replay_rejected(flow, ids)
+        except FlowPaused as exc:
+            raise _fail(str(exc), 75) from None
+        runs = [{"run_id": r.run_id, "flow": r.flow, "still_rejected": r.rejected} for r in results]
+        record_action(
+            engine, actor(), None, "rejected.replay", flow, detail={"ids": ids, "runs": runs}
+        )
         if not results:
             console.print("nothing to replay")
             return
         console.print(_summary(results))
-    table = Table(title="open rejections")
-    for column in ("id", "flow", "run", "position", "field", "reason"):
-        table.add_column(column)
-    with engine.connect() as conn:
-        for r in rejected_page(conn, EVERYTHING, flow=flow, limit=limit, order="oldest"):
-            table.add_row(str(r.id), r.flow, str(r.run_id), r.position, r.field_path, r.reason)
-    console.print(table)
+    print_rejections(engine, flow, cast("RejectionStatus", status), limit)
 
 
 StopTimeout = Annotated[

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from erpbridge.errors import DataError
+from erpbridge.errors import DataError, DataErrors
 from erpbridge.mapping.paths import getter as getter  # re-exported: engine, API
 from erpbridge.mapping.spec import FieldMapping, MappingSpec
 from erpbridge.mapping.transforms import Transform, build_transform
@@ -356,11 +356,35 @@ class CompiledMapping:
         if self.whole:
             return self.cards.apply(dict(record))
         out: dict[str, Any] = {}
+        failed: list[tuple[str, str]] = []
         for name, rule in self.rules:
-            value = rule(record)
+            try:
+                value = rule(record)
+            except DataError as exc:  # go on: every failing field of the record at once
+                failed.extend(exc.problems)
+                continue
             if value is not _MISSING:
                 out[name] = value
+        if failed:
+            raise DataErrors.of([*failed, *self._also_invalid(out, failed)])
         return self.cards.apply(out if self.entity is None else self.entity.validate_payload(out))
+
+    def _also_invalid(
+        self, partial: dict[str, Any], failed: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """What the entity finds wrong with the fields that did map, beside ``failed``."""
+        if self.entity is None:
+            return []
+        try:
+            self.entity.validate_payload(partial)
+        except DataError as exc:
+            done = {path.split(".", 1)[0].split("[", 1)[0] for path, _ in failed}
+            return [
+                (path, why)
+                for path, why in exc.problems
+                if path.split(".", 1)[0].split("[", 1)[0] not in done
+            ]
+        return []
 
 
 def _required_fields(spec: MappingSpec) -> frozenset[str]:

@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from erpbridge.errors import DataError
+from erpbridge.errors import DataError, DataErrors
 from erpbridge.model.fields import FieldSpec, compile_object
 
 __all__ = ["BUILTIN_ENTITIES", "EntityCatalog", "EntitySpec"]
 
 _KEY_SEPARATOR = "|"
+_NO_KEY = "business key field is missing"
 
 
 class EntitySpec(BaseModel):
@@ -58,11 +59,23 @@ class EntitySpec(BaseModel):
 
     def validate_payload(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Coerce mapped data into the canonical payload; :class:`DataError` on a bad field."""
-        payload = self._validator(data)
+        try:
+            payload = self._validator(data)
+        except DataError as exc:
+            # Name a missing key beside the other problems (unless a key field is among them).
+            failed = {path for path, _ in exc.problems}
+            missing = [
+                (n, _NO_KEY)
+                for n in self.key
+                if data.get(n) is None and self.fields[n].default is None and n not in failed
+            ]
+            if not missing:
+                raise
+            raise DataErrors.of([*exc.problems, *missing]) from None
         for name in self.key:
             # An empty string is a legitimate key part (a list price has no customer).
             if payload.get(name) is None:
-                raise DataError(name, "business key field is missing")
+                raise DataError(name, _NO_KEY)
         return payload
 
     def key_of(self, payload: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from erpbridge.errors import DataError
+from erpbridge.errors import DataError, DataErrors
 from erpbridge.pci import has_card_number
 
 __all__ = ["FieldSpec", "FieldType", "coerce_value"]
@@ -26,6 +26,8 @@ FieldType = Literal[
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on", "t", "x", "ja", "j"})
 _FALSE = frozenset({"false", "0", "no", "n", "off", "f", "", "nein"})
+_NOT_A_FIELD = "not a field of this entity"
+_MISSING = "required field is missing"
 
 
 class FieldSpec(BaseModel):
@@ -269,21 +271,26 @@ def coerce_object(
 ) -> dict[str, Any]:
     """Coerce every field of ``data``: fill defaults, enforce required ones, refuse unknown ones."""
     out: dict[str, Any] = {}
-    for name in data:
-        if name not in fields:
-            where = f"{path}.{name}" if path else name
-            raise DataError(where, "not a field of this entity")
+    problems = [
+        (f"{path}.{name}" if path else name, _NOT_A_FIELD) for name in data if name not in fields
+    ]
     for name, spec in fields.items():
         where = f"{path}.{name}" if path else name
-        value = coerce_value(spec, data.get(name), where)
-        if value is None and spec.default is not None:
-            value = coerce_value(spec, spec.default, where)
+        try:
+            value = coerce_value(spec, data.get(name), where)
+            if value is None and spec.default is not None:
+                value = coerce_value(spec, spec.default, where)
+        except DataError as exc:
+            problems.extend(exc.problems)
+            continue
         if value is None or value == "":
             if spec.required:
-                raise DataError(where, "required field is missing")
+                problems.append((where, _MISSING))
             if value is None:
                 continue
         out[name] = value
+    if problems:
+        raise DataErrors.of(problems)
     return out
 
 
@@ -338,22 +345,32 @@ def compile_object(
     known = frozenset(fields)
 
     def validate(data: Mapping[str, Any]) -> dict[str, Any]:
+        problems: list[tuple[str, str]] = []
         if not known.issuperset(data):
-            unknown = next(name for name in data if name not in known)
-            raise DataError(f"{path}.{unknown}" if path else unknown, "not a field of this entity")
+            problems.extend(
+                (f"{path}.{name}" if path else name, _NOT_A_FIELD)
+                for name in data
+                if name not in known
+            )
         out: dict[str, Any] = {}
         for name, coerce, default, required, where in plan:
             value = data.get(name)
             if value is not None:
-                value = coerce(value)
+                try:
+                    value = coerce(value)
+                except DataError as exc:  # go on: the record's every problem at once
+                    problems.extend(exc.problems)
+                    continue
             if value is None:
                 value = default
             if value is None or value == "":
                 if required:
-                    raise DataError(where, "required field is missing")
+                    problems.append((where, _MISSING))
                 if value is None:
                     continue
             out[name] = value
+        if problems:
+            raise DataErrors.of(problems)
         return out
 
     return validate

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -70,15 +71,16 @@ class Pruned:
 
 def _deliveries(cutoff: datetime) -> tuple[Table, ColumnElement[bool]]:
     newer = aliased(deliveries)
-    delivered_later = exists().where(
+    delivered_later = exists().where(  # later ids too: the planner walks (ordering_key, id)
         newer.c.ordering_key == deliveries.c.ordering_key,
+        newer.c.id > deliveries.c.id,
         newer.c.version > deliveries.c.version,
         newer.c.state == "delivered",
     )
-    finished = or_(
-        deliveries.c.state == "cancelled",
-        and_(deliveries.c.state == "delivered", delivered_later),
-    )
+    # coalesce() keeps the planner off the state index, whose rows are not in id order: the
+    # batches then walk the primary key from where the last one ended, not every state again
+    state = func.coalesce(deliveries.c.state, "")
+    finished = or_(state == "cancelled", and_(state == "delivered", delivered_later))
     return deliveries, and_(deliveries.c.updated_at < cutoff, finished)
 
 
@@ -181,11 +183,13 @@ def _in_batches(
     stop: threading.Event | None,
 ) -> tuple[int, bool]:
     deleted = 0
+    after = 0  # keyset: each batch goes on past the last id looked at, never rescans
     while True:
         if (deadline is not None and time.monotonic() >= deadline) or (stop and stop.is_set()):
             return deleted, False
         with engine.begin() as conn:
-            ids = list(conn.execute(_batch(conn, table, where, batch_size)).scalars())
+            batch = _batch(conn, table, and_(table.c.id > after, where), batch_size)
+            ids = [int(row) for row in conn.execute(batch).scalars()]
             if ids:
                 if table is deliveries:
                     conn.execute(
@@ -193,6 +197,7 @@ def _in_batches(
                     )
                 conn.execute(delete(table).where(table.c.id.in_(ids)))
         deleted += len(ids)
+        after = max(ids, default=after)
         if len(ids) < batch_size:
             return deleted, True
         if pause_s and stop is not None:
@@ -203,7 +208,7 @@ def _in_batches(
 
 def _batch(
     conn: Connection, table: Table, where: ColumnElement[bool], size: int
-) -> Select[tuple[int]]:
+) -> Select[Any]:
     query = select(table.c.id).where(where).order_by(table.c.id).limit(size)
     if conn.dialect.name == "postgresql":  # a row a worker or a retry holds is left for later
         query = query.with_for_update(of=table, skip_locked=True)

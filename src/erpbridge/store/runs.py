@@ -27,11 +27,11 @@ __all__ = [
     "Rejection",
     "add_batch",
     "add_rejections",
-    "close_run",
     "finish_run",
-    "insert_run",
     "load_cursor",
     "open_rejections",
+    "problems_json",
+    "problems_of",
     "resolve_rejections",
     "restate_rejections",
     "save_cursor",
@@ -87,6 +87,12 @@ class Rejection:
     field_path: str = ""
     payload: Mapping[str, Any] | None = None
     external_id: str | None = None
+    #: Every failing field as ``(path, reason)``; empty: just ``field_path`` and ``reason``.
+    problems: tuple[tuple[str, str], ...] = ()
+
+    def all_problems(self) -> tuple[tuple[str, str], ...]:
+        """Every failing field, at least the one of ``field_path`` and ``reason``."""
+        return self.problems or ((self.field_path, self.reason),)
 
 
 def start_run(
@@ -107,21 +113,29 @@ def start_run(
     lock in the same transaction, or raise :class:`~erpbridge.errors.FlowBusy` and record
     nothing. Runs whose process is gone are settled as ``interrupted`` first.
     """
+    me = this_process()
     try:
         with engine.begin() as conn:
             at = now()
             settle_interrupted(conn, at)
-            run_id = insert_run(
-                conn,
-                flow=flow,
-                channel=channel,
-                entity=entity,
-                mode=mode,
-                at=at,
-                lease=lease,
-                dry_run=dry_run,
-                cursor_before=cursor_before,
+            result = conn.execute(
+                insert(runs).returning(runs.c.id),
+                {
+                    "flow": flow,
+                    "channel": channel,
+                    "entity": entity,
+                    "mode": mode,
+                    "status": "running",
+                    "dry_run": dry_run,
+                    "started_at": at,
+                    "cursor_before": _json(cursor_before),
+                    "host": me.host,
+                    "pid": me.pid,
+                    "node": me.node,
+                    "lease_until": at + lease,
+                },
             )
+            run_id = int(result.scalar_one())
             if lock:
                 take_flow(conn, flow, run_id, at, lease)
             return run_id
@@ -134,70 +148,6 @@ def start_run(
         if holder is None:
             raise
         raise holder from None
-
-
-def insert_run(
-    conn: Connection,
-    *,
-    flow: str,
-    channel: str,
-    entity: str,
-    mode: str,
-    at: datetime,
-    lease: timedelta = DEFAULT_RUN_LEASE,
-    dry_run: bool = False,
-    cursor_before: Any = None,
-) -> int:
-    """Insert a ``running`` run of this process in the caller's transaction; return its id.
-    (:func:`start_run` commits it alone; a group of events records its run in the transaction
-    of its records, and closes it there with :func:`close_run`.)"""
-    me = this_process()
-    result = conn.execute(
-        insert(runs).returning(runs.c.id),
-        {
-            "flow": flow,
-            "channel": channel,
-            "entity": entity,
-            "mode": mode,
-            "status": "running",
-            "dry_run": dry_run,
-            "started_at": at,
-            "cursor_before": _json(cursor_before),
-            "host": me.host,
-            "pid": me.pid,
-            "node": me.node,
-            "lease_until": at + lease,
-        },
-    )
-    return int(result.scalar_one())
-
-
-def close_run(
-    conn: Connection,
-    run_id: int,
-    counts: BatchCounts,
-    *,
-    started: datetime,
-    warnings: Sequence[str] = (),
-) -> None:
-    """Close run ``run_id`` as ``succeeded`` with its counters, in the caller's transaction."""
-    finished = now()
-    conn.execute(
-        update(runs)
-        .where(runs.c.id == run_id)
-        .values(
-            status="succeeded",
-            finished_at=finished,
-            duration_s=(finished - started).total_seconds(),
-            read=counts.read,
-            created=counts.created,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
-            rejected=counts.rejected,
-            stale=counts.stale,
-            warnings=_json([redact_card_numbers(w) for w in warnings]) if warnings else None,
-        )
-    )
 
 
 def set_start(conn: Connection, run_id: int, mode: str, cursor_before: Any) -> None:
@@ -317,6 +267,7 @@ def add_rejections(
                 else _json(scrub_card_numbers(dict(r.payload))),
                 "field_path": redact_card_numbers(r.field_path),
                 "reason": redact_card_numbers(r.reason),
+                "problems": problems_json(r.all_problems()),
                 "status": "open",
                 "created_at": at,
             }
@@ -325,11 +276,15 @@ def add_rejections(
     )
 
 
-def open_rejections(conn: Connection, flow: str | None = None) -> list[Any]:
-    """Open rejections, oldest first, optionally of one flow."""
+def open_rejections(
+    conn: Connection, flow: str | None = None, ids: Sequence[int] | None = None
+) -> list[Any]:
+    """Open rejections, oldest first, optionally of one flow and/or only ``ids``."""
     query = select(rejected).where(rejected.c.status == "open").order_by(rejected.c.id)
     if flow is not None:
         query = query.where(rejected.c.flow == flow)
+    if ids is not None:
+        query = query.where(rejected.c.id.in_(list(ids)))
     return list(conn.execute(query))
 
 
@@ -343,22 +298,42 @@ def resolve_rejections(conn: Connection, ids: Sequence[int], run_id: int, status
         )
 
 
-def restate_rejections(conn: Connection, items: Sequence[tuple[int, str, str]]) -> None:
-    """Give open rejections the reason of their latest attempt: ``(id, field_path, reason)``."""
+def restate_rejections(conn: Connection, items: Sequence[tuple[int, Rejection]]) -> None:
+    """Give open rejections the problems of their latest attempt: ``(id, rejection)``."""
     if items:
         conn.execute(
             update(rejected)
             .where(rejected.c.id == bindparam("b_id"))
-            .values(field_path=bindparam("b_path"), reason=bindparam("b_reason")),
+            .values(
+                field_path=bindparam("b_path"),
+                reason=bindparam("b_reason"),
+                problems=bindparam("b_problems"),
+            ),
             [
                 {
                     "b_id": i,
-                    "b_path": redact_card_numbers(path),
-                    "b_reason": redact_card_numbers(reason),
+                    "b_path": redact_card_numbers(r.field_path),
+                    "b_reason": redact_card_numbers(r.reason),
+                    "b_problems": problems_json(r.all_problems()),
                 }
-                for i, path, reason in items
+                for i, r in items
             ],
         )
+
+
+def problems_json(problems: Sequence[tuple[str, str]]) -> str:
+    """Failing fields as the ``problems`` column keeps them: ``[{"path", "reason"}]``."""
+    return orjson.dumps(
+        [{"path": redact_card_numbers(p), "reason": redact_card_numbers(r)} for p, r in problems]
+    ).decode()
+
+
+def problems_of(row: Any) -> list[dict[str, str]]:
+    """A rejection row's failing fields; rows from before the column: the one it names."""
+    if row.problems:
+        found: list[dict[str, str]] = orjson.loads(row.problems)
+        return found
+    return [{"path": row.field_path, "reason": row.reason}]
 
 
 def decode(text: str | None) -> Any:

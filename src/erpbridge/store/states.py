@@ -34,8 +34,9 @@ OPEN_DELIVERY_STATES: tuple[DeliveryState, ...] = ("pending", "failed", "in_flig
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 
-#: A rejected record's status: still ``open``, mapped by a replay, or replaced by a newer read.
-RejectionStatus = Literal["open", "replayed", "superseded"]
+#: A rejected record's status: still ``open``, mapped by a replay, replaced by a newer read, or
+#: ``dismissed`` by an operator with a reason.
+RejectionStatus = Literal["open", "replayed", "superseded", "dismissed"]
 REJECTION_STATUSES: tuple[RejectionStatus, ...] = get_args(RejectionStatus)
 
 #: A two-way conflict's status.

@@ -193,10 +193,15 @@ rejected = Table(
     Column("payload", Text, nullable=True),
     Column("field_path", String(512), nullable=False, default=""),
     Column("reason", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # open | replayed | superseded
+    # Every failing field as JSON [{"path", "reason"}] (field_path/reason: the first of them).
+    Column("problems", Text, nullable=True),
+    Column("status", String(16), nullable=False),  # open | replayed | superseded | dismissed
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
     Column("resolved_run_id", _Id, nullable=True),
+    # A dismissal: who, and the reason they gave.
+    Column("resolved_by", String(255), nullable=True),
+    Column("note", Text, nullable=True),
     Index(None, "status", "flow"),
 )
 

@@ -9,10 +9,12 @@ from erpbridge.store.read.audit import audit_page
 from erpbridge.store.read.dashboard import FlowActivity, flow_activity
 from erpbridge.store.read.ledger import (
     Order,
+    conflict_by_id,
     conflicts_page,
     deliveries_page,
     delivery_attempts_of,
     delivery_by_id,
+    rejected_by_id,
     rejected_page,
     run_by_id,
     runs_page,
@@ -36,6 +38,7 @@ __all__ = [
     "Scope",
     "Version",
     "audit_page",
+    "conflict_by_id",
     "conflicts_page",
     "deliveries_page",
     "delivery_attempts_of",
@@ -44,6 +47,7 @@ __all__ = [
     "flow_activity",
     "record_view",
     "records_page",
+    "rejected_by_id",
     "rejected_page",
     "run_by_id",
     "runs_page",

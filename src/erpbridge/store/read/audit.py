@@ -4,7 +4,8 @@ An audit row names its target as a string whose meaning depends on the action; a
 reader sees a row when it is their own action or its target is theirs:
 
 - ``channel.*``: the target is a channel, or ``channel/credential``;
-- ``flow.*`` and ``delivery.retry_dead``: the target is a flow (of its channels, by the
+- ``flow.*``, ``delivery.retry_dead``, ``rejected.replay`` and ``conflict.resolve``: the target
+  is a flow (of its channels, by the
   configuration);
 - ``delivery.retry`` and ``delivery.cancel``: the target is a delivery id (of its channels).
 
@@ -31,6 +32,8 @@ _FLOW_ACTIONS = (
     "flow.run",
     "flow.cursor_reset",
     "delivery.retry_dead",
+    "rejected.replay",
+    "conflict.resolve",
 )
 _DELIVERY_ACTIONS = ("delivery.retry", "delivery.cancel")
 

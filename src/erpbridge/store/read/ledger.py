@@ -18,10 +18,12 @@ from erpbridge.store.tables import conflicts, deliveries, delivery_attempts, rej
 
 __all__ = [
     "Order",
+    "conflict_by_id",
     "conflicts_page",
     "deliveries_page",
     "delivery_attempts_of",
     "delivery_by_id",
+    "rejected_by_id",
     "rejected_page",
     "run_by_id",
     "runs_page",
@@ -133,12 +135,28 @@ def rejected_page(
     *,
     flow: str | None = None,
     status: RejectionStatus = "open",
-    limit: int = 50,
+    limit: int | None = 50,
     order: Order = "newest",
+    before_id: int | None = None,
 ) -> list[Row[Any]]:
-    """Rejected records of one status (open by default)."""
-    conditions = [rejected.c.status == status, rejected.c.flow == flow if flow else None]
+    """Rejected records of one status (open by default; ``before_id``: the next page's keyset;
+    ``limit=None``: all of them)."""
+    conditions = [
+        rejected.c.status == status,
+        rejected.c.flow == flow if flow else None,
+        rejected.c.id < before_id if before_id else None,
+    ]
     return _page(conn, rejected, scope, conditions, limit, order)
+
+
+def rejected_by_id(conn: Connection, scope: Scope, rejection_id: int) -> Row[Any] | None:
+    """One rejected record (with its payload), if the reader's scope covers it."""
+    return _by_id(conn, rejected, scope, rejection_id)
+
+
+def conflict_by_id(conn: Connection, scope: Scope, conflict_id: int) -> Row[Any] | None:
+    """One two-way conflict (with the incoming payload), if the reader's scope covers it."""
+    return _by_id(conn, conflicts, scope, conflict_id)
 
 
 def conflicts_page(
@@ -149,10 +167,12 @@ def conflicts_page(
     status: ConflictStatus | None = "open",
     limit: int | None = 50,
     order: Order = "newest",
+    before_id: int | None = None,
 ) -> list[Row[Any]]:
     """Two-way conflicts (open ones by default; ``status=None``: settled ones too)."""
     conditions = [
         conflicts.c.status == status if status else None,
         conflicts.c.flow == flow if flow else None,
+        conflicts.c.id < before_id if before_id else None,
     ]
     return _page(conn, conflicts, scope, conditions, limit, order)

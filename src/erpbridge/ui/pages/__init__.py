@@ -1,7 +1,14 @@
 """The back office's pages, one module per area; :data:`ROUTERS` is what ``mount_ui`` adds."""
 
-from erpbridge.ui.pages import dashboard, flows, ledger, login, records
+from erpbridge.ui.pages import dashboard, flows, ledger, login, problems, records
 
 __all__ = ["ROUTERS"]
 
-ROUTERS = (login.router, dashboard.router, flows.router, ledger.router, records.router)
+ROUTERS = (
+    login.router,
+    dashboard.router,
+    flows.router,
+    ledger.router,
+    problems.router,
+    records.router,
+)

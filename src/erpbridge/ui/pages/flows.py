@@ -9,24 +9,27 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from erpbridge.api import resources
+from erpbridge.api import cursors, resources
 from erpbridge.api.context import ApiError
 from erpbridge.config.models import FlowConfig
+from erpbridge.store.cursors import cursor_views
 from erpbridge.store.read import FlowActivity, flow_activity, runs_page
 from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.switches import all_switches, flow_switch
 from erpbridge.ui.auth import Operator, Refused
 from erpbridge.ui.pages.common import (
+    Administers,
     HubDep,
     Operates,
     Reads,
     after_action,
     is_paused,
     trigger_text,
+    visible_flow,
 )
 from erpbridge.ui.render import render
 
@@ -48,14 +51,6 @@ class FlowRow:
     trigger: str
     paused: bool
     activity: FlowActivity
-
-
-def _flow(hub: HubDep, who: Operator, name: str) -> FlowConfig:
-    """The flow ``name`` if ``who`` may see it (404 either way, so names do not leak)."""
-    for flow in hub.config.model.flows:
-        if flow.name == name and who.principal.may_channel(flow.channel):
-            return flow
-    raise Refused(404, f"no flow named {name!r}")
 
 
 @router.get("/ui/flows", response_class=HTMLResponse)
@@ -97,10 +92,11 @@ def flow_detail(
     request: Request, name: FlowName, hub: HubDep, who: Reads, after: After = None
 ) -> HTMLResponse:
     """One flow: its settings, its switch, its recent runs (live while one runs)."""
-    flow = _flow(hub, who, name)
+    flow = visible_flow(hub, who, name)
     with hub.engine.connect() as conn:
         switch = flow_switch(conn, name)
         activity = flow_activity(conn, who.scope, now()).get(name, FlowActivity())
+        cursor = cursor_views(conn, [name])[0] if flow.direction == "in" else None
     runs = _recent(hub, who, name)
     context = {
         "title": f"Flow {name}",
@@ -113,6 +109,7 @@ def flow_detail(
         "live": _live(runs, after),
         "after": after,
         "mapping": _mapping(flow),
+        "cursor": cursor,
     }
     return render(request, "flow.html", context)
 
@@ -122,7 +119,7 @@ def flow_runs(
     request: Request, name: FlowName, hub: HubDep, who: Reads, after: After = None
 ) -> HTMLResponse:
     """The flow page's recent runs alone: what its htmx refresh swaps in while one runs."""
-    flow = _flow(hub, who, name)
+    flow = visible_flow(hub, who, name)
     runs = _recent(hub, who, name)
     context = {
         "flow": flow,
@@ -163,7 +160,7 @@ def _acting(call: Any, *args: Any) -> Any:
 @router.post("/ui/flows/{name}/pause")
 def flow_pause(name: FlowName, hub: HubDep, who: Operates) -> Response:
     """Pause a flow in every process sharing the hub store."""
-    _flow(hub, who, name)
+    visible_flow(hub, who, name)
     _acting(resources.pause_flow, name, hub, who.principal)
     return after_action(f"/ui/flows/{name}", f"flow {name} paused")
 
@@ -171,7 +168,7 @@ def flow_pause(name: FlowName, hub: HubDep, who: Operates) -> Response:
 @router.post("/ui/flows/{name}/resume")
 def flow_resume(name: FlowName, hub: HubDep, who: Operates) -> Response:
     """Resume a paused flow: scheduled again, its waiting deliveries go out."""
-    _flow(hub, who, name)
+    visible_flow(hub, who, name)
     _acting(resources.resume_flow, name, hub, who.principal)
     return after_action(f"/ui/flows/{name}", f"flow {name} resumed")
 
@@ -179,9 +176,36 @@ def flow_resume(name: FlowName, hub: HubDep, who: Operates) -> Response:
 @router.post("/ui/flows/{name}/run")
 def flow_run(name: FlowName, hub: HubDep, who: Operates) -> Response:
     """Start an IN flow now, in the background; its page follows the run."""
-    _flow(hub, who, name)
+    visible_flow(hub, who, name)
     with hub.engine.connect() as conn:
         newest = runs_page(conn, who.scope, flow=name, limit=1)
     _acting(resources.run_flow, name, hub, who.principal, False)
     after = newest[0].id if newest else 0
     return after_action(f"/ui/flows/{name}?after={after}", f"flow {name} started")
+
+
+@router.post("/ui/flows/{name}/cursor/reset")
+def flow_cursor_reset(
+    name: FlowName,
+    hub: HubDep,
+    who: Administers,
+    to: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    """Reset an IN flow's cursor: blank reads everything at the next run; else the new value
+    (JSON, or taken as text), as the flow's page shows it. Refused while a run holds the flow."""
+    visible_flow(hub, who, name)
+    value: Any = None
+    if to.strip():
+        try:
+            value = orjson.loads(to)
+        except orjson.JSONDecodeError:
+            value = to.strip()
+    out = _acting(
+        cursors.reset_flow_cursor, name, hub, who.principal, cursors.CursorResetIn(to=value)
+    )
+    shown = (
+        "nothing (the next run reads everything)"
+        if out.after.value is None
+        else _text(out.after.value)
+    )
+    return after_action(f"/ui/flows/{name}", f"cursor of {name} reset to {shown}")

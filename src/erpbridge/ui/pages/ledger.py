@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from erpbridge.api import resources
@@ -24,13 +24,12 @@ from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.states import DELIVERY_STATES, RUN_STATUSES, DeliveryState, RunStatus
 from erpbridge.ui.auth import Refused
-from erpbridge.ui.pages.common import HubDep, Operates, Reads, after_action, visible_flows
+from erpbridge.ui.pages.common import HubDep, Operates, Reads, RowId, after_action, visible_flows
 from erpbridge.ui.render import render
 
 __all__ = ["AGES", "router"]
 
 router = APIRouter(include_in_schema=False)
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 _PAGE = 50
 #: The age filter's choices: at least this old.
 AGES = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
