@@ -170,3 +170,31 @@ def test_admin_resets_a_cursor(browser: Browser, hub: ServedHub, shots: Path) ->
     page.click("#cursor-reset button")
     expect(page.locator(".notice")).to_contain_text("reset to nothing (the next run reads")
     page.close()
+
+
+def test_channel_page_tests_the_connection_and_keeps_the_history(
+    browser: Browser, hub: ServedHub, shots: Path
+) -> None:
+    page = _page(browser, hub, "admin")
+    page.click("nav >> text=Channels")
+    expect(page.locator('#channels tr[data-channel="erp"]')).to_contain_text("folder")
+    page.screenshot(path=shots / "channels.png", full_page=True)
+    page.goto("/ui/channels/erp")
+    page.click("button#test")
+    expect(page.locator(".notice")).to_contain_text("channel erp: connection ok")
+    target = hub.root / "erp"
+    moved = hub.root / "erp-away"
+    target.rename(moved)
+    try:
+        page.click("button#test")
+        expect(page.locator(".notice")).to_contain_text("channel erp failed: ")
+    finally:
+        moved.rename(target)
+    expect(page.locator("#history tbody tr")).to_have_count(2)
+    expect(page.locator("#history tbody tr").first).to_contain_text("failed")
+    page.screenshot(path=shots / "channel.png", full_page=True)
+    page.click("nav >> text=Audit")
+    expect(page.locator('#audit tr[data-action="channel.test"]')).to_have_count(2)
+    expect(page.locator('#audit tr[data-action="flow.pause"]').first).to_contain_text("operator")
+    page.screenshot(path=shots / "audit.png", full_page=True)
+    page.close()

@@ -145,13 +145,20 @@ def _switches_and_desk_runs(hub: ServedHub) -> tuple[list[str], int]:
         engine.dispose()
 
 
-def test_only_an_admin_resets_a_cursor(hub: ServedHub) -> None:
+def test_only_an_admin_resets_a_cursor_tests_a_channel_or_reads_the_audit(hub: ServedHub) -> None:
     for user in ("viewer", "operator"):
         with signed_in(hub, user) as (http, token):
             assert 'id="cursor-reset"' not in http.get("/ui/flows/customers-in").text
-            answer = http.post("/ui/flows/customers-in/cursor/reset", data={"csrf": token})
-            assert answer.status_code == 403
-            assert "needs the admin role" in answer.text
+            assert 'id="test"' not in http.get("/ui/channels/erp").text
+            for path, data in (
+                ("/ui/flows/customers-in/cursor/reset", {}),
+                ("/ui/channels/erp/test", {}),
+                ("/ui/channels/erp/credentials", {"credential": "x", "value": "y"}),
+            ):
+                answer = http.post(path, data={"csrf": token, **data})
+                assert answer.status_code == 403, path
+                assert "needs the admin role" in answer.text
+            assert http.get("/ui/audit").status_code == 403
     with signed_in(hub, "admin") as (http, token):
         answer = http.post("/ui/flows/customers-out/cursor/reset", data={"csrf": token})
         assert answer.status_code == 409 and "is an OUT flow" in answer.text

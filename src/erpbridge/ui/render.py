@@ -103,6 +103,7 @@ def render(
         "me": getattr(state, "ui_user", None),
         "csrf": getattr(state, "ui_csrf", ""),
         "notice": request.query_params.get("notice"),
+        "notice_failed": request.query_params.get("failed") == "1",
         "path": request.url.path,
         **context,
     }

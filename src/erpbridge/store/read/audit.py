@@ -61,12 +61,16 @@ def audit_page(
     *,
     actor: str | None = None,
     action: str | None = None,
+    target: str | None = None,
     limit: int = 100,
+    before_id: int | None = None,
 ) -> list[Row[Any]]:
-    """Administrative actions, newest first."""
+    """Administrative actions, newest first (``before_id``: the next page's keyset)."""
     conditions = [
         admin_audit.c.actor == actor if actor else None,
         admin_audit.c.action == action if action else None,
+        admin_audit.c.target == target if target else None,
+        admin_audit.c.id < before_id if before_id else None,
         _theirs(scope),
     ]
     query = (

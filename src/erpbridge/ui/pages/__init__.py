@@ -1,6 +1,15 @@
 """The back office's pages, one module per area; :data:`ROUTERS` is what ``mount_ui`` adds."""
 
-from erpbridge.ui.pages import dashboard, flows, ledger, login, problems, records
+from erpbridge.ui.pages import (
+    audit,
+    channels,
+    dashboard,
+    flows,
+    ledger,
+    login,
+    problems,
+    records,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -11,4 +20,6 @@ ROUTERS = (
     ledger.router,
     problems.router,
     records.router,
+    channels.router,
+    audit.router,
 )

@@ -63,7 +63,9 @@ def trigger_text(flow: FlowConfig) -> str:
     return ", ".join(f"{k} {v}" for k, v in data.items() if v not in ([], {}))
 
 
-def after_action(target: str, notice: str) -> RedirectResponse:
-    """Back to ``target`` after a POST (post/redirect/get), saying what happened."""
+def after_action(target: str, notice: str, *, failed: bool = False) -> RedirectResponse:
+    """Back to ``target`` after a POST (post/redirect/get), saying what happened (in red when
+    it ``failed``)."""
     sep = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{sep}{urlencode({'notice': notice})}", status_code=303)
+    query = {"notice": notice, **({"failed": "1"} if failed else {})}
+    return RedirectResponse(f"{target}{sep}{urlencode(query)}", status_code=303)

@@ -11,15 +11,17 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from erpbridge.api.context import Hub
 from erpbridge.config.models import FlowConfig
 from erpbridge.store.read import FlowActivity, flow_activity
 from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.switches import all_switches
+from erpbridge.ui.auth import Operator
 from erpbridge.ui.pages.common import HubDep, Reads, is_paused, trigger_text, visible_flows
 from erpbridge.ui.render import render
 
-__all__ = ["FlowState", "router"]
+__all__ = ["ChannelLine", "FlowLine", "FlowState", "flow_lines", "router"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,7 +69,8 @@ def _state(
     return "idle", ""
 
 
-def _lines(hub: HubDep, who: Reads) -> tuple[list[FlowLine], list[ChannelLine]]:
+def flow_lines(hub: Hub, who: Operator) -> tuple[list[FlowLine], list[ChannelLine]]:
+    """Every flow ``who`` may see with its state, and every channel with its health."""
     at = now()
     flows = visible_flows(hub, who)
     with hub.engine.connect() as conn:
@@ -96,7 +99,7 @@ def _lines(hub: HubDep, who: Reads) -> tuple[list[FlowLine], list[ChannelLine]]:
 @router.get("/ui/", response_class=HTMLResponse)
 def dashboard(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
     """The dashboard."""
-    flows, channels = _lines(hub, who)
+    flows, channels = flow_lines(hub, who)
     context = {"title": "Dashboard", "flows": flows, "channels": channels, "at": now()}
     return render(request, "dashboard.html", context)
 
@@ -104,6 +107,6 @@ def dashboard(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
 @router.get("/ui/dashboard/live", response_class=HTMLResponse)
 def dashboard_live(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
     """The dashboard's tables alone: what its htmx refresh swaps in."""
-    flows, channels = _lines(hub, who)
+    flows, channels = flow_lines(hub, who)
     context = {"flows": flows, "channels": channels, "at": now()}
     return render(request, "dashboard_live.html", context)
