@@ -14,6 +14,7 @@ packages=(
   "fc-list:fontconfig"
   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core"
   "pdftotext:poppler-utils" # the tests read PDFs back (pdftotext) and render them (pdftoppm)
+  "systemd-analyze:systemd" # the tests verify deploy/systemd/*.service
 )
 
 present() {
