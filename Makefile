@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-erp test lint install system-packages bench clean
+.PHONY: demo demo-erp demo-warranty test lint install system-packages bench clean
 
 # Create the virtualenv and install erpbridge with its test tools (again when pyproject changes).
 $(STAMP): pyproject.toml
@@ -22,6 +22,10 @@ install: system-packages $(STAMP)
 demo: $(STAMP)
 	bash examples/demo/run.sh $(abspath $(BIN))/erpbridge
 
+# The warranty claim path (examples/warranty): SAP CAP, OpenSSH and the archive (needs root for sshd).
+demo-warranty: $(STAMP)
+	bash examples/warranty/run.sh $(abspath $(BIN))/erpbridge
+
 # Tryton (a throwaway server from scripts/tryton.sh), sample data, the MDS-like catalogue.
 demo-erp: $(STAMP)
 	bash examples/tryton/run.sh $(abspath $(BIN))/erpbridge
@@ -38,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/migrate.py
 
 clean:
-	rm -rf $(VENV) examples/demo/data bench/.data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) examples/demo/data examples/warranty/data bench/.data .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway SAP CAP service for the test suite, on 127.0.0.1 only: S/4HANA-like OData APIs
-# (servers/cap: API_BUSINESS_PARTNER, API_PRODUCT_SRV, API_SALES_ORDER_SRV) as OData V4 at
+# (servers/cap: API_BUSINESS_PARTNER, API_PRODUCT_SRV, API_SALES_ORDER_SRV, the pricing conditions
+# and API_CREDIT_MEMO_REQUEST_SRV) as OData V4 at
 # /odata/v4/<API> and V2 at /odata/v2/<API> (with a CSRF check like SAP Gateway's), basic auth
 # user erp / erp-secret, seeded in an in-memory database: every start begins with fresh data.
 #   scripts/cap.sh start   install (npm, into .servers/cap) if missing, start; prints the base URL

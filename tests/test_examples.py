@@ -39,7 +39,14 @@ def needed_env(path: Path) -> dict[str, str]:
 
 
 def test_the_examples_are_found() -> None:
-    assert {p.parent.name for p in EXAMPLES} >= {"demo", "sap", "file-erp", "tryton", "mes"}
+    assert {p.parent.name for p in EXAMPLES} >= {
+        "demo",
+        "sap",
+        "file-erp",
+        "tryton",
+        "mes",
+        "warranty",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.parent.name for p in EXAMPLES])
@@ -71,7 +78,7 @@ def test_example_without_its_secrets_names_each_missing_variable(path: Path) -> 
         assert f"environment variable {name} is not set" in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["sap", "file-erp", "tryton", "mes"])
+@pytest.mark.parametrize("name", ["sap", "file-erp", "tryton", "mes", "warranty"])
 def test_example_has_a_readme(name: str) -> None:
     readme = Path(__file__).parent.parent / "examples" / name / "README.md"
     assert "erpbridge.yaml" in readme.read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 // A subset of SAP S/4HANA's public OData APIs, with their real entity and field names:
-// API_BUSINESS_PARTNER, API_PRODUCT_SRV, API_SALES_ORDER_SRV and
-// API_SLSPRICINGCONDITIONRECORD_SRV. LastChangeDateTime is set by the server on every insert and
+// API_BUSINESS_PARTNER, API_PRODUCT_SRV, API_SALES_ORDER_SRV,
+// API_SLSPRICINGCONDITIONRECORD_SRV and API_CREDIT_MEMO_REQUEST_SRV. LastChangeDateTime is set by the server on every insert and
 // update and carries the ETag, as in S/4HANA (whose A_BusinessPartner has LastChangeDate and
 // LastChangeTime instead; see docs/parts/sap.md).
 namespace s4;
@@ -101,4 +101,35 @@ entity PricingConditionValidities {
       Material                   : String(40);
       to_SlsPrcgConditionRecord  : Association to PricingConditionRecords
                                      on to_SlsPrcgConditionRecord.ConditionRecord = ConditionRecord;
+}
+
+// Credit memo requests (sales document type G2/CBAR), as API_CREDIT_MEMO_REQUEST_SRV has them:
+// the warranty example (examples/warranty) asks for one for every approved claim.
+entity CreditMemoRequests : Changed {
+  key CreditMemoRequest       : String(10);
+      CreditMemoRequestType   : String(4);
+      SalesOrganization       : String(4);
+      DistributionChannel     : String(2);
+      OrganizationDivision    : String(2);
+      SoldToParty             : String(10);
+      PurchaseOrderByCustomer : String(35);
+      CustomerPurchaseOrderDate : Date;
+      SDDocumentReason        : String(3);
+      TotalNetAmount          : Decimal(16, 3);
+      TransactionCurrency     : String(5);
+      CreditMemoRequestDate   : Date @cds.on.insert: $now;
+      OverallSDProcessStatus  : String(1) default 'A';
+      to_Item                 : Composition of many CreditMemoRequestItems
+                                  on to_Item.CreditMemoRequest = CreditMemoRequest;
+}
+
+entity CreditMemoRequestItems {
+  key CreditMemoRequest         : String(10);
+  key CreditMemoRequestItem     : String(6);
+      Material                  : String(40);
+      CreditMemoRequestItemText : String(40);
+      RequestedQuantity         : Decimal(15, 3);
+      RequestedQuantityUnit     : String(3);
+      NetAmount                 : Decimal(16, 3);
+      TransactionCurrency       : String(5);
 }

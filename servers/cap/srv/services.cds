@@ -1,4 +1,4 @@
-// The four S/4HANA APIs, served as OData V4 at /odata/v4/<name> and, through the OData V2
+// The five S/4HANA APIs, served as OData V4 at /odata/v4/<name> and, through the OData V2
 // adapter, as V2 at /odata/v2/<name>. Every request needs a user (mocked basic auth).
 using { s4 } from '../db/schema';
 
@@ -38,4 +38,13 @@ service API_SLSPRICINGCONDITIONRECORD_SRV {
   entity A_SlsPrcgCndnRecdValidity as projection on s4.PricingConditionValidities {
     *, to_SlsPrcgConditionRecord : redirected to A_SlsPrcgConditionRecord
   };
+}
+
+@path: 'API_CREDIT_MEMO_REQUEST_SRV'
+@requires: 'authenticated-user'
+service API_CREDIT_MEMO_REQUEST_SRV {
+  entity A_CreditMemoRequest as projection on s4.CreditMemoRequests {
+    *, to_Item : redirected to A_CreditMemoRequestItem
+  };
+  entity A_CreditMemoRequestItem as projection on s4.CreditMemoRequestItems;
 }

@@ -264,7 +264,11 @@ class DropFolder:
         if not records:
             return []
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        if target.file_per == "batch":
+        if any(r.document is not None for r in records):
+            # A flow's document (``document:``) is its own file: the stored bytes, by its name.
+            files = {r.document.file_name: r.document.content for r in records if r.document}
+            names = [r.document.file_name if r.document else "" for r in records]
+        elif target.file_per == "batch":
             files = {self._batch_name(target, records, stamp): self._render(target, records)}
             names = [next(iter(files))] * len(records)
         else:
