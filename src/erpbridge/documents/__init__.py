@@ -6,7 +6,8 @@ from gapless sequences, stored immutably in the hub and delivered like records.
 - :mod:`~.edifact`, :mod:`~.pdf`, :mod:`~.xsd` — the formats;
 - :mod:`~.render` — a template compiled at load, rendered per record version;
 - :mod:`~.issue` — once per (record version, template), numbered and stored in one transaction;
-- :mod:`~.archive` — the ``archive`` transport that keeps every document with its metadata.
+- the ``archive`` connector (``erpbridge.transports.archive``) keeps every document with its
+  metadata and retention.
 """
 
 from __future__ import annotations

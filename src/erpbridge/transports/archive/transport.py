@@ -15,14 +15,13 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from erpbridge.errors import FatalError, SourceUnavailable
-from erpbridge.store.runs import now
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
@@ -134,7 +133,7 @@ class ArchiveTransport:
             )
         relative = Path(document.template) / str(document.issued_at.year) / document.file_name
         target = self.root / relative
-        archived_at = now()
+        archived_at = datetime.now(UTC)
         meta = {
             "template": document.template,
             "number": document.number,
