@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-__all__ = ["ServedHub", "free_port", "run_cli", "serve_hub"]
+__all__ = ["ServedHub", "cli_ok", "free_port", "run_cli", "serve_hub"]
 
 
 def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +36,13 @@ def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env={**os.environ, "ERPBRIDGE_DATABASE_URL": "", "COLUMNS": "300"},
         check=False,
     )
+
+
+def cli_ok(root: Path, *args: str) -> str:
+    """:func:`run_cli` that must succeed; its standard output."""
+    done = run_cli(root, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def free_port() -> int:

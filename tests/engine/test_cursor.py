@@ -19,6 +19,7 @@ from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
 from erpbridge.store.runs import finish_run, start_run
 from hubprocess import ServedHub, serve_hub
+from hubprocess import cli_ok as ok
 from hubprocess import run_cli as cli
 
 CONFIG = """
@@ -51,12 +52,6 @@ def source(root: Path, rows: list[tuple[int, str, str, int]]) -> None:
         db.execute("DELETE FROM customers")
         db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?)", rows)
     db.close()
-
-
-def ok(root: Path, *args: str) -> str:
-    done = cli(root, *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
 from hubprocess import ServedHub, serve_hub
+from hubprocess import cli_ok as ok
 from hubprocess import run_cli as cli
 
 MAPPING_BAD = """
@@ -61,12 +62,6 @@ def write_config(root: Path, mapping: str) -> str:
     text = CONFIG + mapping
     (root / "erpbridge.yaml").write_text(text, encoding="utf-8")
     return text
-
-
-def ok(root: Path, *args: str) -> str:
-    done = cli(root, *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def audit_rows(root: Path) -> list[tuple[str, str | None, dict[str, object]]]:

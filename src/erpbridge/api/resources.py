@@ -9,6 +9,7 @@ caller's scope: a client restricted to channels sees their rows only, filtered i
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +24,7 @@ from erpbridge.api.redact import shown_to
 from erpbridge.api.scope import read_scope, visible_flow
 from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
+from erpbridge.engine.preview import Preview
 from erpbridge.errors import FlowPaused
 from erpbridge.store.deliveries import cancel, retry_deliveries
 from erpbridge.store.read import (
@@ -148,6 +150,24 @@ class RunOut(BaseModel):
     )
 
 
+class FieldDiffOut(BaseModel):
+    """A field that would change: the hub's value and the incoming one."""
+
+    path: str = Field(description="Canonical path: name, a.b, lines[0].qty.")
+    hub: Any
+    incoming: Any
+    kind: Literal["added", "removed", "changed"]
+
+
+class RecordChangeOut(BaseModel):
+    """A record the run would create or update, field by field."""
+
+    key: str
+    action: Literal["create", "update"]
+    version: int | None = Field(description="The stored version it would replace.")
+    fields: list[FieldDiffOut]
+
+
 class DryRunOut(BaseModel):
     """What a dry run found; nothing was committed."""
 
@@ -160,6 +180,10 @@ class DryRunOut(BaseModel):
     rejected: int
     stale: int
     error: str | None
+    changes: list[RecordChangeOut] = Field(
+        description="The first records that would change (up to 100), field by field."
+    )
+    changes_truncated: bool = Field(description="More records would change than listed.")
 
 
 class VersionOut(BaseModel):
@@ -466,6 +490,7 @@ def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
     if flow.direction != "in":
         raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow")
     result = hub.runner.run(name, dry_run=True)
+    preview = result.preview or Preview(flow.entity)
     return DryRunOut(
         run_id=result.run_id,
         status=result.status,
@@ -476,6 +501,8 @@ def dry_run_flow(name: Name, hub: HubDep, who: Writer) -> DryRunOut:
         rejected=result.rejected,
         stale=result.stale,
         error=shown_to(who, result.error),
+        changes=[RecordChangeOut.model_validate(asdict(c)) for c in preview.changes],
+        changes_truncated=preview.truncated,
     )
 
 

@@ -30,6 +30,7 @@ from erpbridge.cli.common import store as _store
 from erpbridge.cli.cursor import cursor_app
 from erpbridge.cli.db import db_app
 from erpbridge.cli.flows import flows_app
+from erpbridge.cli.preview import print_preview
 from erpbridge.cli.prune import prune
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
@@ -239,6 +240,8 @@ def sync(
     if results:
         console.print(_summary(results))
     for result in results:
+        if result.dry_run:
+            print_preview(result)
         for warning in result.warnings[:20]:
             console.print(f"[yellow]warning[/] {result.flow}: {warning}", highlight=False)
         if len(result.warnings) > 20:

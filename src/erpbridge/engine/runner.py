@@ -21,6 +21,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.engine.dispatcher import ledger_dispatcher
 from erpbridge.engine.heartbeat import Heartbeat
+from erpbridge.engine.preview import Preview
 from erpbridge.errors import DataError, ErpbridgeError, FatalError, StoreUnavailable
 from erpbridge.jsonvalues import as_json
 from erpbridge.mapping.compiler import CompiledMapping, getter
@@ -87,6 +88,8 @@ class RunResult(BatchCounts):
     cursor_after: Any = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: A dry run's first changes, field by field (``None`` for a real run).
+    preview: Preview | None = None
 
 
 ProgressHook = Callable[[BatchCounts], None]
@@ -215,6 +218,7 @@ class FlowRunner:
         self.heartbeat.add(run_id)
         job = _Job(self, flow, run_id, full, dry_run, superseding)
         job.locked = not dry_run
+        result.preview = job.preview
         transport: Transport | None = None
         error: str | None = None
         status = "failed"
@@ -513,6 +517,7 @@ class _Job:
         self.full = full
         self.dry_run = dry_run
         self.superseding = superseding
+        self.preview = Preview(flow.entity) if dry_run else None
         #: The run holds its flow's run lock: each batch checks it still does (fencing).
         self.locked = False
         self.mapping: CompiledMapping = runner.config.mappings[flow.name]
@@ -633,7 +638,12 @@ class _Job:
             try:
                 if self.locked:
                     fence(conn, flow.name, self.run_id, lineage.at, self.runner.lease)
+                keys = [i.key for i in incoming]
+                before = self.preview.before(conn, keys) if self.preview else None
                 upserted = upsert_records(conn, lineage, incoming)
+                if self.preview:
+                    changed = bool(upserted.created or upserted.updated)
+                    self.preview.after(conn, keys, before, changed)
                 counts = BatchCounts(read=len(batch.records), rejected=len(rejections))
                 counts.add(upserted)
                 self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)

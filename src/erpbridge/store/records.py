@@ -31,6 +31,7 @@ __all__ = [
     "bind",
     "content_hash",
     "dump_payload",
+    "stored_payloads",
     "upsert_records",
 ]
 
@@ -134,6 +135,11 @@ def _existing(conn: Connection, entity: str, keys: list[str]) -> dict[str, Any]:
         for row in conn.execute(query):
             found[row.key] = row
     return found
+
+
+def stored_payloads(conn: Connection, entity: str, keys: list[str]) -> dict[str, tuple[int, str]]:
+    """The stored ``(version, payload JSON)`` of those of ``keys`` the hub holds."""
+    return {key: (row.version, row.payload) for key, row in _existing(conn, entity, keys).items()}
 
 
 def _changed_fields(old_payload: str, new: dict[str, Any]) -> list[str]:

@@ -206,9 +206,7 @@ def _in_batches(
             time.sleep(pause_s)
 
 
-def _batch(
-    conn: Connection, table: Table, where: ColumnElement[bool], size: int
-) -> Select[Any]:
+def _batch(conn: Connection, table: Table, where: ColumnElement[bool], size: int) -> Select[Any]:
     query = select(table.c.id).where(where).order_by(table.c.id).limit(size)
     if conn.dialect.name == "postgresql":  # a row a worker or a retry holds is left for later
         query = query.with_for_update(of=table, skip_locked=True)
