@@ -243,9 +243,21 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+#: The workers' environment per ``--observe``: on is JSON logs at info (every event) and the
+#: process metrics counted; off is warnings only and no counting.
+OBSERVE = {
+    "on": {
+        "ERPBRIDGE_LOG_FORMAT": "json",
+        "ERPBRIDGE_LOG_LEVEL": "info",
+        "ERPBRIDGE_METRICS": "on",
+    },
+    "off": {"ERPBRIDGE_LOG_LEVEL": "warning", "ERPBRIDGE_METRICS": "off"},
+}
+
+
 @contextlib.contextmanager
-def workers(hub: Hub, count: int, interval: float) -> Iterator[Workers]:
-    env = {**os.environ, "ERPBRIDGE_DATABASE_URL": hub.url}
+def workers(hub: Hub, count: int, interval: float, observe: str = "on") -> Iterator[Workers]:
+    env = {**os.environ, "ERPBRIDGE_DATABASE_URL": hub.url, **OBSERVE[observe]}
     env.pop("ERPBRIDGE_CONFIG", None)
     running = Workers([], [])
     try:
@@ -339,8 +351,10 @@ def raw_files(count: int) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def throughput(pg_url: str, count: int, k: int, limit: float) -> dict[str, Any]:
-    log(f"throughput: {count:,} deliveries, {k} worker(s)")
+def throughput(
+    pg_url: str, count: int, k: int, limit: float, observe: str = "on"
+) -> dict[str, Any]:
+    log(f"throughput: {count:,} deliveries, {k} worker(s), metrics and logs {observe}")
     with fresh_hub(pg_url) as hub:
         load_s = load_changes(hub, count)
         claim_s = time_claim(hub)
@@ -349,7 +363,7 @@ def throughput(pg_url: str, count: int, k: int, limit: float) -> dict[str, Any]:
             f"one claim of 100 at {count:,} pending: {claim_s * 1000:.0f} ms"
         )
         before = machine()
-        with workers(hub, k, 0.2) as running:
+        with workers(hub, k, 0.2, observe) as running:
             started = time.time()
             began = time.perf_counter()
             delivered, reported, cpu_s, startup_cpu_s = 0, 0.0, 0.0, 0.0
@@ -404,6 +418,7 @@ def throughput(pg_url: str, count: int, k: int, limit: float) -> dict[str, Any]:
     log(f"  verified: {found['files']:,} files, {delivered:,} delivered, 0 dead")
     return {
         "workers": k,
+        "observe": observe,
         "complete": complete,
         "delivered": delivered,
         "seconds": round(seconds, 2),
@@ -687,6 +702,22 @@ def latency(pg_url: str, idle_n: int, loaded_s: float, rate: int, timeout: float
 # -- the driver ------------------------------------------------------------------------------------
 
 
+def _observe_figures(
+    measured: dict[tuple[int, str], dict[str, Any]], counts: list[int], settings: list[str]
+) -> dict[str, Any]:
+    """With ``--observe on,off``: each off rate, and how much slower ``on`` was (percent)."""
+    if settings[1:] != ["off"] or settings[0] != "on":
+        return {}
+    figures: dict[str, Any] = {}
+    for k in counts:
+        name = f"per_s_{k}_worker{'s' if k > 1 else ''}"
+        on, off = measured[(k, "on")]["per_s"], measured[(k, "off")]["per_s"]
+        figures[f"{name}_observe_off"] = off
+        figures[f"{name}_observe_overhead_pct"] = round((off - on) / off * 100, 1)
+        log(f"metrics and logs, {k} worker(s): on {on:,}/s, off {off:,}/s")
+    return figures
+
+
 def main() -> None:
     """Parse the command line and run the benchmark (or its producer subprocess)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -699,6 +730,13 @@ def main() -> None:
         type=float,
         default=80.0,
         help="Seconds a throughput run may deliver (80); reached, it reports the rate so far.",
+    )
+    parser.add_argument(
+        "--observe",
+        default="on",
+        help="Metrics and logs of the workers: on, off, or on,off to measure both side by side "
+        "(the throughput runs alternate; the summary gets per_s_..._observe_off and the "
+        "overhead in percent).",
     )
     parser.add_argument("--idle", type=int, default=100, help="Idle latency probes (100).")
     parser.add_argument("--loaded-seconds", type=float, default=12.0, help="Load length (12 s).")
@@ -736,7 +774,15 @@ def main() -> None:
     )
     raw = raw_files(min(args.changes, 1000))
     log(f"raw target writes (fsync + rename, no hub): {raw:,.0f} files/s")
-    runs = {k: throughput(args.pg_url, args.changes, k, args.time_limit) for k in counts}
+    settings = [s.strip() for s in args.observe.split(",")]
+    if not settings or set(settings) - set(OBSERVE):
+        parser.error(f"--observe {args.observe!r}: use on, off or on,off")
+    measured = {
+        (k, o): throughput(args.pg_url, args.changes, k, args.time_limit, o)
+        for k in counts
+        for o in settings
+    }
+    runs = {k: measured[(k, settings[0])] for k in counts}
     lat = latency(args.pg_url, args.idle, args.loaded_seconds, args.rate, args.timeout)
     summary: dict[str, Any] = {
         "changes": args.changes,
@@ -749,7 +795,8 @@ def main() -> None:
         "loaded_p99_ms": lat["loaded"]["p99_ms"],
         "loaded_changes_per_s": lat["loaded"]["load_per_s"],
         "raw_files_per_s": round(raw),
-        "throughput": list(runs.values()),
+        **_observe_figures(measured, counts, settings),
+        "throughput": list(measured.values()),
         "latency": lat,
         **machine_since(before),
         "total_s": round(time.perf_counter() - began, 1),

@@ -206,9 +206,18 @@ def _measure(work: Callable[[], int], profile: str | None) -> dict[str, Any]:
     }
 
 
-def hub_worker(config_path: Path, profile: str | None) -> dict[str, Any]:
-    """The initial migration through erpbridge's Python API."""
+def hub_worker(config_path: Path, profile: str | None, observe: str = "on") -> dict[str, Any]:
+    """The initial migration through erpbridge's Python API; ``observe`` ``on``: JSON logs at
+    info on stderr and the process metrics counted, as ``erpbridge run`` does; ``off``: warnings
+    only, nothing counted."""
     from erpbridge import FlowRunner, load_config, open_store
+    from erpbridge.observe.logs import configure_logging
+    from erpbridge.observe.metrics import set_enabled
+
+    set_enabled(observe == "on")
+    configure_logging(
+        "json" if observe == "on" else "console", "info" if observe == "on" else "warning"
+    )
 
     config = load_config(config_path)
     engine = open_store(config.database_url())
@@ -325,6 +334,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep bench/.data afterwards.")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the hub run into FILE.")
     parser.add_argument("--data", type=Path, default=DATA, help="Working folder (bench/.data).")
+    parser.add_argument(
+        "--observe",
+        default="on",
+        choices=("on", "off", "on,off"),
+        help="Metrics and logs in the hub run: on, off, or on,off to migrate twice side by side "
+        "(the summary gets hub_rows_per_s_observe_off and the overhead in percent).",
+    )
     parser.add_argument("--worker", choices=("hub", "raw"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -332,7 +348,7 @@ def main() -> None:
     config_path, source = data / "erpbridge.yaml", data / "source.db"
     hub, raw = data / "hub.db", data / "raw.db"
     if args.worker == "hub":
-        print(json.dumps(hub_worker(config_path, args.profile)))
+        print(json.dumps(hub_worker(config_path, args.profile, args.observe)))
         return
     if args.worker == "raw":
         print(json.dumps(raw_worker(source, raw, args.batch_size)))
@@ -351,7 +367,10 @@ def main() -> None:
 
     print(f"hub: initial migration, batch_size {args.batch_size}", file=sys.stderr)
     profile = ["--profile", str(Path(args.profile).resolve())] if args.profile else []
-    hub_figures = _worker("--worker", "hub", "--data", str(data), *profile)
+    settings = args.observe.split(",")
+    hub_figures = _worker(
+        "--worker", "hub", "--data", str(data), "--observe", settings[0], *profile
+    )
     # The baseline takes seconds, and on a shared machine a single run can be off by 2x: its
     # median of a few runs is compared.
     print(f"raw: sqlite3 executemany upsert, median of {args.raw_runs} run(s)", file=sys.stderr)
@@ -365,6 +384,13 @@ def main() -> None:
     raw_figures = sorted(raw_runs, key=lambda f: f["seconds"])[(len(raw_runs) - 1) // 2]
     raw_rates = [f["rows"] / f["seconds"] for f in raw_runs]
     verify(hub, raw, args.rows)
+    off_figures: dict[str, Any] | None = None
+    if settings[1:] == ["off"]:
+        print("hub: the same migration, metrics and logs off", file=sys.stderr)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{hub}{suffix}").unlink(missing_ok=True)
+        off_figures = _worker("--worker", "hub", "--data", str(data), "--observe", "off")
+        verify(hub, raw, args.rows)
 
     hub_rate = hub_figures["rows"] / hub_figures["seconds"]
     raw_rate = raw_figures["rows"] / raw_figures["seconds"]
@@ -395,7 +421,20 @@ def main() -> None:
         "rss_growth_mb": round(hub_growth, 1),
         "raw_peak_rss_mb": raw_figures["peak_rss_mb"],
         "hub_db_mb": round(hub.stat().st_size / 1048576, 1),
+        "observe": settings[0],
     }
+    if off_figures is not None:
+        off_rate = off_figures["rows"] / off_figures["seconds"]
+        summary["hub_rows_per_s_observe_off"] = round(off_rate)
+        summary["observe_overhead_pct"] = round((off_rate - hub_rate) / off_rate * 100, 1)
+        on_cpu, off_cpu = hub_figures["cpu_seconds"], off_figures["cpu_seconds"]
+        summary["hub_cpu_s_observe_off"] = round(off_cpu, 2)
+        summary["observe_overhead_cpu_pct"] = round((on_cpu - off_cpu) / off_cpu * 100, 1)
+        print(
+            f"metrics and logs: on {hub_rate:,.0f} rows/s ({on_cpu:.1f} s CPU), "
+            f"off {off_rate:,.0f} rows/s ({off_cpu:.1f} s CPU)",
+            file=sys.stderr,
+        )
     if not args.keep:
         _remove(data)
     print(json.dumps(summary))

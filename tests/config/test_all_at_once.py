@@ -96,7 +96,8 @@ def test_an_unknown_setting_gets_a_hint_with_the_known_ones(tmp_path: Path) -> N
     assert [(str(p), p.hint) for p in found] == [
         (
             "erpbridge.yaml:1 hub.database: unknown setting",
-            "did you mean 'database_url'? settings: api, database_url, run_lease_s, store_retry_s",
+            "did you mean 'database_url'? settings: api, auto_upgrade, database_url, retention, "
+            "run_lease_s, stale_backlog_s, store_retry_s",
         ),
         (
             "erpbridge.yaml:3 channels.shop.options.max_file_md: unknown setting",

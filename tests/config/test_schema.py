@@ -108,6 +108,7 @@ def test_the_schema_is_well_formed_json_schema() -> None:
         "flows",
         "workflows",
         "documents",
+        "alerts",
     }
 
 

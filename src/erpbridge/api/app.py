@@ -16,12 +16,22 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from erpbridge.api import cursors, events, oauth, operations, rejections, resources, search
+from erpbridge.api import (
+    cursors,
+    events,
+    health,
+    oauth,
+    operations,
+    rejections,
+    resources,
+    search,
+)
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
 from erpbridge.api.network import ForwardedScheme
 from erpbridge.api.nulchars import RefuseNul
 from erpbridge.api.ratelimit import Limiter
+from erpbridge.api.requestlog import RequestMetrics
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.pci import redact_card_numbers
@@ -86,8 +96,9 @@ def _docs(app: FastAPI) -> None:
 
 
 def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
-    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/openapi.json``, ``/docs``
-    (the back office under ``/ui`` is added by ``erpbridge.ui.mount_ui``).
+    """The app: ``/api/v1``, ``/oauth``, ``/hooks``, ``/healthz``, ``/readyz``, ``/metrics``,
+    ``/openapi.json``, ``/docs`` (the back office under ``/ui`` is added by
+    ``erpbridge.ui.mount_ui``).
 
     ``tls`` says the server speaks HTTPS (then responses carry Strict-Transport-Security).
     """
@@ -111,6 +122,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.add_middleware(RefuseNul)  # inside SecurityHeaders: its 400s get the headers too
     app.add_middleware(SecurityHeaders, hsts_max_age_s=hsts_max_age_s)
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
+    app.add_middleware(RequestMetrics)  # outermost of ours: counts every answer, 4xx included
     app.include_router(resources.router)
     app.include_router(events.router)
     app.include_router(events.hooks)
@@ -120,6 +132,8 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(cursors.router)
     app.include_router(rejections.router)
     _docs(app)
+    app.include_router(health.router)
+    app.include_router(health.probes)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

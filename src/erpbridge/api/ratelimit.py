@@ -22,6 +22,7 @@ from limits import RateLimitItem, parse_many, storage
 from limits.strategies import MovingWindowRateLimiter
 
 from erpbridge.config.api import RateLimits
+from erpbridge.observe.metrics import rate_limited as refused
 
 __all__ = ["Decision", "Limiter"]
 
@@ -82,6 +83,7 @@ class Limiter:
     def _blocked(self, text: str, who: str) -> Decision | None:
         for item in self._items(text):
             if not self.limiter.test(item, who, "*"):
+                refused(_own_group(who))
                 stats = self.limiter.get_window_stats(item, who, "*")
                 reset = max(1, math.ceil(stats.reset_time - time.time()))
                 return Decision(False, item.amount, 0, reset)
@@ -96,6 +98,7 @@ class Limiter:
                 reset = max(0, math.ceil(stats.reset_time - time.time()))
                 decision = Decision(ok, item.amount, stats.remaining, reset)
                 if not ok:
+                    refused(group if group != "*" else _own_group(who))
                     return decision
                 if tightest is None or decision.remaining < tightest.remaining:
                     tightest = decision
@@ -106,3 +109,11 @@ class Limiter:
         if text not in self._parsed:
             self._parsed[text] = parse_many(text)
         return self._parsed[text]
+
+
+def _own_group(who: str) -> str:
+    """The ``group`` label of a refusal by ``who``'s own limit (not a route's): ``anonymous``
+    (failed logins), ``ui_logins`` (back-office sign-ins) or ``client``."""
+    if who.startswith("anon:"):
+        return "anonymous"
+    return "ui_logins" if who.startswith("ui:") else "client"

@@ -33,7 +33,18 @@ from erpbridge.cli.flows import flows_app
 from erpbridge.cli.preview import print_preview
 from erpbridge.cli.prune import prune
 from erpbridge.cli.search import search_app
-from erpbridge.cli.serve import TlsCert, TlsClientCa, TlsKey, api, serve, tls_options
+from erpbridge.cli.serve import (
+    LogFormatOption,
+    LogLevelOption,
+    MetricsListenOption,
+    TlsCert,
+    TlsClientCa,
+    TlsKey,
+    api,
+    observability,
+    serve,
+    tls_options,
+)
 from erpbridge.cli.users import users_app
 from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
@@ -508,6 +519,9 @@ def worker(
             help="Scaled out: seconds between sweeps of the ledger for entries without a job.",
         ),
     ] = 30.0,
+    log_format: LogFormatOption = "console",
+    log_level: LogLevelOption = "info",
+    metrics_listen: MetricsListenOption = None,
 ) -> None:
     """Deliver record changes to the OUT flows (until Ctrl-C, or once with --once)."""
     import threading
@@ -520,6 +534,7 @@ def worker(
     config = _load(config_path)
     _fill_credentials(config)
     engine = _store(config)
+    observability(config, engine, log_format, log_level, metrics_listen)
     if not once and _scaled_out(engine):
         _scaled_worker(
             config,
@@ -623,8 +638,11 @@ def run(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
+    log_format: LogFormatOption = "console",
+    log_level: LogLevelOption = "info",
+    metrics_listen: MetricsListenOption = None,
 ) -> None:
-    """Run the embedded hub: scheduler, worker and the API (/api/v1, /healthz)."""
+    """Run the embedded hub: scheduler, worker and the API (/api/v1, /healthz, /metrics)."""
     from datetime import timedelta
 
     from erpbridge.api import create_app
@@ -634,7 +652,9 @@ def run(
 
     config = _load(config_path)
     _fill_credentials(config, required=False)
-    service = Service(config, _store(config), interval=interval, lease=timedelta(seconds=lease))
+    engine = _store(config)
+    observability(config, engine, log_format, log_level, metrics_listen)
+    service = Service(config, engine, interval=interval, lease=timedelta(seconds=lease))
     hub = _serving_hub(config, service.engine, wake=service.wake.set, health=service.health)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     service.start()
@@ -655,6 +675,35 @@ def run(
         f"erpbridge {service.worker.name}: stopped cleanly (runs and claims finished or "
         "released, transports closed)"
     )
+
+
+@app.command(name="status")
+def show_status(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """What is failing (flows, dead deliveries, old backlog, channels down, firing alerts);
+    exit 1 when anything is, 0 when all is well (for cron and monitoring)."""
+    from erpbridge.cli.status import print_status
+
+    config = _load(config_path)
+    if not print_status(config, _store(config), as_json=as_json):
+        raise typer.Exit(1)
+
+
+@app.command(name="alerts")
+def show_alerts(
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    rule: Annotated[str | None, typer.Option(help="Only this rule.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="History rows, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The alerts firing now and their history: fired, repeated, resolved, and what each
+    notifier answered (ok or the error)."""
+    from erpbridge.cli.status import print_alerts
+
+    config = _load(config_path)
+    print_alerts(_store(config), rule=rule, limit=limit, as_json=as_json)
 
 
 @app.command(name="deliveries")

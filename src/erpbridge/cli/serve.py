@@ -22,10 +22,22 @@ from erpbridge.cli.common import (
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from sqlalchemy import Engine
 
     from erpbridge.config.loader import LoadedConfig
 
-__all__ = ["TlsCert", "TlsClientCa", "TlsKey", "api", "serve", "tls_options"]
+__all__ = [
+    "LogFormatOption",
+    "LogLevelOption",
+    "MetricsListenOption",
+    "TlsCert",
+    "TlsClientCa",
+    "TlsKey",
+    "api",
+    "observability",
+    "serve",
+    "tls_options",
+]
 
 TlsCert = Annotated[
     Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM); else hub.api.")
@@ -34,6 +46,61 @@ TlsKey = Annotated[Path | None, typer.Option(help="The certificate's private key
 TlsClientCa = Annotated[
     Path | None, typer.Option(help="Ask for client certificates signed by this CA (mutual TLS).")
 ]
+
+
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="ERPBRIDGE_LOG_FORMAT",
+        help="Log lines as 'json' (one object a line) or 'console'.",
+    ),
+]
+LogLevelOption = Annotated[
+    str,
+    typer.Option(
+        "--log-level",
+        envvar="ERPBRIDGE_LOG_LEVEL",
+        help="Lowest level logged: debug, info, warning, error.",
+    ),
+]
+MetricsListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-listen",
+        envvar="ERPBRIDGE_METRICS_LISTEN",
+        help="Also serve Prometheus /metrics WITHOUT authentication on this host:port "
+        "(a private address; the API's /metrics needs the read scope).",
+        show_default=False,
+    ),
+]
+
+
+def observability(
+    config: LoadedConfig,
+    engine: Engine,
+    log_format: str,
+    log_level: str,
+    metrics_listen: str | None,
+) -> None:
+    """Set up the logs of a serving process (format, level, known secrets) and, when asked, a
+    separate metrics listener; a bad option is exit 2."""
+    from erpbridge.observe.logs import LOG_FORMATS, LOG_LEVELS, add_secrets, configure_logging
+
+    if log_format not in LOG_FORMATS:
+        raise fail(f"--log-format {log_format!r}: use one of {', '.join(LOG_FORMATS)}", 2)
+    if log_level.lower() not in LOG_LEVELS:
+        raise fail(f"--log-level {log_level!r}: use one of {', '.join(LOG_LEVELS)}", 2)
+    configure_logging("json" if log_format == "json" else "console", log_level.lower())
+    add_secrets(config.secret_values())
+    if metrics_listen is not None:
+        from erpbridge.observe.metrics import MetricsListenError, listen
+
+        try:
+            address = listen(metrics_listen, engine)
+        except MetricsListenError as exc:
+            raise fail(str(exc), 2) from None
+        console.print(f"metrics at http://{address}/metrics (no authentication)")
 
 
 def tls_options(
@@ -80,6 +147,8 @@ def serve(app: FastAPI, host: str, port: int, tls: dict[str, Any]) -> None:
         log_level="warning",
         proxy_headers=False,
         server_header=False,
+        # uvicorn's lines go through the process's log setup (erpbridge.observe.logs)
+        log_config=None,
         **tls,
     )
 
@@ -91,6 +160,9 @@ def api(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
+    log_format: LogFormatOption = "console",
+    log_level: LogLevelOption = "info",
+    metrics_listen: MetricsListenOption = None,
 ) -> None:
     """Serve the API only (no scheduler, no worker): one of several API processes."""
     from erpbridge.api import create_app
@@ -98,7 +170,9 @@ def api(
 
     config = load(config_path)
     fill_credentials(config, required=False)
-    hub = serving_hub(config, store(config))
+    engine = store(config)
+    observability(config, engine, log_format, log_level, metrics_listen)
+    hub = serving_hub(config, engine)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     scheme = "https" if tls else "http"
     console.print(f"erpbridge API at {scheme}://{host}:{port}/api/v1 (docs: /docs)")

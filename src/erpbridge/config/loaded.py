@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -101,6 +102,28 @@ class LoadedConfig:
         flag = env.get("ERPBRIDGE_AUTO_UPGRADE", "").strip().lower()
         return flag in {"1", "true", "yes"} or self.model.hub.auto_upgrade
 
+    def secret_values(self) -> list[str]:
+        """Every secret value this configuration holds (channel credentials, stored ones once
+        filled in, URL passwords, notifier secrets): the logs never show them."""
+        found: list[str] = []
+        for channel, settings in self.model.channels.items():
+            found += [v.get_secret_value() for v in settings.credentials.values()]
+            credentials = getattr(self.channel_options.get(channel), "credentials", None)
+            if isinstance(credentials, dict):
+                found += [
+                    v.get_secret_value() for v in credentials.values() if isinstance(v, SecretStr)
+                ]
+            found += [
+                _url_password(v) or "" for v in settings.options.values() if isinstance(v, str)
+            ]
+        found.append(_url_password(self.database_url()) or "")
+        for notifier in self.model.alerts.notifiers.values():
+            if notifier.webhook is not None:
+                found.append(notifier.webhook.secret.get_secret_value())
+            if notifier.email is not None and notifier.email.password is not None:
+                found.append(notifier.email.password.get_secret_value())
+        return [value for value in found if value and value != STORED]
+
     def store_retry_s(self, env: Mapping[str, str] | None = None) -> float:
         """``ERPBRIDGE_STORE_RETRY_S``, else ``hub.store_retry_s``: the store outage budget."""
         return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.model.hub.store_retry_s)
@@ -108,6 +131,12 @@ class LoadedConfig:
     def run_lease(self, env: Mapping[str, str] | None = None) -> timedelta:
         """``ERPBRIDGE_RUN_LEASE_S``, else ``hub.run_lease_s``: how long a run lives unbeaten."""
         return timedelta(seconds=_seconds(env, "ERPBRIDGE_RUN_LEASE_S", self.model.hub.run_lease_s))
+
+
+def _url_password(url: str) -> str | None:
+    """The password of a ``scheme://user:password@host`` URL, if it has one."""
+    match = re.match(r"^[a-z0-9+]+://[^:/@\s]+:([^@\s]+)@", url, re.IGNORECASE)
+    return match.group(1) if match else None
 
 
 def _seconds(env: Mapping[str, str] | None, name: str, configured: float) -> float:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from erpbridge.config.alerts import check_alerts
 from erpbridge.config.channels import (
     check_channels,
     check_identity_providers,
@@ -78,6 +79,10 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     check_saml(model, problems, aside)
     operations = check_operations(model, channels.classes, problems)
     documents = check_documents(model, catalog, path.resolve().parent, problems, aside)
+    if "alerts" not in aside.sections:
+        flow_names = {f.name for f in model.flows} | aside.flows
+        channel_names = set(model.channels) | aside.channels
+        check_alerts(model.alerts, flow_names, channel_names, problems)
     if problems.found:
         raise ConfigError(problems.found)
     return LoadedConfig(

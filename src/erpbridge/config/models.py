@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from erpbridge.config.alerts import AlertsConfig
 from erpbridge.config.api import ApiSettings, InboundConfig
 from erpbridge.config.retention import RetentionPolicy
 from erpbridge.documents.spec import DocumentSpec
@@ -62,6 +63,12 @@ class HubSettings(_Strict):
         default_factory=RetentionPolicy,
         description="How long history is kept (deliveries, attempts, runs, rejections, audit, "
         "idempotency keys, fire times, admin audit) before the scheduled prune deletes it.",
+    )
+    stale_backlog_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds after which a delivery still on its way makes `erpbridge status` "
+        "and GET /api/v1/status report an old backlog.",
     )
     run_lease_s: float = Field(
         default=30.0,
@@ -271,6 +278,10 @@ class ConfigFile(_Strict):
         default_factory=dict,
         description="Status machines: name → the states and named transitions of one "
         "entity's status field.",
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig,
+        description="Alert rules and their notifiers (webhook, e-mail); see docs/observability.md.",
     )
 
     documents: dict[str, DocumentSpec] = Field(

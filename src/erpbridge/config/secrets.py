@@ -21,6 +21,7 @@ def check_plain_secrets(data: Any, problems: Problems) -> None:
     hub = data.get("hub") if isinstance(data, dict) else None
     if isinstance(hub, dict):
         _check_url(hub.get("database_url"), ("hub", "database_url"), problems)
+    _check_notifiers(data.get("alerts") if isinstance(data, dict) else None, problems)
     channels = data.get("channels") if isinstance(data, dict) else None
     if not isinstance(channels, dict):
         return
@@ -44,3 +45,21 @@ def _check_url(value: Any, loc: Loc, problems: Problems) -> None:
     match = _URL_PASSWORD.match(value) if isinstance(value, str) else None
     if match and not _WHOLE_REF.match(match.group(1)):
         problems.add(loc, "the URL holds a literal password; write it as ${ENV_VAR}")
+
+
+#: The secret settings of a notifier, by kind (``alerts.notifiers.<name>.<kind>.<setting>``).
+_NOTIFIER_SECRETS = {"webhook": ("secret",), "email": ("password",)}
+
+
+def _check_notifiers(alerts: Any, problems: Problems) -> None:
+    notifiers = alerts.get("notifiers") if isinstance(alerts, dict) else None
+    for name, notifier in notifiers.items() if isinstance(notifiers, dict) else ():
+        for kind, settings in _NOTIFIER_SECRETS.items():
+            given = notifier.get(kind) if isinstance(notifier, dict) else None
+            for setting in settings:
+                value = given.get(setting) if isinstance(given, dict) else None
+                if value is not None and not (isinstance(value, str) and _WHOLE_REF.match(value)):
+                    problems.add(
+                        ("alerts", "notifiers", name, kind, setting),
+                        "write secrets as ${ENV_VAR} references, never as literal values",
+                    )

@@ -25,6 +25,8 @@ from erpbridge.engine.preview import Preview
 from erpbridge.errors import DataError, ErpbridgeError, FatalError, StoreUnavailable
 from erpbridge.jsonvalues import as_json
 from erpbridge.mapping.compiler import CompiledMapping, getter
+from erpbridge.observe.events import run_finished
+from erpbridge.observe.metrics import observe_run
 from erpbridge.pci import (
     has_card_number,
     mask_card_numbers,
@@ -257,12 +259,14 @@ class FlowRunner:
             # One last try to close the run; else its lease runs out and it shows interrupted.
             exc.run_id = run_id
             exc.closed = self._close(run_id, f"flow {flow.name!r}: {exc}", result.warnings)
+            self._finished(result, flow, "failed", str(exc))
             raise
         except ErpbridgeError as exc:
             error = f"flow {flow.name!r}, channel {flow.channel!r}: {exc}"
         except BaseException as exc:  # a bug or Ctrl-C: the run must not stay 'running'
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._close(run_id, text, result.warnings)
+            self._finished(result, flow, "failed", text)
             raise
         else:
             status = "succeeded"
@@ -283,7 +287,30 @@ class FlowRunner:
             f"flow {flow.name!r}",
         )
         result.duration_s = row.duration_s or 0.0
+        if not dry_run:
+            self._finished(result, flow, result.status, error)
         return result
+
+    @staticmethod
+    def _finished(result: RunResult, flow: FlowConfig, status: str, error: str | None) -> None:
+        """The run's log event and duration metric (dry runs have neither)."""
+        observe_run(flow.name, status, result.duration_s)
+        run_finished(
+            flow=flow.name,
+            channel=flow.channel,
+            run_id=result.run_id,
+            status=status,
+            mode=result.mode,
+            duration_s=result.duration_s,
+            counts={
+                "read": result.read,
+                "created": result.created,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+                "rejected": result.rejected,
+            },
+            error=error,
+        )
 
     def _close(self, run_id: int, error: str, warnings: list[str]) -> bool:
         """Mark a run that ends on an exception ``failed``, once, without retrying; say whether
@@ -361,6 +388,8 @@ class FlowRunner:
                 }
         except BaseException as exc:
             finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
+            failed = RunResult(job.run_id, flow.name, "failed", "event", False)
+            self._finished(failed, flow, "failed", str(exc) or type(exc).__name__)
             raise
         warnings = [_stale_warning(flow, counts.stale)] if counts.stale else []
         finish_run(self.engine, job.run_id, status="succeeded", error=None, warnings=warnings)
@@ -455,6 +484,7 @@ class FlowRunner:
         result.status = "succeeded"
         row = finish_run(self.engine, run_id, status="succeeded", error=None, warnings=[])
         result.duration_s = row.duration_s or 0.0
+        self._finished(result, flow, "succeeded", None)
         return result
 
 

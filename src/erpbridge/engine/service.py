@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.alerting import AlertEvaluator
 from erpbridge.engine.failures import FailureLog
 from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
@@ -116,6 +117,7 @@ class Service:
         self.retention = RetentionJob(
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
         )
+        self.alerts = AlertEvaluator(config, engine)
         self.beat: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._listener: WakeListener | None = None
@@ -127,6 +129,7 @@ class Service:
             ("scheduler", self._schedule),
             ("worker", self._deliver),
             ("retention", self._prune),
+            ("alerts", self._alert),
         )
         for name, target in threads:
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -158,6 +161,19 @@ class Service:
             else:
                 failures.recovered()
             self.stop.wait(1.0)
+
+    def _alert(self) -> None:
+        """Evaluate the alert rules (and watch the channels' health) until ``stop``; in a thread
+        of its own, so that a slow mail server never holds up a scheduled run."""
+        failures = FailureLog(log, "alerts", outage_level=logging.DEBUG)
+        while not self.stop.is_set():
+            try:
+                self.alerts.tick()
+            except Exception as exc:  # noqa: BLE001 - logged once and counted by FailureLog
+                failures.failed(exc, masked_url(self.engine))
+            else:
+                failures.recovered()
+            self.stop.wait(min(1.0, self.interval))
 
     def close(self, timeout_s: float = 30.0) -> bool:
         """Stop gracefully within ``timeout_s``: the worker finishes the batch it is writing and

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from erpbridge.engine.documents import issue_for_delivery
 from erpbridge.engine.limits import ChannelLimiter
 from erpbridge.engine.retry import backoff
 from erpbridge.errors import DataError, ErpbridgeError, RetriableError
+from erpbridge.observe.events import delivery_dead
+from erpbridge.observe.metrics import observe_attempts
 from erpbridge.store.deliveries import (
     Claim,
     Outcome,
@@ -231,6 +234,7 @@ class Worker:
 
     def attempt(self, flow_name: str, items: list[Claim], stats: WorkerStats) -> None:
         """Deliver ``items`` of one flow as one write; record each outcome under its fence."""
+        started = time.perf_counter()
         flow = self.config.flow(flow_name)
         mapping = self.config.mappings[flow.name]
         payloads = self._payloads(items)
@@ -300,7 +304,7 @@ class Worker:
             finally:
                 with self._guard:
                     self._writing.clear()
-        self._record(flow_name, outgoing, external, failures, stats)
+        self._record(flow_name, outgoing, external, failures, stats, started)
 
     def _still_ours(
         self, outgoing: list[tuple[Claim, OutgoingRecord]]
@@ -358,7 +362,9 @@ class Worker:
         external: list[str | None],
         failures: Iterable[Failure],
         stats: WorkerStats,
+        started: float | None = None,
     ) -> None:
+        """Settle the outcomes; ``started`` (``perf_counter``) times the write for the metrics."""
         flow = self.config.flow(flow_name)
         at = now()
         policy = flow.retry
@@ -391,10 +397,26 @@ class Worker:
             lambda: self._settle(flow.channel, flow_name, written, outcomes, at),
             f"worker {self.name}",
         )
-        stats.delivered += sum(1 for v in final.values() if v == "delivered")
-        stats.retried += sum(1 for v in final.values() if v == "retry")
-        stats.dead += sum(1 for v in final.values() if v == "dead")
-        stats.lost += sum(1 for v in final.values() if v == "lost_lease")
+        counted = {"delivered": 0, "retry": 0, "dead": 0, "lost_lease": 0}
+        for value in final.values():
+            counted[value] = counted.get(value, 0) + 1
+        stats.delivered += counted["delivered"]
+        stats.retried += counted["retry"]
+        stats.dead += counted["dead"]
+        stats.lost += counted["lost_lease"]
+        seconds = 0.0 if started is None else time.perf_counter() - started
+        observe_attempts(flow.channel, flow_name, counted, seconds)
+        if counted["dead"]:
+            for settled in outcomes:
+                if final.get(settled.claim.id) == "dead":
+                    delivery_dead(
+                        flow=flow_name,
+                        channel=flow.channel,
+                        delivery_id=settled.claim.id,
+                        key=settled.claim.key,
+                        attempts=settled.claim.attempts,
+                        cause=settled.error or "",
+                    )
 
     def _settle(
         self,

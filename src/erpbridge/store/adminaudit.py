@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from erpbridge.observe.events import admin_action
 from erpbridge.pci import redact_card_numbers
 from erpbridge.store.runs import now
 from erpbridge.store.tables import admin_audit
@@ -28,7 +29,10 @@ def record_action(
     outcome: str = "ok",
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append one action to the audit."""
+    """Append one action to the audit (and log it: event ``admin.action``)."""
+    admin_action(
+        actor=actor, address=address, action=action, target=target, outcome=outcome, detail=detail
+    )
     with engine.begin() as conn:
         conn.execute(
             admin_audit.insert().values(

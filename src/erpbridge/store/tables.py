@@ -25,6 +25,8 @@ from sqlalchemy import (
 
 __all__ = [
     "admin_audit",
+    "alert_history",
+    "alert_state",
     "api_clients",
     "audit",
     "bindings",
@@ -258,6 +260,8 @@ delivery_attempts = Table(
     Column("outcome", String(16), nullable=False),
     Column("error", Text, nullable=True),
     Index(None, "delivery_id", "attempt"),
+    # Channel health reads the recent attempts (``store.read.health``).
+    Index(None, "finished_at"),
 )
 
 # One row per fire time of a scheduled flow: the unique key makes each fire run once, however
@@ -417,6 +421,35 @@ flow_switches = Table(
     Column("enabled", Boolean, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
     Column("changed_by", String(128), nullable=False),
+)
+
+# Alerts (``alerts:`` in the configuration): the state of each rule per subject (a flow, a
+# channel), moved by compare-and-set so that one scheduler sends each notification, and the
+# history of what fired, repeated and resolved, with what each notifier answered.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule", String(128), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),  # firing | ok
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("last_sent_at", DateTime(timezone=True), nullable=True),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("message", Text, nullable=True),
+    Column("version", Integer, nullable=False, default=0),
+)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # fired | repeated | resolved
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("notified", Text, nullable=True),  # JSON: notifier -> "ok" | error text
+    Index(None, "rule", "id"),
 )
 
 # The search help (``store.search``): one row per searchable record, its text folded (casefold,
