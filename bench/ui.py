@@ -176,7 +176,7 @@ async def _measure(root: Path, url: str, repeat: int) -> dict[str, dict[str, flo
     from erpbridge.ui.mount import mount_ui
 
     config = load_config(root / "erpbridge.yaml")
-    engine = open_store(url)
+    engine = open_store(url, upgrade=True)  # a kept store of an older schema is upgraded
     app = mount_ui(create_app(build_hub(config, engine)))
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     pages = {

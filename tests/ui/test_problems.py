@@ -64,7 +64,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
     root = tmp_path_factory.mktemp("problems") / "hub"
     with served_backoffice(root, CONFIG, folders=("inbox", "crm")) as served:
         (root / "inbox" / "customers_1.csv").write_text(
-            "code;name\nC1;Alice\nC2;\n", encoding="utf-8"
+            "code;name\nC1;Alice\nC2;\n;\n", encoding="utf-8"
         )
         eventually(lambda: (root / "crm" / "C1.json").exists(), what="C1 delivered to the CRM")
         yield served
@@ -80,23 +80,34 @@ def _record(hub: ServedHub, key: str) -> dict[str, object]:
         engine.dispose()
 
 
-def test_rejected_record_shows_its_payload_and_field(
+def test_rejected_records_show_every_failing_field_replay_and_dismiss(
     browser: Browser, hub: ServedHub, shots: Path
 ) -> None:
     page = open_page(browser, hub, "operator")
     page.click("nav >> text=Rejected")
     rows = page.locator("#rejected tbody tr[data-rejection]")
-    expect(rows).to_have_count(1)
-    expect(rows.first).to_contain_text("customers-in")
-    expect(rows.first).to_contain_text("name")
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator("td.problems div")).to_have_count(2)  # code and name, both
+    expect(rows.nth(1)).to_contain_text("name")
     page.screenshot(path=shots / "rejected.png", full_page=True)
-    rows.first.locator("a").first.click()
+    rows.nth(1).locator("a").first.click()
     expect(page.locator("#payload")).to_contain_text('"code": "C2"')
-    expect(page.locator("#reason")).to_contain_text("name")
+    expect(page.locator("#problems tbody tr")).to_have_count(1)
     page.screenshot(path=shots / "rejection.png", full_page=True)
-    # Nothing was fixed: the replay says so, and the rejection stays open.
+    # Nothing was fixed: the replay says so (in red), and the rejection stays open.
     page.click("button#replay")
-    expect(page.locator(".notice")).to_contain_text("0 landed, 1 still rejected")
+    expect(page.locator(".notice.failed")).to_contain_text("0 landed, 1 still rejected")
+    expect(page.locator(".head .badge")).to_have_text("open")
+    # The other one is a blank line of the export: dismissed with that reason.
+    page.goto("/ui/rejected")
+    page.locator("#rejected tbody tr[data-rejection]").first.locator("a").first.click()
+    expect(page.locator("#problems tbody tr")).to_have_count(2)
+    page.fill("#dismiss input[name=reason]", "a blank line at the end of the export")
+    page.click("#dismiss button")
+    expect(page.locator(".notice")).to_contain_text("dismissed")
+    expect(page.locator(".head .badge")).to_have_text("dismissed")
+    expect(page.locator("#note")).to_have_text("a blank line at the end of the export")
+    page.goto("/ui/rejected")
     expect(page.locator("#rejected tbody tr[data-rejection]")).to_have_count(1)
     page.close()
 
@@ -134,13 +145,14 @@ def test_conflict_side_by_side_and_resolved(browser: Browser, hub: ServedHub, sh
     with engine.connect() as conn:
         actions = [r.action for r in conn.execute(select(admin_audit.c.action))]
     engine.dispose()
-    assert "conflict.resolve" in actions and "rejected.replay" in actions
+    assert {"conflict.resolve", "rejected.replay", "rejected.dismiss"} <= set(actions)
 
 
 def test_viewer_cannot_replay_or_resolve(hub: ServedHub) -> None:
     with signed_in(hub, "viewer") as (http, token):
         for path, data in (
             ("/ui/rejected/replay", {"flow": "customers-in"}),
+            ("/ui/rejected/1/dismiss", {"reason": "no"}),
             ("/ui/conflicts/1/resolve", {"take": "hub"}),
         ):
             answer = http.post(path, data={"csrf": token, **data})
@@ -157,5 +169,11 @@ def test_bad_input_is_named_not_a_500(hub: ServedHub) -> None:
         assert answer.status_code == 422
         answer = http.post("/ui/rejected/replay", data={"csrf": token, "flow": "nope"})
         assert answer.status_code == 404 and "no flow named" in answer.text
+        answer = http.post("/ui/rejected/replay", data={"csrf": token})
+        assert answer.status_code == 422 and "choose a flow or a rejected record" in answer.text
+        answer = http.post("/ui/rejected/424242/dismiss", data={"csrf": token, "reason": "x"})
+        assert answer.status_code == 404
+        answer = http.post("/ui/rejected/1/dismiss", data={"csrf": token, "reason": "  "})
+        assert answer.status_code == 303 and "failed=1" in answer.headers["location"]
         assert http.get("/ui/rejected/99999999999999999999").status_code == 422
         assert http.get("/ui/rejected/424242").status_code == 404

@@ -240,6 +240,8 @@ deliveries = Table(
     Column("delivered_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("idempotency_key"),
     Index(None, "state", "priority", "next_attempt_at", "id"),
+    # The dashboard's deliveries of the last day per flow, from the index alone.
+    Index(None, "state", "delivered_at", "flow"),
     Index(None, "ordering_key", "id"),
     # A channel-restricted reader's records (``store.read.scope``): by record, and by channel.
     Index(None, "record_id"),

@@ -13,7 +13,8 @@ import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from erpbridge.errors import FlowPaused
+from erpbridge.api import rejections
+from erpbridge.api.context import ApiError
 from erpbridge.store.read import (
     conflict_by_id,
     conflicts_page,
@@ -21,6 +22,7 @@ from erpbridge.store.read import (
     rejected_by_id,
     rejected_page,
 )
+from erpbridge.store.runs import problems_of
 from erpbridge.store.states import REJECTION_STATUSES, ConflictStatus, RejectionStatus
 from erpbridge.ui.auth import Refused
 from erpbridge.ui.pages.common import (
@@ -29,7 +31,6 @@ from erpbridge.ui.pages.common import (
     Reads,
     RowId,
     after_action,
-    visible_flow,
     visible_flows,
 )
 from erpbridge.ui.pages.records import field_changes
@@ -68,7 +69,7 @@ def rejected_list(
         )
     context = {
         "title": "Rejected",
-        "rows": rows,
+        "rows": [(r, problems_of(r)) for r in rows],
         "flows": [f for f in visible_flows(hub, who) if f.direction == "in"],
         "statuses": REJECTION_STATUSES,
         "filters": {"flow": flow, "status": wanted},
@@ -79,33 +80,65 @@ def rejected_list(
 
 @router.get("/ui/rejected/{rejection_id}", response_class=HTMLResponse)
 def rejected_detail(request: Request, rejection_id: RowId, hub: HubDep, who: Reads) -> HTMLResponse:
-    """One rejected record: its payload as it came, the field and the reason."""
+    """One rejected record: its payload as it came and every failing field with its reason."""
     with hub.engine.connect() as conn:
         row = rejected_by_id(conn, who.scope, rejection_id)
     if row is None:
         raise Refused(404, f"no rejected record {rejection_id}")
-    context = {"title": f"Rejected {rejection_id}", "r": row, "payload": _payload(row.payload)}
+    context = {
+        "title": f"Rejected {rejection_id}",
+        "r": row,
+        "problems": problems_of(row),
+        "payload": _payload(row.payload),
+    }
     return render(request, "rejection.html", context)
 
 
 @router.post("/ui/rejected/replay")
 def rejected_replay(
-    hub: HubDep, who: Operates, flow: Annotated[str, Form(min_length=1, max_length=128)]
+    hub: HubDep,
+    who: Operates,
+    flow: Annotated[str, Form(max_length=128)] = "",
+    rejection: Annotated[int | None, Form(ge=1, le=2**63 - 1)] = None,
 ) -> Response:
-    """Map a flow's open rejections again (after a fix): those that pass land in the hub."""
-    visible_flow(hub, who, flow)
+    """Map stored payloads again after a fix (a flow's open ones, or one): those that pass land
+    in the hub, the others stay open with their new problems (the API's replay)."""
+    if not flow and rejection is None:
+        raise Refused(422, "choose a flow or a rejected record to replay")
+    body = rejections.ReplayIn(flow=flow or None, ids=[rejection] if rejection else None)
+    back = f"/ui/rejected/{rejection}" if rejection else f"/ui/rejected?flow={flow}"
     try:
-        results = hub.runner.replay_rejected(flow)
-    except FlowPaused as exc:
-        return after_action(f"/ui/rejected?flow={flow}", str(exc))
-    landed = sum(r.created + r.updated + r.unchanged for r in results)
-    still = sum(r.rejected for r in results)
-    detail = {"runs": [r.run_id for r in results], "landed": landed, "still_rejected": still}
-    hub.audit(who.name, who.principal.address, "rejected.replay", flow, detail=detail)
-    notice = f"replayed {flow}: {landed} landed, {still} still rejected"
-    if not results:
-        notice = f"flow {flow} has no open rejection with a payload to replay"
-    return after_action(f"/ui/rejected?flow={flow}", notice)
+        out = rejections.replay_rejected(body, hub, who.principal)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise Refused(404, exc.message) from None
+        return after_action(back, exc.message, failed=True)
+    landed = sum(r.replayed for r in out)
+    still = sum(r.still_rejected for r in out)
+    notice = f"replayed: {landed} landed, {still} still rejected"
+    if not out:
+        notice = "no open rejection with a payload to replay"
+    return after_action(back, notice, failed=bool(still))
+
+
+@router.post("/ui/rejected/{rejection_id}/dismiss")
+def rejected_dismiss(
+    rejection_id: RowId,
+    hub: HubDep,
+    who: Operates,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Dismiss an open rejection with a reason (kept with it and in the admin audit)."""
+    if not reason.strip():
+        back = f"/ui/rejected/{rejection_id}"
+        return after_action(back, "say why it needs no replay: the reason is kept", failed=True)
+    body = rejections.DismissIn(reason=reason)
+    try:
+        out = rejections.dismiss_one(rejection_id, body, hub, who.principal)
+    except ApiError as exc:
+        raise Refused(exc.status, exc.message) from None
+    notice = f"rejected record {rejection_id} dismissed" if out.dismissed else "it was not open"
+    return after_action(f"/ui/rejected/{rejection_id}", notice)
 
 
 @router.get("/ui/conflicts", response_class=HTMLResponse)
