@@ -301,9 +301,11 @@ def list_runs(
     """Show recent runs with their counts, cursors and errors."""
     from rich.table import Table
 
-    from erpbridge.store.read import EVERYTHING, runs_page
+    from datetime import UTC, datetime
+
+    from erpbridge.store.read.ledger import runs_page
+    from erpbridge.store.read.scope import EVERYTHING
     from erpbridge.store.runlease import shown_status
-    from erpbridge.store.runs import now
 
     config = _load(config_path)
     known_flow(config, flow)
@@ -325,7 +327,7 @@ def list_runs(
     ):
         table.add_column(column)
     with engine.connect() as conn:
-        at = now()
+        at = datetime.now(UTC)
         for r in runs_page(conn, EVERYTHING, flow=flow, limit=limit):
             table.add_row(
                 str(r.id),
