@@ -3,6 +3,8 @@ integration tests start (``tests/integration/soap_erp.py``, a subprocess per mod
 before each test): customers paged by ``ListCustomers(changedSince, offset, limit)`` with a
 server-set ``modified_at`` cursor, written by ``UpsertCustomer`` (by code)."""
 
+# ruff: noqa: F811 - the fixtures imported from the SOAP integration tests are parameters here
+
 from __future__ import annotations
 
 import uuid
@@ -21,7 +23,7 @@ from erpbridge.transports.soap.options import (
     SoapTargetOptions,
 )
 from erpbridge.transports.soap.transport import SoapTransport
-from integration.test_soap import (  # noqa: F401 - api, erp and server are fixtures
+from integration.test_soap import (  # noqa: F401 - api, erp and server: its fixtures
     PASSWORD,
     USER,
     Erp,
