@@ -299,9 +299,9 @@ def list_runs(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """Show recent runs with their counts, cursors and errors."""
-    from rich.table import Table
-
     from datetime import UTC, datetime
+
+    from rich.table import Table
 
     from erpbridge.store.read.ledger import runs_page
     from erpbridge.store.read.scope import EVERYTHING

@@ -1,11 +1,11 @@
 """What goes wrong on the way to an SFTP server, in erpbridge's words.
 
 paramiko and socket errors are translated here, at the border, into two classes the engine
-acts on: :class:`SftpUnavailable` (passing: DNS, refused, timeout, a refused login, a lost
-connection: retried) and :class:`SftpRefused` (permanent until someone acts: an unknown or
-changed host key, a missing folder, no permission). Each carries the ``category`` that
-``erpbridge channels test`` prints. Host key problems are ``tls``: like a certificate, the host
-key is what proves the server is the one we mean.
+acts on: :class:`SftpUnavailable` (passing: DNS, refused, timeout, a connection lost, also
+during the login: retried) and :class:`SftpRefused` (permanent until someone acts: an unknown or
+changed host key, a refused login, a missing folder, no permission). Each carries the
+``category`` that ``erpbridge channels test`` prints. Host key problems are ``tls``: like a
+certificate, the host key is what proves the server is the one we mean.
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ class UnknownHostKey(paramiko.SSHException):
         self.key = key
 
 
+#: What paramiko says when the server closed the connection in the middle of the login.
+_LOST_IN_LOGIN = "transport shut down or saw EOF"
+
+
 def connect_failure(exc: BaseException, endpoint: SftpEndpoint) -> ErpbridgeError:
     """The erpbridge error for ``exc``, raised while connecting and logging in."""
     where = f"channel {endpoint.channel!r}: sftp://{endpoint.address}"
@@ -105,13 +109,18 @@ def connect_failure(exc: BaseException, endpoint: SftpEndpoint) -> ErpbridgeErro
         )
     if isinstance(exc, paramiko.BadAuthenticationType):
         allowed = ", ".join(exc.allowed_types) or "nothing"
-        return SftpUnavailable(
+        return SftpRefused(
             f"{where}: login refused, the server accepts only {allowed} for "
             f"{endpoint.username!r}; configure that (private_key or credentials.password)",
             "auth",
         )
+    if isinstance(exc, paramiko.AuthenticationException) and _LOST_IN_LOGIN in str(exc):
+        # The server hung up during the login (MaxStartups, a restart): not a verdict.
+        return SftpUnavailable(f"{where}: the connection was lost during the login", "auth")
     if isinstance(exc, paramiko.AuthenticationException):
-        return SftpUnavailable(
+        # A wrong password or key stays wrong: retrying only fills the server's auth log
+        # (and may lock the account) until someone changes the credentials.
+        return SftpRefused(
             f"{where}: login refused for {endpoint.username!r} with {_methods(endpoint)}",
             "auth",
         )
