@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from conformance.drops import CsvDrop
 from conformance.places import closed_port
-from erpbridge.connectors import SourceRecord
-from erpbridge.testing import SinkHarness, SinkSuite, SourceHarness, SourceSuite
-from erpbridge.transports.files.options import FolderStreamOptions, FolderTargetOptions
+from erpbridge.testing import SinkHarness, SinkSuite, SourceSuite
+from erpbridge.transports.files.options import FolderTargetOptions
 from erpbridge.transports.files.sftp.transport import SftpChannelOptions, SftpTransport
 from integration.sftp_server import Sftp, sftp_server
 
@@ -68,31 +68,12 @@ class Box:
         return self.transport(port=closed_port())
 
 
-class SftpSource(Box, SourceHarness):
-    resumes = False  # acknowledged files move to archive/: there is no cursor
+class SftpSource(Box, CsvDrop):
+    def inbox(self) -> Path:
+        return self.folder
 
-    def __init__(self, server: Sftp, folder: Path) -> None:
-        super().__init__(server, folder)
-        self.files = 0
-
-    def stream(self) -> FolderStreamOptions:
-        return FolderStreamOptions(pattern="*.csv")
-
-    def _drop(self, lines: Sequence[str]) -> None:
-        self.files += 1
-        path = self.folder / f"{self.files:04d}.csv"
-        path.write_text("id,name\n" + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+    def dropped(self, path: Path) -> None:
         shutil.chown(path, self.server.user)
-
-    def add(self, keys: Sequence[str]) -> None:
-        self._drop([f"{key},Name {key}" for key in keys])
-
-    def key(self, record: SourceRecord) -> str:
-        return str(record.data["id"])
-
-    def add_broken(self, key: str) -> bool:
-        self._drop([f"{key},Name,one cell too many"])
-        return True
 
     def refused(self) -> SftpTransport:
         return self.transport(credentials={"password": "wrong-" + uuid.uuid4().hex})
