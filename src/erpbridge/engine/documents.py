@@ -33,10 +33,21 @@ def document_fields(stored: StoredDocument) -> dict[str, Any]:
 
 
 def issue_for_delivery(
-    engine: Engine, doc: CompiledDocument, item: Claim, payload: Mapping[str, Any]
+    engine: Engine,
+    doc: CompiledDocument,
+    item: Claim,
+    payload: Mapping[str, Any],
+    *,
+    for_mapping: bool = True,
 ) -> tuple[dict[str, Any], OutgoingDocument]:
-    """The payload with ``document`` added, and the document to deliver; a
-    :class:`~erpbridge.documents.render.DocumentError` when it cannot be made."""
+    """The payload (with ``document`` added when ``for_mapping``: a flow's mapping may pick from
+    it) and the document to deliver; a :class:`~erpbridge.documents.render.DocumentError` when
+    it cannot be made.
+
+    A flow without a mapping sends the payload whole, so it gets no ``document`` fields: the
+    transport has the document itself, and a hex digest or base64 text passed whole through
+    the card-number scan can look like a card number (4 of 2 000 SHA-256 digests hold a
+    Luhn-valid run of digits: such a delivery went dead)."""
     ref = DocumentRef(doc.name, item.record_id, item.entity, item.key, item.version)
     stored = issue(engine, doc, ref, payload)
     outgoing = OutgoingDocument(
@@ -48,4 +59,6 @@ def issue_for_delivery(
         content=stored.content,
         issued_at=stored.issued_at,
     )
+    if not for_mapping:
+        return dict(payload), outgoing
     return {**payload, "document": document_fields(stored)}, outgoing

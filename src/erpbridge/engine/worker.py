@@ -250,7 +250,11 @@ class Worker:
             if flow.document is not None:
                 try:
                     payload, document = issue_for_delivery(
-                        self.engine, self.config.documents[flow.document], item, payload
+                        self.engine,
+                        self.config.documents[flow.document],
+                        item,
+                        payload,
+                        for_mapping=not mapping.whole,
                     )
                 except DataError as exc:  # the template cannot make it: no number was taken
                     failures.append(Failure(item, "dead", str(exc)))
