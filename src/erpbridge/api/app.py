@@ -25,6 +25,7 @@ from erpbridge.api import (
     rejections,
     resources,
     search,
+    transitions,
 )
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
@@ -131,6 +132,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(search.router)
     app.include_router(cursors.router)
     app.include_router(rejections.router)
+    app.include_router(transitions.router)
     _docs(app)
     app.include_router(health.router)
     app.include_router(health.probes)

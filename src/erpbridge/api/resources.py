@@ -224,6 +224,44 @@ class BindingOut(BaseModel):
     external_id: str
 
 
+class TransitionOut(BaseModel):
+    """One status change of a record (the transition log)."""
+
+    version: int = Field(description="The record version it made.")
+    workflow: str
+    field: str
+    from_state: str | None = Field(description="Null: the record's first state.")
+    to_state: str
+    transition: str | None = Field(
+        description="Null: a new record's first state, or a change no transition allows that "
+        "an IN flow with status_policy: record took (see note)."
+    )
+    actor_kind: str = Field(description="client (API), user (back office, CLI) or flow (IN).")
+    actor: str
+    reason: str | None
+    note: str | None
+    run_id: int | None
+    at: Stamp
+
+
+def transition_out(row: Row[Any]) -> TransitionOut:
+    """A transition log row as the API shows it."""
+    return TransitionOut(
+        version=row.version,
+        workflow=row.workflow,
+        field=row.field,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        transition=row.transition,
+        actor_kind=row.actor_kind,
+        actor=row.actor,
+        reason=row.reason,
+        note=row.note,
+        run_id=row.run_id,
+        at=row.at,
+    )
+
+
 class RecordOut(BaseModel):
     """A record: its current payload, bindings and every version with its lineage (for a
     channel-restricted client: the bindings of its channels, lineage of their versions)."""
@@ -239,6 +277,9 @@ class RecordOut(BaseModel):
         default_factory=dict,
         description="Per top-level field of the payload: the version (and the flow and "
         "channel) that last set it, so a merged record shows which source each value is from.",
+    )
+    transitions: list[TransitionOut] = Field(
+        default_factory=list, description="Its status changes (the transition log), oldest first."
     )
 
 
@@ -557,6 +598,7 @@ def show_record(entity: Name, key: str, hub: HubDep, who: Reader) -> RecordOut:
         bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in view.bindings],
         versions=[_version_out(v) for v in view.versions],
         fields={name: _origin_out(o) for name, o in field_origins(view.versions).items()},
+        transitions=[transition_out(t) for t in view.transitions],
     )
 
 

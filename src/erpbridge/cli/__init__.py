@@ -46,6 +46,7 @@ from erpbridge.cli.serve import (
     tls_options,
 )
 from erpbridge.cli.users import users_app
+from erpbridge.cli.transitions import show_transitions, transition, transition_table
 from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
 from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
@@ -426,6 +427,8 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
                 origin.channel or "",
             )
         console.print(table)
+        if view.transitions:
+            console.print(transition_table("status changes (transition log)", view.transitions))
 
 
 @app.command(name="rejected")
@@ -859,6 +862,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.command()(api)
 app.command()(prune)
+app.command()(transition)
+app.command(name="transitions")(show_transitions)
 
 
 def main() -> None:

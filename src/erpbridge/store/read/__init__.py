@@ -28,6 +28,7 @@ from erpbridge.store.read.records import (
     records_page,
 )
 from erpbridge.store.read.scope import EVERYTHING, Scope
+from erpbridge.store.read.transitions import record_transitions, visible_record
 
 __all__ = [
     "EVERYTHING",
@@ -45,10 +46,12 @@ __all__ = [
     "delivery_by_id",
     "field_origins",
     "flow_activity",
+    "record_transitions",
     "record_view",
     "records_page",
     "rejected_by_id",
     "rejected_page",
     "run_by_id",
     "runs_page",
+    "visible_record",
 ]
