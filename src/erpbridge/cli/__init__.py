@@ -45,8 +45,8 @@ from erpbridge.cli.serve import (
     serve,
     tls_options,
 )
-from erpbridge.cli.users import users_app
 from erpbridge.cli.transitions import show_transitions, transition, transition_table
+from erpbridge.cli.users import users_app
 from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
 from erpbridge.store.states import DELIVERY_STATES, ConflictStatus
