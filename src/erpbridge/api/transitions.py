@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from erpbridge.api.context import ApiError, Hub
-from erpbridge.api.resources import HubDep, Name, Reader, TransitionOut, Writer, transition_out
+from erpbridge.api.deps import HubDep, Name, Reader, Writer
+from erpbridge.api.resources import TransitionOut, transition_out
 from erpbridge.api.scope import read_scope
 from erpbridge.engine.transitions import (
     CardNumberInReason,
