@@ -544,7 +544,7 @@ document_sequences = Table(
 )
 
 # The transition log (``store.transitions``): one row per status change of a record, fired
-# (API, CLI, back office) or arriving from an IN flow; append-only (migration 0016 makes the
+# (API, CLI, back office) or arriving from an IN flow; append-only (migration 0018 makes the
 # database refuse UPDATE and DELETE on it). ``transition`` is null for a change no transition
 # allowed that a ``status_policy: record`` flow took anyway (``note`` says so), and for a new
 # record's first state. An ``idempotency_key`` answers a retried fire with its first result.
