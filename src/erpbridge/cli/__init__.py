@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from erpbridge.cli.backfill import backfill, replay
 from erpbridge.cli.channels import channels_app
 from erpbridge.cli.clients import clients_app, secrets_app
 from erpbridge.cli.common import (
@@ -864,6 +865,8 @@ app.command()(api)
 app.command()(prune)
 app.command()(transition)
 app.command(name="transitions")(show_transitions)
+app.command()(backfill)
+app.command()(replay)
 
 
 def main() -> None:

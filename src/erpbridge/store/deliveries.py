@@ -41,6 +41,7 @@ from erpbridge.pci import mask_card_numbers, redact_card_numbers
 from erpbridge.schedules import Schedule
 from erpbridge.store.bulk import copy_rows, timestamp
 from erpbridge.store.states import OPEN_DELIVERY_STATES
+from erpbridge.store.superseding import supersede_backfilled
 from erpbridge.store.tables import deliveries, delivery_attempts
 
 __all__ = [
@@ -150,6 +151,8 @@ def enqueue(
         for v in versions if v.wanted_by(s)
     ]  # fmt: skip
     copy_rows(conn, deliveries, _COLUMNS, rows)
+    if rows:  # a backfilled older version of these keys must not hold the live one back
+        supersede_backfilled(conn, sorted({row[6] for row in rows}), at)
     if rows and conn.dialect.name == "postgresql":
         # Sent at commit: workers LISTENing anywhere wake at once for immediate flows.
         conn.exec_driver_sql(f"NOTIFY {WAKE_CHANNEL}")

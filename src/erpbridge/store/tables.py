@@ -239,6 +239,8 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    # The backfill or replay run that queued it (``None``: a live change); its progress.
+    Column("run_id", _Id, nullable=True),
     UniqueConstraint("idempotency_key"),
     Index(None, "state", "priority", "next_attempt_at", "id"),
     # The dashboard's deliveries of the last day per flow, from the index alone.
@@ -247,6 +249,7 @@ deliveries = Table(
     # A channel-restricted reader's records (``store.read.scope``): by record, and by channel.
     Index(None, "record_id"),
     Index(None, "channel", "entity", "record_id"),
+    Index(None, "run_id", "state"),
 )
 
 delivery_attempts = Table(
