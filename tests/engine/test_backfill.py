@@ -16,9 +16,9 @@ from erpbridge.engine.backfill import (
     BackfillRequest,
     Filler,
     ReplayRequest,
-    parse_moment,
 )
 from erpbridge.engine.worker import Worker
+from erpbridge.moments import BadMoment, parse_moment
 from erpbridge.store.backfill import progress
 from erpbridge.store.deliveries import claim
 from erpbridge.store.runs import now
@@ -239,7 +239,7 @@ def test_hostile_requests_are_refused_with_the_cause(hub: tuple[Path, Engine]) -
         filler.backfill(BackfillRequest("nope"))
     with pytest.raises(BackfillRefused, match="'customers-in' is an IN flow"):
         filler.backfill(BackfillRequest("customers-in"))
-    with pytest.raises(BackfillRefused, match="--to 'yesterday': not a time"):
+    with pytest.raises(BadMoment, match="--to 'yesterday': not a time"):
         parse_moment("--to", "yesterday")
     later = parse_moment("--from", "2026-12-07T10:00:00+01:00")
     assert later.isoformat() == "2026-12-07T09:00:00+00:00"

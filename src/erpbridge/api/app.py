@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from erpbridge.api import (
+    backfill,
     cursors,
     events,
     health,
@@ -125,6 +126,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
     app.add_middleware(RequestMetrics)  # outermost of ours: counts every answer, 4xx included
     app.include_router(resources.router)
+    app.include_router(backfill.router)
     app.include_router(events.router)
     app.include_router(events.hooks)
     app.include_router(oauth.router)

@@ -21,17 +21,26 @@ FlowName = Annotated[str, typer.Argument(help="The OUT flow to fill.")]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Count what would be queued; queue nothing.")
 ]
+MaxPending = Annotated[
+    int,
+    typer.Option(
+        "--max-pending",
+        help="Wait while this many queued deliveries are still to go out (0: no limit).",
+    ),
+]
 Wait = Annotated[
     bool,
     typer.Option("--wait", help="Then wait until workers have delivered what was queued."),
 ]
 
 
-def _filler(config_path: ConfigOption) -> Filler:
+def _filler(config_path: ConfigOption, max_pending: int) -> Filler:
     from erpbridge.engine.backfill import Filler
 
+    if max_pending < 0:
+        raise fail(f"--max-pending {max_pending}: give 0 (no limit) or more", 2)
     config = load(config_path)
-    return Filler(config, store(config))
+    return Filler(config, store(config), max_pending=max_pending)
 
 
 def _report(result: FillResult) -> None:
@@ -120,22 +129,23 @@ def backfill(
     ] = None,
     dry_run: DryRun = False,
     wait: Wait = False,
+    max_pending: MaxPending = 20_000,
 ) -> None:
     """Queue every record the hub holds for an OUT flow (its current version, once), below
     live traffic; an interrupted backfill with the same options resumes where it stopped."""
     from erpbridge.engine.backfill import (
         BackfillRefused,
         BackfillRequest,
-        parse_moment,
         parse_where,
     )
+    from erpbridge.moments import BadMoment, parse_moment
 
-    filler = _filler(config_path)
+    filler = _filler(config_path, max_pending)
     try:
         target = filler.target(flow)
         terms = parse_where(filler.config, target.entity, where or [])
         since = None if changed_since is None else parse_moment("--changed-since", changed_since)
-    except BackfillRefused as exc:
+    except (BackfillRefused, BadMoment) as exc:
         raise fail(str(exc), 2) from None
     request = BackfillRequest(flow, terms, since, dry_run)
     _run(filler, lambda: filler.backfill(request, _printer()), wait)
@@ -150,13 +160,15 @@ def replay(
     config_path: ConfigOption = DEFAULT_CONFIG,
     dry_run: DryRun = False,
     wait: Wait = False,
+    max_pending: MaxPending = 20_000,
 ) -> None:
     """Queue every version written in a time range for an OUT flow, in order, then each touched
     record's current version if newer; for a target that lost data, or a new archive."""
-    from erpbridge.engine.backfill import BackfillRefused, ReplayRequest, parse_moment
+    from erpbridge.engine.backfill import BackfillRefused, ReplayRequest
+    from erpbridge.moments import BadMoment, parse_moment
     from erpbridge.store.runs import now
 
-    filler = _filler(config_path)
+    filler = _filler(config_path, max_pending)
     try:
         filler.target(flow)
         request = ReplayRequest(
@@ -165,6 +177,6 @@ def replay(
             now() if end is None else parse_moment("--to", end),
             dry_run,
         )
-    except BackfillRefused as exc:
+    except (BackfillRefused, BadMoment) as exc:
         raise fail(str(exc), 2) from None
     _run(filler, lambda: filler.replay(request, _printer()), wait)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ from erpbridge.store.backfill import (
     Target,
     backfill_step,
     catch_up_step,
+    open_deliveries,
     replay_step,
     resume_point,
 )
@@ -47,7 +48,6 @@ __all__ = [
     "ReplayRequest",
     "backfill_new_flows",
     "on_create_pending",
-    "parse_moment",
     "parse_where",
 ]
 
@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: Records (or versions) queued per transaction: bounded, so live changes interleave.
 DEFAULT_BATCH = 1000
+#: A run waits while this many of its deliveries are still to go out: the ledger (and each
+#: claim's look at it) stays small however many records the hub holds.
+DEFAULT_MAX_PENDING = 20_000
 
 
 class BackfillRefused(ErpbridgeError):
@@ -67,22 +70,6 @@ class BackfillRefused(ErpbridgeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def parse_moment(option: str, text: str) -> datetime:
-    """``text`` as an aware UTC time: ISO 8601, a date alone is its midnight UTC, a time
-    without zone is UTC. :class:`BackfillRefused` naming ``option`` otherwise."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise BackfillRefused(
-            "bad_time",
-            f"{option} {text!r}: not a time; write ISO 8601, e.g. 2026-12-07T09:30:00Z or "
-            "2026-12-07",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def parse_where(config: LoadedConfig, entity: str, terms: list[str]) -> tuple[tuple[str, str], ...]:
@@ -198,12 +185,15 @@ class Filler:
         engine: Engine,
         *,
         batch_size: int = DEFAULT_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
         dispatch: Dispatcher | None = None,
         on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
         self.batch_size = batch_size
+        #: 0: queue everything at once, whether workers keep up or not.
+        self.max_pending = max_pending
         self.dispatch = dispatch or ledger_dispatcher(engine.dialect.name)
         self.on_queued = on_queued
         self.lease = config.run_lease()
@@ -239,6 +229,16 @@ class Filler:
 
     def backfill(self, request: BackfillRequest, progress: Progress | None = None) -> FillResult:
         """Queue the flow's entity's current versions; resume an unfinished identical one."""
+        return self.start_backfill(request).run(progress)
+
+    def replay(self, request: ReplayRequest, progress: Progress | None = None) -> FillResult:
+        """Queue every version written in the range, then the current version of each record
+        the range touched if newer; resume an unfinished identical replay."""
+        return self.start_replay(request).run(progress)
+
+    def start_backfill(self, request: BackfillRequest) -> Fill:
+        """Check ``request`` and record its run (:class:`BackfillRefused`, or
+        :class:`~erpbridge.errors.FlowBusy` while another fills the flow); queue nothing yet."""
         target = self.target(request.flow)
         keep = _record_filter(request.where)
         entity_field = records.c.entity == target.entity
@@ -258,12 +258,10 @@ class Filler:
             result.total = conn.execute(
                 select(func.count()).select_from(records).where(condition)
             ).scalar_one()
-        phases: list[tuple[str, _StepFn]] = [("records", step)]
-        return self._fill(run_id, target, result, cursor, phases, progress)
+        return Fill(self, target, result, cursor, [("records", step)])
 
-    def replay(self, request: ReplayRequest, progress: Progress | None = None) -> FillResult:
-        """Queue every version written in the range, then the current version of each record
-        the range touched if newer; resume an unfinished identical replay."""
+    def start_replay(self, request: ReplayRequest) -> Fill:
+        """:meth:`start_backfill` for a replay."""
         if request.start > request.end:
             raise BackfillRefused(
                 "bad_range",
@@ -296,8 +294,7 @@ class Filler:
                     audit.c.at <= request.end,
                 )
             ).scalar_one()
-        phases: list[tuple[str, _StepFn]] = [("versions", versions), ("current", current)]
-        return self._fill(run_id, target, result, cursor, phases, progress)
+        return Fill(self, target, result, cursor, [("versions", versions), ("current", current)])
 
     def _start(
         self, target: Target, mode: str, params: dict[str, Any], dry_run: bool
@@ -318,15 +315,16 @@ class Filler:
             )  # fmt: skip
         return run_id, result, cursor
 
-    def _fill(
+    def fill(
         self,
-        run_id: int,
         target: Target,
         result: FillResult,
         cursor: dict[str, Any],
         phases: list[tuple[str, _StepFn]],
         progress: Progress | None,
     ) -> FillResult:
+        """Queue batch after batch, phase after phase, from ``cursor``; close the run."""
+        run_id = result.run_id
         heartbeat = Heartbeat(self.engine, self.lease)
         heartbeat.add(run_id)
         names = [name for name, _ in phases]
@@ -336,6 +334,7 @@ class Filler:
                 name, step = phases[index]
                 after = int(cursor.get("after", 0)) if cursor.get("phase") == name else 0
                 while not self.stopping.is_set():
+                    self._throttle(result)
                     done = self._batch(run_id, target, result, step, name, after)
                     if progress is not None:
                         progress(result)
@@ -354,6 +353,25 @@ class Filler:
         row = finish_run(self.engine, run_id, status=result.status, error=result.error, warnings=[])
         result.duration_s = row.duration_s or 0.0
         return result
+
+    def _throttle(self, result: FillResult) -> None:
+        """Wait while :attr:`max_pending` of the run's deliveries are still to go out."""
+        if result.dry_run or not self.max_pending:
+            return
+        waited = time.monotonic()
+        while not self.stopping.is_set():
+            with self.engine.connect() as conn:
+                waiting = open_deliveries(conn, result.run_id)
+            if waiting < self.max_pending:
+                return
+            if time.monotonic() - waited > 60:
+                waited = time.monotonic()
+                log.warning(
+                    "%s run %d of flow %s: %d deliveries still to go out; waiting for workers "
+                    "(is `erpbridge worker` or `erpbridge run` running?)",
+                    result.mode, result.run_id, result.flow, waiting,
+                )  # fmt: skip
+            self.stopping.wait(0.5)
 
     def _batch(
         self, run_id: int, target: Target, result: FillResult, step: _StepFn, phase: str,
@@ -379,6 +397,26 @@ class Filler:
         if done.queued and self.on_queued is not None and not result.dry_run:
             self.on_queued()
         return done.after
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A backfill or replay whose run is recorded; :meth:`run` queues what it must."""
+
+    filler: Filler
+    target: Target
+    result: FillResult
+    cursor: dict[str, Any]
+    phases: list[tuple[str, _StepFn]]
+
+    @property
+    def run_id(self) -> int:
+        """The run's id."""
+        return self.result.run_id
+
+    def run(self, progress: Progress | None = None) -> FillResult:
+        """Queue everything (in this thread), then close the run; return it."""
+        return self.filler.fill(self.target, self.result, self.cursor, self.phases, progress)
 
 
 def on_create_pending(config: LoadedConfig, engine: Engine) -> list[str]:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.alerting import AlertEvaluator
+from erpbridge.engine.backfill import Filler, backfill_new_flows
 from erpbridge.engine.failures import FailureLog
 from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
@@ -118,6 +119,8 @@ class Service:
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
         )
         self.alerts = AlertEvaluator(config, engine)
+        #: ``backfill: on_create`` flows are filled by a thread of their own at start.
+        self.filler = Filler(config, engine, on_queued=self.wake.set)
         self.beat: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._listener: WakeListener | None = None
@@ -125,19 +128,27 @@ class Service:
     def start(self) -> None:
         """Start the scheduler, the worker and (PostgreSQL) the wake listener."""
         self._listener = WakeListener(self.engine, self.wake, self.stop)
-        threads = (
+        loops = [
             ("scheduler", self._schedule),
             ("worker", self._deliver),
             ("retention", self._prune),
             ("alerts", self._alert),
-        )
-        for name, target in threads:
+        ]
+        if any(f.backfill == "on_create" for f in self.filler.config.model.flows):
+            loops.append(("backfill", self._backfill_new_flows))
+        for name, target in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def _deliver(self) -> None:
         worker_loop(self.worker, self.wake, self.stop, self.interval, self.beat)
+
+    def _backfill_new_flows(self) -> None:
+        try:
+            backfill_new_flows(self.filler)
+        except Exception as exc:  # noqa: BLE001 - logged; the next start tries again
+            log.error("backfill of new flows (backfill: on_create) failed: %s", exc)
 
     def _schedule(self) -> None:
         failures = FailureLog(log, "scheduler")
@@ -182,6 +193,7 @@ class Service:
         end (its unwritten claims are released anyway)."""
         self.worker.stopping.set()
         self.runner.stopping.set()
+        self.filler.stopping.set()
         self.stop.set()
         self.wake.set()
         deadline = time.monotonic() + timeout_s

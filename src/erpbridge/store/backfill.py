@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Select, func, select
 
 from erpbridge.store.bulk import copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.deliveries import WAKE_CHANNEL, Dispatcher
+from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.superseding import BACKFILL_PRIORITY
 from erpbridge.store.tables import audit, deliveries, records, runs
 
@@ -37,6 +38,7 @@ __all__ = [
     "Target",
     "backfill_step",
     "catch_up_step",
+    "open_deliveries",
     "progress",
     "replay_step",
     "resume_point",
@@ -262,6 +264,16 @@ def progress(conn: Connection, run_id: int) -> dict[str, int]:
         .group_by(deliveries.c.state)
     )
     return {state: int(count) for state, count in conn.execute(query).all()}
+
+
+def open_deliveries(conn: Connection, run_id: int) -> int:
+    """How many deliveries the run queued are still to go out."""
+    query = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.run_id == run_id, deliveries.c.state.in_(OPEN_DELIVERY_STATES))
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def resume_point(conn: Connection, flow: str, mode: str, params: Any) -> tuple[int, Any] | None:
