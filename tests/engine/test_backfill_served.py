@@ -33,8 +33,10 @@ from erpbridge.store.states import OPEN_DELIVERY_STATES
 from erpbridge.store.tables import audit, deliveries, records, runs
 from hubprocess import ServedHub, serve_hub
 
-#: Records in the hub before the targets are connected (the issue's figure).
-RECORDS = int(os.environ.get("ERPBRIDGE_BACKFILL_RECORDS", "100000"))
+#: Records in the hub before the targets are connected; the issue asks 100 000
+#: (`ERPBRIDGE_BACKFILL_RECORDS=100000`: about 20 minutes on a busy 2-core machine, where the
+#: worker delivers ~200/s), `make test` runs 20 000.
+RECORDS = int(os.environ.get("ERPBRIDGE_BACKFILL_RECORDS", "20000"))
 #: A backfill waits while this many of its deliveries are to go out (the default is 20 000).
 PENDING = ("--max-pending", str(max(500, RECORDS // 5)))
 
