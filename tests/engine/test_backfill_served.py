@@ -196,7 +196,8 @@ def test_two_new_targets_get_every_record_at_its_current_version_through_kills(
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         killed = backfill_run(engine, "to-archive")
-        assert killed.status == "running" and killed.read < RECORDS  # cut short, not closed
+        # cut short, not closed (shown interrupted once a process sees its pid is gone)
+        assert killed.status in ("running", "interrupted") and killed.read < RECORDS
 
         # the ERP's backfill runs to its end while the hub delivers; then the hub is killed
         erp_fill = subprocess.run(
