@@ -181,6 +181,8 @@ class Claim:
     started_at: datetime
     #: Taken over from a worker whose lease expired (it died or hung); handed out alone.
     taken_over: bool = False
+    #: Below every flow's own (-100..100): a backfill's or replay's, not a live change.
+    priority: int = 0
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -241,7 +243,8 @@ def _take(
     )
     return [
         Claim(r.id, r.flow, r.channel, r.entity, r.record_id, r.key, r.version,
-              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now, taken_over)
+              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now, taken_over,
+              r.priority)
         for r in rows
     ]  # fmt: skip
 
