@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-__all__ = ["ServedHub", "cli_ok", "free_port", "run_cli", "serve_hub"]
+__all__ = ["ServedHub", "cli_ok", "free_port", "run_cli", "serve_hub", "wait_for"]
 
 
 def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +43,15 @@ def cli_ok(root: Path, *args: str) -> str:
     done = run_cli(root, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ firing a "disabled" flow and the worker delivered its OUT deliveries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from erpbridge.store import open_store
 from erpbridge.store.apiclients import create_client
-from hubprocess import ServedHub, serve_hub
+from hubprocess import ServedHub, serve_hub, wait_for
 from hubprocess import run_cli as cli
 
 CONFIG = """
@@ -50,14 +50,6 @@ flows:
 
 #: Scheduler ticks (1 s interval) the test waits to see that nothing happens.
 QUIET_S = 3.5
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

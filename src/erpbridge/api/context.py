@@ -13,6 +13,7 @@ from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.operations import Operations
+from erpbridge.engine.reloader import Reloader
 from erpbridge.engine.runner import FlowRunner
 from erpbridge.pci import redact_card_numbers
 from erpbridge.saml import SamlTrust
@@ -52,9 +53,21 @@ class Hub:
     runner: FlowRunner = field(init=False)
     operations: Operations = field(init=False)
 
+    #: Reloads this process's configuration (``erpbridge run``/``api``); None: it cannot.
+    reloader: Reloader | None = None
+
     def __post_init__(self) -> None:
         self.runner = FlowRunner(self.config, self.engine, on_queued=self.wake)
         self.operations = Operations(self.config)
+
+    def reload(self, config: LoadedConfig) -> None:
+        """Serve ``config`` from the next request on (one under way keeps the old one).
+
+        Channels, flows, entities, mappings and workflows take effect; ``hub.api`` (keys,
+        limits, SAML, TLS, the address) and the store are read at start only."""
+        self.runner = FlowRunner(config, self.engine, on_queued=self.wake)
+        self.operations = Operations(config)
+        self.config = config
 
     def audit(
         self,

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from erpbridge.cli.backfill import backfill, replay
 from erpbridge.cli.channels import channels_app
 from erpbridge.cli.clients import clients_app, secrets_app
 from erpbridge.cli.common import (
@@ -28,6 +27,8 @@ from erpbridge.cli.common import fill_credentials as _fill_credentials
 from erpbridge.cli.common import load as _load
 from erpbridge.cli.common import serving_hub as _serving_hub
 from erpbridge.cli.common import store as _store
+from erpbridge.cli.configuration import config_app
+from erpbridge.cli.configuration import reload as reload_command
 from erpbridge.cli.cursor import cursor_app
 from erpbridge.cli.db import db_app
 from erpbridge.cli.flows import flows_app
@@ -43,10 +44,10 @@ from erpbridge.cli.serve import (
     TlsKey,
     api,
     observability,
+    reloading,
     serve,
     tls_options,
 )
-from erpbridge.cli.transitions import show_transitions, transition, transition_table
 from erpbridge.cli.users import users_app
 from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
@@ -354,43 +355,13 @@ def show_records(
     config_path: ConfigOption = DEFAULT_CONFIG,
     key: Annotated[str | None, typer.Option("--key", "-k", help="One record.")] = None,
     limit: Annotated[int, typer.Option(help="How many to list.")] = 20,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of", help="As they were at this time (ISO 8601), rebuilt from the audit trail."
-        ),
-    ] = None,
-    diff_from: Annotated[
-        str | None,
-        typer.Option(
-            "--diff-from",
-            help="Show what changed between this time and --as-of (default: now), field by field.",
-        ),
-    ] = None,
 ) -> None:
-    """List an entity's records, or show one with its versions, bindings and audit trail; or
-    as they were at a moment (--as-of), or what changed between two (--diff-from)."""
-    from erpbridge.cli.asof import print_as_of, print_diff
-    from erpbridge.moments import BadMoment, parse_moment
-    from erpbridge.store.runs import now
-
+    """List an entity's records, or show one with its versions, bindings and audit trail."""
     config = _load(config_path)
     known_entity(config, entity)
-    try:
-        moment = None if as_of is None else parse_moment("--as-of", as_of)
-        start = None if diff_from is None else parse_moment("--diff-from", diff_from)
-    except BadMoment as exc:
-        raise _fail(str(exc), 2) from None
-    if start is not None and moment is not None and start > moment:
-        raise _fail(f"--diff-from {diff_from} is after --as-of {as_of}: swap them", 2)
     engine = _store(config)
     try:
-        if start is not None:
-            print_diff(engine, entity, key, start, moment or now(), limit)
-        elif moment is not None:
-            print_as_of(engine, entity, key, moment, limit)
-        else:
-            _print_records(engine, entity, key, limit)
+        _print_records(engine, entity, key, limit)
     finally:
         engine.dispose()  # a PostgreSQL store's connections are closed, not left to the GC
 
@@ -458,8 +429,6 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
                 origin.channel or "",
             )
         console.print(table)
-        if view.transitions:
-            console.print(transition_table("status changes (transition log)", view.transitions))
 
 
 @app.command(name="rejected")
@@ -694,15 +663,22 @@ def run(
     hub = _serving_hub(config, service.engine, wake=service.wake.set, health=service.health)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     service.start()
+
+    def apply(new: LoadedConfig) -> None:
+        service.reload(new)
+        hub.reload(new)
+
+    reloader = reloading(hub, "run", apply)
     scheme = "https" if tls else "http"
     console.print(
         f"erpbridge {service.worker.name}: {len(service.scheduler.schedules)} scheduled flow(s), "
         f"{len(service.worker.flows)} OUT flow(s), API at {scheme}://{host}:{port}/api/v1 "
-        f"(docs: /docs)"
+        f"(docs: /docs), configuration version {reloader.version_id}"
     )
     try:
         serve(mount_ui(create_app(hub, tls=bool(tls))), host, port, tls)
     finally:
+        reloader.close()
         # the API has drained; now the scheduler and worker, within the bound
         clean = service.close(DEFAULT_STOP_TIMEOUT_S if stop_timeout is None else stop_timeout)
     if not clean:
@@ -887,16 +863,14 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(clients_app, name="clients")
 app.add_typer(flows_app, name="flows")
 app.add_typer(cursor_app, name="cursor")
+app.add_typer(config_app, name="config")
+app.command(name="reload")(reload_command)
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(search_app, name="search")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.command()(api)
 app.command()(prune)
-app.command()(transition)
-app.command(name="transitions")(show_transitions)
-app.command()(backfill)
-app.command()(replay)
 
 
 def main() -> None:

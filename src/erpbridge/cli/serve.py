@@ -21,10 +21,14 @@ from erpbridge.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi import FastAPI
     from sqlalchemy import Engine
 
+    from erpbridge.api.context import Hub
     from erpbridge.config.loader import LoadedConfig
+    from erpbridge.engine.reloader import Reloader
 
 __all__ = [
     "LogFormatOption",
@@ -35,6 +39,7 @@ __all__ = [
     "TlsKey",
     "api",
     "observability",
+    "reloading",
     "serve",
     "tls_options",
 ]
@@ -175,6 +180,24 @@ def api(
     hub = serving_hub(config, engine)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     scheme = "https" if tls else "http"
-    console.print(f"erpbridge API at {scheme}://{host}:{port}/api/v1 (docs: /docs)")
-    serve(mount_ui(create_app(hub, tls=bool(tls))), host, port, tls)
+    reloader = reloading(hub, "api", hub.reload)
+    console.print(
+        f"erpbridge API at {scheme}://{host}:{port}/api/v1 (docs: /docs), "
+        f"configuration version {reloader.version_id}"
+    )
+    try:
+        serve(mount_ui(create_app(hub, tls=bool(tls))), host, port, tls)
+    finally:
+        reloader.close()
     console.print("stopped")
+
+
+def reloading(hub: Hub, role: str, apply: Callable[[LoadedConfig], None]) -> Reloader:
+    """The process's :class:`~erpbridge.engine.reloader.Reloader` (SIGHUP, the hub's poll),
+    started and handed to the API."""
+    from erpbridge.engine.reloader import Reloader
+
+    reloader = Reloader(hub.config, hub.engine, role, apply)
+    hub.reloader = reloader
+    reloader.start()
+    return reloader

@@ -52,6 +52,20 @@ def print_status(config: LoadedConfig, engine: Engine, *, as_json: bool = False)
     )
     for line in lines:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if report["config_version"] is not None:
+        console.print(
+            f"configuration: version {report['config_version']} is the newest",
+            highlight=False,
+            markup=False,
+        )
+    for p in report["processes"]:
+        console.print(
+            f"  {p['role']} {p['host']}:{p['pid']} runs version {p['config_version']} "
+            f"(loaded {p['loaded_at']}, last seen {p['seen_at']})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     return not lines
 
 

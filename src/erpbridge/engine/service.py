@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,6 @@ from sqlalchemy.exc import OperationalError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.alerting import AlertEvaluator
-from erpbridge.engine.backfill import Filler, backfill_new_flows
 from erpbridge.engine.failures import FailureLog
 from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
@@ -72,7 +72,7 @@ class _Outage(OperationalError):
 
 
 def worker_loop(
-    worker: Worker,
+    worker: Worker | Callable[[], Worker],
     wake: threading.Event,
     stop: threading.Event,
     interval: float,
@@ -80,16 +80,25 @@ def worker_loop(
 ) -> None:
     """Deliver until ``stop``; sleep ``interval`` when idle unless ``wake`` is set.
 
+    ``worker`` may be a function giving the current worker: a reloaded configuration's worker
+    takes over between two passes (a pass finishes with the configuration it claimed under),
+    and the old one's transports are closed.
+
     A pass that fails (the hub store is down, a bug) is logged once, then counted, and the loop
     goes on: one broken pass must not stop the service.
     """
-    failures = FailureLog(log, f"worker {worker.name}")
+    current = worker if callable(worker) and not isinstance(worker, Worker) else None
+    active = worker if isinstance(worker, Worker) else worker()
+    failures = FailureLog(log, f"worker {active.name}")
     while not stop.is_set():
         wake.clear()
+        if current is not None and current() is not active:
+            active.close()
+            active = current()
         try:
-            worker.run_once()
+            active.run_once()
         except Exception as exc:  # noqa: BLE001 - logged once and counted by FailureLog
-            failures.failed(exc, masked_url(worker.engine))
+            failures.failed(exc, masked_url(active.engine))
         else:
             failures.recovered()
         beat["worker"] = time.monotonic()
@@ -119,8 +128,6 @@ class Service:
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
         )
         self.alerts = AlertEvaluator(config, engine)
-        #: ``backfill: on_create`` flows are filled by a thread of their own at start.
-        self.filler = Filler(config, engine, on_queued=self.wake.set)
         self.beat: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._listener: WakeListener | None = None
@@ -128,27 +135,38 @@ class Service:
     def start(self) -> None:
         """Start the scheduler, the worker and (PostgreSQL) the wake listener."""
         self._listener = WakeListener(self.engine, self.wake, self.stop)
-        loops = [
+        threads = (
             ("scheduler", self._schedule),
             ("worker", self._deliver),
             ("retention", self._prune),
             ("alerts", self._alert),
-        ]
-        if any(f.backfill == "on_create" for f in self.filler.config.model.flows):
-            loops.append(("backfill", self._backfill_new_flows))
-        for name, target in loops:
+        )
+        for name, target in threads:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def _deliver(self) -> None:
-        worker_loop(self.worker, self.wake, self.stop, self.interval, self.beat)
+        worker_loop(lambda: self.worker, self.wake, self.stop, self.interval, self.beat)
 
-    def _backfill_new_flows(self) -> None:
-        try:
-            backfill_new_flows(self.filler)
-        except Exception as exc:  # noqa: BLE001 - logged; the next start tries again
-            log.error("backfill of new flows (backfill: on_create) failed: %s", exc)
+    def reload(self, config: LoadedConfig) -> None:
+        """Go on with ``config``: a run or a delivery pass under way finishes with the old one;
+        the next scheduler tick and worker pass use the new one."""
+        runner = FlowRunner(config, self.engine, on_queued=self.wake.set)
+        worker = Worker(config, self.engine, name=self.worker.name, lease=self.worker.lease)
+        scheduler = Scheduler(config, self.engine, runner, worker.name)
+        retention = RetentionJob(
+            self.engine, config.model.hub.retention, worker.name, stop=self.stop
+        )
+        if self.stop.is_set():
+            return
+        self.runner, self.worker, self.scheduler, self.retention = (
+            runner,
+            worker,
+            scheduler,
+            retention,
+        )
+        self.wake.set()
 
     def _schedule(self) -> None:
         failures = FailureLog(log, "scheduler")
@@ -193,7 +211,6 @@ class Service:
         end (its unwritten claims are released anyway)."""
         self.worker.stopping.set()
         self.runner.stopping.set()
-        self.filler.stopping.set()
         self.stop.set()
         self.wake.set()
         deadline = time.monotonic() + timeout_s

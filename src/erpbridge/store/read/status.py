@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from erpbridge.store.configversions import list_processes, newest_version
 from erpbridge.store.read.health import backlog, channel_health, failing_flows
 from erpbridge.store.read.scope import EVERYTHING, Scope
 
@@ -33,6 +34,9 @@ class HubStatus:
     #: Open deliveries (pending, failed, in flight, held) in all, and the oldest one's age.
     open_deliveries: int = 0
     oldest_open_age_s: float | None = None
+    #: The newest configuration version in the hub, and the one each serving process runs.
+    config_version: int | None = None
+    processes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failing(self) -> bool:
@@ -56,6 +60,8 @@ class HubStatus:
             "alerts_firing": self.alerts_firing,
             "open_deliveries": self.open_deliveries,
             "oldest_open_age_s": self.oldest_open_age_s,
+            "config_version": self.config_version,
+            "processes": self.processes,
         }
 
 
@@ -105,4 +111,17 @@ def hub_status(
                     "cause": h.cause,
                 }
             )
+    newest = newest_version(conn)
+    status.config_version = None if newest is None else newest.id
+    status.processes = [
+        {
+            "host": p.host,
+            "pid": p.pid,
+            "role": p.role,
+            "config_version": p.version_id,
+            "loaded_at": p.loaded_at.isoformat(),
+            "seen_at": p.seen_at.isoformat(),
+        }
+        for p in list_processes(conn)
+    ]
     return status
