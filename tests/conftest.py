@@ -42,6 +42,13 @@ def pg_database() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database shared by a module's tests (a served hub's store)."""
+    with fresh_pg_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def hub_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The hub store's URL, once per dialect."""

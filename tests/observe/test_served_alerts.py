@@ -10,6 +10,7 @@ import email
 import hashlib
 import hmac
 import json
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from erpbridge.store.apiclients import create_client
 from httpserve import QuietHandler, serve_handler
 from hubprocess import free_port, serve_hub
 from integration.pki import make_pki
-from observe.obshub import CONFIG, wait_for
+from observe.obshub import CONFIG, query, wait_for
 
 HOOK_SECRET = "whsec-3f9a1c-never-logged"
 SMTP_PASSWORD = "smtp-pw-71c0e2-never-logged"
@@ -231,3 +232,78 @@ def test_alert_fires_once_repeats_and_resolves(
     changes = [(e["state"]) for e in events if e["event"] == "channel.state_changed"]
     assert changes[:1] == ["down"] and changes[-1] == "up"
     assert HOOK_SECRET not in output and SMTP_PASSWORD not in output
+
+
+SOURCE_DOWN = """
+channels:
+  mes: {{system: sql, options: {{url: "sqlite:///mes.db"}}}}
+flows:
+  - name: customers-in
+    channel: mes
+    entity: customer
+    direction: in
+    trigger: {{interval: 1s}}
+    source: {{table: customers}}
+    key: id
+    cursor: {{column: updated_at, tiebreaker: id, safety_window: 0}}
+    mapping: {{code: id, name: name}}
+alerts:
+  interval_s: 0.5
+  cooldown_s: 600
+  notifiers:
+    hook: {{webhook: {{url: "{hook}/alerts", secret: "${{HOOK_SECRET}}"}}}}
+    mail:
+      email:
+        host: 127.0.0.1
+        port: {smtp_port}
+        username: alerts
+        password: ${{SMTP_PASSWORD}}
+        sender: hub@example.com
+        to: [ops@example.com]
+        ca_file: {ca}
+  rules:
+    - {{name: mes-failing, when: flow_failing, flow: customers-in, runs: 2, notify: [hook, mail]}}
+"""
+
+
+def test_a_stopped_source_database_alerts_after_two_failed_runs_and_resolves(
+    tmp_path: Path, smtp: tuple[Inbox, Path, int]
+) -> None:
+    inbox, ca, smtp_port = smtp
+    hooks = Hooks()
+    root = tmp_path / "hub"
+    root.mkdir()
+    source = root / "mes.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE customers (id TEXT, name TEXT, updated_at TEXT)")
+        conn.execute("INSERT INTO customers VALUES ('C1', 'Ann', '2026-01-01 00:00:00')")
+    env = {"HOOK_SECRET": HOOK_SECRET, "SMTP_PASSWORD": SMTP_PASSWORD}
+    with serve_handler(_receiver(hooks)) as receiver:
+        config = SOURCE_DOWN.format(hook=receiver.url, smtp_port=smtp_port, ca=ca)
+        args = ("--interval", "0.2", "--log-format", "json")
+        with serve_hub(root, config, command="run", args=args, env=env) as hub:
+            wait_for(lambda: query(hub.database, "SELECT 1 FROM runs WHERE status = 'succeeded'"))
+            assert hooks.received == []
+            source.rename(root / "mes.db.stopped")  # the source database is gone
+
+            wait_for(lambda: hooks.kinds("mes-failing"), 60, "the webhook's 'fired'")
+            wait_for(lambda: inbox.subjects(), 30, "the fired mail")
+            failed = query(hub.database, "SELECT count(*) FROM runs WHERE status = 'failed'")
+            assert failed[0][0] >= 2
+            body = hooks.received[0][0]
+            assert body["subject"] == "customers-in" and "mes.db" in body["message"]
+            assert inbox.subjects() == ["[erpbridge] FIRING: mes-failing (customers-in)"]
+            assert _cli(root, hub.env, "status").returncode == 1
+
+            (root / "mes.db").unlink(missing_ok=True)
+            (root / "mes.db.stopped").rename(source)  # back
+            wait_for(lambda: "resolved" in hooks.kinds("mes-failing"), 60, "the resolution")
+            wait_for(lambda: "RESOLVED" in inbox.subjects()[-1], 30, "the resolved mail")
+            time.sleep(1.5)
+            assert hooks.kinds("mes-failing") == ["fired", "resolved"]
+            assert inbox.subjects() == [
+                "[erpbridge] FIRING: mes-failing (customers-in)",
+                "[erpbridge] RESOLVED: mes-failing (customers-in)",
+            ]
+            assert all(signed for _, signed in hooks.received)
+            assert _cli(root, hub.env, "status").returncode == 0

@@ -144,9 +144,26 @@ def test_pause_stops_scheduler_and_worker_and_run_now_is_followed(
     eventually(lambda: (hub.root / "erp" / "C3.json").exists(), what="C3 delivered after resume")
 
     # Run now: the page follows the run it started, without a reload.
-    (hub.root / "desk" / "customers_4.csv").write_text("code;name\nC4;Dave\n", encoding="utf-8")
+    desk = hub.root / "desk" / "customers_4.csv"
+    desk.write_text("code;name\nC4;Dave\nC1;Alice Desk\n", encoding="utf-8")
     page.goto("/ui/flows/customers-desk")
     expect(page.locator("#recent-runs tbody")).to_contain_text("No runs match.")
+    # A dry run first: what would change, field by field; nothing written, the file stays.
+    page.click("button#dry-run")
+    expect(page.locator("h1")).to_contain_text("Dry run of customers-desk")
+    new = page.locator('.change[data-key="C4"]')
+    expect(new).to_contain_text("new record")
+    expect(new.locator("tbody")).to_contain_text('"Dave"')  # code, name (and defaults)
+    changed = page.locator('.change[data-key="C1"]')
+    expect(changed).to_contain_text("update of version")
+    expect(changed.locator("tbody tr")).to_have_count(1)
+    expect(changed.locator("tbody tr")).to_contain_text('"Alice"')
+    expect(changed.locator("tbody tr")).to_contain_text('"Alice Desk"')
+    page.screenshot(path=shots / "dry-run.png", full_page=True)
+    assert desk.exists()
+    page.goto("/ui/flows/customers-desk")
+    expect(page.locator("#recent-runs tbody tr")).to_have_count(1)  # the dry run's, marked
+    expect(page.locator("#recent-runs .tag")).to_have_text("dry run")
     page.click("button#run-now")
     expect(page.locator(".notice")).to_contain_text("flow customers-desk started")
     first = page.locator("#recent-runs tbody tr").first

@@ -124,6 +124,7 @@ def test_viewer_cannot_press_operator_buttons(hub: ServedHub) -> None:
             "/ui/flows/customers-in/pause",
             "/ui/flows/customers-in/resume",
             "/ui/flows/customers-desk/run",
+            "/ui/flows/customers-desk/dry-run",
         ):
             answer = http.post(path, data={"csrf": token})  # ... and refused when pressed anyway
             assert answer.status_code == 403, path

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from erpbridge.api import (
+    backfill,
     configuration,
     cursors,
     events,
@@ -26,6 +27,7 @@ from erpbridge.api import (
     rejections,
     resources,
     search,
+    transitions,
 )
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
@@ -125,6 +127,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)
     app.add_middleware(RequestMetrics)  # outermost of ours: counts every answer, 4xx included
     app.include_router(resources.router)
+    app.include_router(backfill.router)
     app.include_router(events.router)
     app.include_router(events.hooks)
     app.include_router(oauth.router)
@@ -132,6 +135,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.include_router(search.router)
     app.include_router(cursors.router)
     app.include_router(rejections.router)
+    app.include_router(transitions.router)
     app.include_router(configuration.router)
     _docs(app)
     app.include_router(health.router)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
@@ -26,6 +27,7 @@ from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.diagnose import check_channel
 from erpbridge.engine.preview import Preview
 from erpbridge.errors import FlowPaused
+from erpbridge.moments import BadMoment, parse_moment
 from erpbridge.store.deliveries import cancel, retry_deliveries
 from erpbridge.store.read import (
     FieldOrigin,
@@ -34,12 +36,14 @@ from erpbridge.store.read import (
     conflicts_page,
     deliveries_page,
     delivery_by_id,
+    diff_payloads,
     field_origins,
+    record_as_of,
     record_view,
     run_by_id,
     runs_page,
 )
-from erpbridge.store.runlease import shown_status
+from erpbridge.store.runlease import aware, shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.secretbox import store_credential
 from erpbridge.store.states import (
@@ -224,6 +228,44 @@ class BindingOut(BaseModel):
     external_id: str
 
 
+class TransitionOut(BaseModel):
+    """One status change of a record (the transition log)."""
+
+    version: int = Field(description="The record version it made.")
+    workflow: str
+    field: str
+    from_state: str | None = Field(description="Null: the record's first state.")
+    to_state: str
+    transition: str | None = Field(
+        description="Null: a new record's first state, or a change no transition allows that "
+        "an IN flow with status_policy: record took (see note)."
+    )
+    actor_kind: str = Field(description="client (API), user (back office, CLI) or flow (IN).")
+    actor: str
+    reason: str | None
+    note: str | None
+    run_id: int | None
+    at: Stamp
+
+
+def transition_out(row: Row[Any]) -> TransitionOut:
+    """A transition log row as the API shows it."""
+    return TransitionOut(
+        version=row.version,
+        workflow=row.workflow,
+        field=row.field,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        transition=row.transition,
+        actor_kind=row.actor_kind,
+        actor=row.actor,
+        reason=row.reason,
+        note=row.note,
+        run_id=row.run_id,
+        at=row.at,
+    )
+
+
 class RecordOut(BaseModel):
     """A record: its current payload, bindings and every version with its lineage (for a
     channel-restricted client: the bindings of its channels, lineage of their versions)."""
@@ -240,6 +282,33 @@ class RecordOut(BaseModel):
         description="Per top-level field of the payload: the version (and the flow and "
         "channel) that last set it, so a merged record shows which source each value is from.",
     )
+    transitions: list[TransitionOut] = Field(
+        default_factory=list, description="Its status changes (the transition log), oldest first."
+    )
+    as_of: Stamp | None = Field(
+        default=None, description="Asked for as of this moment: the version that stood then."
+    )
+
+
+class FieldChangeOut(BaseModel):
+    """One field that differs between two moments (``null``: absent then)."""
+
+    path: str
+    before: Any
+    after: Any
+
+
+class RecordDiffOut(BaseModel):
+    """What changed in a record between ``start`` and ``end`` (``version_*`` null: it did not
+    exist yet)."""
+
+    entity: str
+    key: str
+    start: Stamp
+    end: Stamp
+    version_before: int | None
+    version_after: int | None
+    changes: list[FieldChangeOut]
 
 
 class DeliveryOut(BaseModel):
@@ -541,22 +610,88 @@ def show_run(run_id: RowId, hub: HubDep, who: Reader) -> RunOut:
 
 
 @router.get("/records/{entity}/{key}", tags=["records"])
-def show_record(entity: Name, key: str, hub: HubDep, who: Reader) -> RecordOut:
-    """A record with its bindings and every version's lineage (run, flow, source position)."""
+def show_record(
+    entity: Name,
+    key: str,
+    hub: HubDep,
+    who: Reader,
+    as_of: Annotated[
+        str | None,
+        Query(max_length=64, description="As it was then (ISO 8601; without a zone: UTC)."),
+    ] = None,
+) -> RecordOut:
+    """A record with its bindings and every version's lineage (run, flow, source position);
+    with ``as_of``, as it was then, rebuilt from the audit trail."""
+    moment = None if as_of is None else _moment("as_of", as_of)
     with hub.engine.connect() as conn:
         view = record_view(conn, read_scope(hub, who), entity, key)
     if view is None:
         raise ApiError(404, "not_found", f"no {entity} record with key {key!r}")
     row = view.row
+    versions, links = view.versions, view.bindings
+    if moment is not None:
+        versions = [v for v in versions if aware(v.row.at) <= moment]
+        if not versions:
+            raise ApiError(
+                404, "not_found", f"no {entity} record with key {key!r} as of {as_of} "
+                f"(created {aware(view.versions[0].row.at).isoformat()})",
+            )  # fmt: skip
+        row = versions[-1].row
+        links = [b for b in links if aware(b.created_at) <= moment]
     return RecordOut(
         entity=entity,
         key=key,
         version=row.version,
         payload=orjson.loads(row.payload),
-        updated_at=row.updated_at,
-        bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in view.bindings],
-        versions=[_version_out(v) for v in view.versions],
-        fields={name: _origin_out(o) for name, o in field_origins(view.versions).items()},
+        updated_at=row.at if moment is not None else row.updated_at,
+        bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in links],
+        versions=[_version_out(v) for v in versions],
+        fields={name: _origin_out(o) for name, o in field_origins(versions).items()},
+        transitions=[transition_out(t) for t in view.transitions if t.version <= row.version],
+        as_of=moment,
+    )
+
+
+def _moment(name: str, text: str) -> datetime:
+    try:
+        return parse_moment(name, text)
+    except BadMoment as exc:
+        raise ApiError(422, "bad_time", str(exc)) from None
+
+
+@router.get("/records/{entity}/{key}/diff", tags=["records"])
+def diff_record(
+    entity: Name,
+    key: str,
+    hub: HubDep,
+    who: Reader,
+    start: Annotated[str, Query(alias="from", max_length=64, description="ISO 8601.")],
+    end: Annotated[
+        str | None, Query(alias="to", max_length=64, description="ISO 8601; default: now.")
+    ] = None,
+) -> RecordDiffOut:
+    """What changed in a record between two moments, field by field (dotted paths)."""
+    before_at = _moment("from", start)
+    after_at = now() if end is None else _moment("to", end)
+    if before_at > after_at:
+        raise ApiError(422, "bad_range", f"from {start} is after to {end}: swap them")
+    scope = read_scope(hub, who)
+    with hub.engine.connect() as conn:
+        if record_view(conn, scope, entity, key) is None:
+            raise ApiError(404, "not_found", f"no {entity} record with key {key!r}")
+        before = record_as_of(conn, scope, entity, key, before_at)
+        after = record_as_of(conn, scope, entity, key, after_at)
+    changes = diff_payloads(
+        None if before is None else before.payload, None if after is None else after.payload
+    )
+    return RecordDiffOut(
+        entity=entity,
+        key=key,
+        start=before_at,
+        end=after_at,
+        version_before=None if before is None else before.version,
+        version_after=None if after is None else after.version,
+        changes=[FieldChangeOut(path=c.path, before=c.before, after=c.after) for c in changes],
     )
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from erpbridge.cli.backfill import backfill, replay
 from erpbridge.cli.channels import channels_app
 from erpbridge.cli.clients import clients_app, secrets_app
 from erpbridge.cli.common import (
@@ -48,6 +49,7 @@ from erpbridge.cli.serve import (
     serve,
     tls_options,
 )
+from erpbridge.cli.transitions import show_transitions, transition, transition_table
 from erpbridge.cli.users import users_app
 from erpbridge.errors import FlowBusy, FlowPaused, StoreUnavailable
 from erpbridge.pci import install_log_redaction
@@ -355,13 +357,43 @@ def show_records(
     config_path: ConfigOption = DEFAULT_CONFIG,
     key: Annotated[str | None, typer.Option("--key", "-k", help="One record.")] = None,
     limit: Annotated[int, typer.Option(help="How many to list.")] = 20,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="As they were at this time (ISO 8601), rebuilt from the audit trail."
+        ),
+    ] = None,
+    diff_from: Annotated[
+        str | None,
+        typer.Option(
+            "--diff-from",
+            help="Show what changed between this time and --as-of (default: now), field by field.",
+        ),
+    ] = None,
 ) -> None:
-    """List an entity's records, or show one with its versions, bindings and audit trail."""
+    """List an entity's records, or show one with its versions, bindings and audit trail; or
+    as they were at a moment (--as-of), or what changed between two (--diff-from)."""
+    from erpbridge.cli.asof import print_as_of, print_diff
+    from erpbridge.moments import BadMoment, parse_moment
+    from erpbridge.store.runs import now
+
     config = _load(config_path)
     known_entity(config, entity)
+    try:
+        moment = None if as_of is None else parse_moment("--as-of", as_of)
+        start = None if diff_from is None else parse_moment("--diff-from", diff_from)
+    except BadMoment as exc:
+        raise _fail(str(exc), 2) from None
+    if start is not None and moment is not None and start > moment:
+        raise _fail(f"--diff-from {diff_from} is after --as-of {as_of}: swap them", 2)
     engine = _store(config)
     try:
-        _print_records(engine, entity, key, limit)
+        if start is not None:
+            print_diff(engine, entity, key, start, moment or now(), limit)
+        elif moment is not None:
+            print_as_of(engine, entity, key, moment, limit)
+        else:
+            _print_records(engine, entity, key, limit)
     finally:
         engine.dispose()  # a PostgreSQL store's connections are closed, not left to the GC
 
@@ -429,6 +461,8 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
                 origin.channel or "",
             )
         console.print(table)
+        if view.transitions:
+            console.print(transition_table("status changes (transition log)", view.transitions))
 
 
 @app.command(name="rejected")
@@ -871,6 +905,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.command()(api)
 app.command()(prune)
+app.command()(transition)
+app.command(name="transitions")(show_transitions)
+app.command()(backfill)
+app.command()(replay)
 
 
 def main() -> None:

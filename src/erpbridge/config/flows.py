@@ -85,6 +85,12 @@ def check_flows(
             continue
         if flow.target:
             problems.add((*at, "target"), "an IN flow reads from a 'source', it has no 'target'")
+        if flow.backfill is not None:
+            problems.add(
+                (*at, "backfill"),
+                "an IN flow reads from its channel; 'backfill' fills OUT flows with what the "
+                "hub already holds",
+            )
         if not aside.setting("flows", position, "source", "cursor"):
             _check_source(flow, at, cls, found.streams, problems)
     return found

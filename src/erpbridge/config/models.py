@@ -190,6 +190,12 @@ class FlowConfig(_Strict):
         description="OUT: higher goes first, so an urgent flow is not stuck behind a bulk one.",
     )
     retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy())
+    backfill: Literal["on_create"] | None = Field(
+        default=None,
+        description="OUT: 'on_create' queues every record the hub already holds when the flow "
+        "first appears (`erpbridge run` starts a backfill run, announced in the log and the run "
+        "list); omitted: only changes from then on (`erpbridge backfill` does it by hand).",
+    )
     conflict: Literal["source_wins", "target_wins", "newest_wins", "manual"] | None = Field(
         default=None,
         description="IN, two-way: what to do when a change arrives from the channel while the "

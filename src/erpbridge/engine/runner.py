@@ -58,6 +58,7 @@ from erpbridge.store.search import SearchSpec
 from erpbridge.store.switches import check_not_paused
 from erpbridge.store.tables import records as record_rows
 from erpbridge.transports.base import Batch, SourceRecord, Transport
+from erpbridge.workflows.gate import FlowGate, StatusRefused
 
 __all__ = ["EventRejected", "FlowRunner", "Ingested", "RunResult", "RunStopped"]
 
@@ -251,6 +252,11 @@ class FlowRunner:
                         f"{counts.overruled} record(s): changes of fields another channel "
                         "owns were not applied (owners:)"
                     )
+                if counts.unsanctioned:
+                    result.warnings.append(
+                        f"{counts.unsanctioned} status change(s) the workflow does not allow, "
+                        "taken (status_policy: record): see the transition log"
+                    )
                 if progress is not None:
                     progress(counts)
             if full and not dry_run:
@@ -374,6 +380,7 @@ class FlowRunner:
             cursor_before=None,
             lease=self.lease,
         )
+        job.atomic = True
         try:
             counts = job.commit(batch)
             keys = list(dict.fromkeys(item.key for item in incoming))
@@ -386,6 +393,11 @@ class FlowRunner:
                         )
                     )
                 }
+        except StatusRefused as exc:
+            finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
+            index = {record.position: i for i, record in enumerate(batch.records)}
+            problems = [(index[r.position], r.field_path, r.reason) for r in exc.refused]
+            raise EventRejected(name, problems) from None
         except BaseException as exc:
             finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
             failed = RunResult(job.run_id, flow.name, "failed", "event", False)
@@ -555,6 +567,10 @@ class _Job:
         self.subscribers = subscribers_of(runner.config, flow.entity)
         self.search = SearchSpec.of(flow.entity, runner.config.entities[flow.entity])
         self.fields = field_rules(runner.config, flow, self.mapping)
+        workflows = runner.config.workflows_of(flow.entity)
+        self.gate = FlowGate(workflows, flow.status_policy, flow.name) if workflows else None
+        #: An event: a version the workflow refuses fails the whole batch (nothing stored).
+        self.atomic = False
         keys = [flow.key] if isinstance(flow.key, str) else flow.key
         self.external_id = [getter(k) for k in keys] if keys else None
         self.key_path = ", ".join(keys) if keys else ""
@@ -662,6 +678,7 @@ class _Job:
             flow.version_field,
             ledger_dispatcher(self.runner.engine.dialect.name),
             fields=self.fields,
+            gate=self.gate,
         )
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
@@ -671,6 +688,12 @@ class _Job:
                 keys = [i.key for i in incoming]
                 before = self.preview.before(conn, keys) if self.preview else None
                 upserted = upsert_records(conn, lineage, incoming)
+                if upserted.refused and self.atomic:
+                    raise StatusRefused(upserted.refused)
+                rejections = rejections + [
+                    Rejection(r.position, r.reason, r.field_path, r.payload, r.external_id)
+                    for r in upserted.refused
+                ]
                 if self.preview:
                     changed = bool(upserted.created or upserted.updated)
                     self.preview.after(conn, keys, before, changed)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.alerting import AlertEvaluator
+from erpbridge.engine.backfill import Filler, backfill_new_flows
 from erpbridge.engine.failures import FailureLog
 from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
@@ -128,6 +129,8 @@ class Service:
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
         )
         self.alerts = AlertEvaluator(config, engine)
+        #: ``backfill: on_create`` flows are filled by a thread of their own at start.
+        self.filler = Filler(config, engine, on_queued=self.wake.set)
         self.beat: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._listener: WakeListener | None = None
@@ -135,13 +138,15 @@ class Service:
     def start(self) -> None:
         """Start the scheduler, the worker and (PostgreSQL) the wake listener."""
         self._listener = WakeListener(self.engine, self.wake, self.stop)
-        threads = (
+        loops = [
             ("scheduler", self._schedule),
             ("worker", self._deliver),
             ("retention", self._prune),
             ("alerts", self._alert),
-        )
-        for name, target in threads:
+        ]
+        if any(f.backfill == "on_create" for f in self.filler.config.model.flows):
+            loops.append(("backfill", self._backfill_new_flows))
+        for name, target in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -167,6 +172,12 @@ class Service:
             retention,
         )
         self.wake.set()
+
+    def _backfill_new_flows(self) -> None:
+        try:
+            backfill_new_flows(self.filler)
+        except Exception as exc:  # noqa: BLE001 - logged; the next start tries again
+            log.error("backfill of new flows (backfill: on_create) failed: %s", exc)
 
     def _schedule(self) -> None:
         failures = FailureLog(log, "scheduler")
@@ -211,6 +222,7 @@ class Service:
         end (its unwritten claims are released anyway)."""
         self.worker.stopping.set()
         self.runner.stopping.set()
+        self.filler.stopping.set()
         self.stop.set()
         self.wake.set()
         deadline = time.monotonic() + timeout_s

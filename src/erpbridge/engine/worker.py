@@ -41,6 +41,7 @@ from erpbridge.store.deliveries import (
 from erpbridge.store.outage import StoreRetry
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
+from erpbridge.store.superseding import BACKFILL_PRIORITY
 from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import audit
 from erpbridge.transports.base import OutgoingDocument, OutgoingRecord, Transport, Writer
@@ -94,6 +95,10 @@ class Worker:
         self.name = name or worker_name()
         self.lease = lease
         self.batch_size = batch_size
+        #: While only backfilled or replayed deliveries come, claim this many at a time: a live
+        #: change arriving meanwhile waits for a small batch, not a full one (issue 21).
+        self.background_batch = max(1, batch_size // 4)
+        self._background = False
         # Only flows this configuration knows: deliveries of a removed flow stay in the ledger,
         # visible, instead of being claimed by a worker that cannot map them.
         self.flows = [f.name for f in config.model.flows if f.direction == "out" and f.enabled]
@@ -132,15 +137,15 @@ class Worker:
         """Claim a batch; channels with ``max_in_flight`` only up to their free slots."""
         at = now()
         uncapped, capped = self._active(conn)
-        claims = (
-            claim(conn, self.name, self.batch_size, self.lease, at, uncapped) if uncapped else []
-        )
+        size = self.background_batch if self._background else self.batch_size
+        claims = claim(conn, self.name, size, self.lease, at, uncapped) if uncapped else []
         # sorted: PostgreSQL's advisory locks are always taken in one order (no deadlock)
         for channel in sorted(capped):
             limits = self.config.model.channels[channel].limits
-            room = self.limiter.in_flight_allowance(conn, channel, limits, self.batch_size)
+            room = self.limiter.in_flight_allowance(conn, channel, limits, size)
             if room:
                 claims += claim(conn, self.name, room, self.lease, at, capped[channel])
+        self._background = bool(claims) and all(c.priority <= BACKFILL_PRIORITY for c in claims)
         return claims
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ from erpbridge.pci import mask_card_numbers, redact_card_numbers
 from erpbridge.schedules import Schedule
 from erpbridge.store.bulk import copy_rows, timestamp
 from erpbridge.store.states import OPEN_DELIVERY_STATES
+from erpbridge.store.superseding import supersede_backfilled
 from erpbridge.store.tables import deliveries, delivery_attempts
 
 __all__ = [
@@ -150,6 +151,8 @@ def enqueue(
         for v in versions if v.wanted_by(s)
     ]  # fmt: skip
     copy_rows(conn, deliveries, _COLUMNS, rows)
+    if rows:  # a backfilled older version of these keys must not hold the live one back
+        supersede_backfilled(conn, sorted({row[6] for row in rows}), at)
     if rows and conn.dialect.name == "postgresql":
         # Sent at commit: workers LISTENing anywhere wake at once for immediate flows.
         conn.exec_driver_sql(f"NOTIFY {WAKE_CHANNEL}")
@@ -178,6 +181,8 @@ class Claim:
     started_at: datetime
     #: Taken over from a worker whose lease expired (it died or hung); handed out alone.
     taken_over: bool = False
+    #: Below every flow's own (-100..100): a backfill's or replay's, not a live change.
+    priority: int = 0
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -238,7 +243,8 @@ def _take(
     )
     return [
         Claim(r.id, r.flow, r.channel, r.entity, r.record_id, r.key, r.version,
-              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now, taken_over)
+              r.idempotency_key, r.attempts, r.max_attempts, r.fence, now, taken_over,
+              r.priority)
         for r in rows
     ]  # fmt: skip
 

@@ -8,7 +8,8 @@ bind the channel's external ids, and append one audit row per created or updated
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from erpbridge.store.ordering import is_older
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.searchindex import index_changed, index_created
 from erpbridge.store.tables import audit, bindings, records
+from erpbridge.store.transitions import Move, Refused, StatusGate, log_moves
 
 __all__ = [
     "Incoming",
@@ -77,6 +79,10 @@ class UpsertCounts:
     stale: int = 0
     #: Records whose change of fields another channel owns was not applied (``owners:``).
     overruled: int = 0
+    #: Status changes no transition allows, taken because the flow's status_policy is record.
+    unsanctioned: int = 0
+    #: Versions the workflow refused (``status_policy: enforce``): not stored.
+    refused: list[Refused] = field(default_factory=list)
 
     def add(self, other: UpsertCounts) -> None:
         """Add each counter of ``other`` (and of its own kind) to this one's."""
@@ -106,6 +112,9 @@ class Lineage:
     dispatch: Dispatcher | None = None
     #: Which fields the flow changes (``store.merge``); None: it replaces whole records.
     fields: FieldRules | None = None
+    #: The entity's workflows, applied to each new version (``store.transitions``); None: the
+    #: entity has no workflow.
+    gate: StatusGate | None = None
 
 
 def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
@@ -238,6 +247,10 @@ def _upsert_round(
                                 channel=lineage.channel, entity=lineage.entity,
                                 run_id=lineage.run_id, at=lineage.at, changed=changed)  # fmt: skip
         counts.conflicts += found
+    moves: dict[str, list[Move]] = {}
+    refused: set[str] = set()
+    if lineage.gate is not None and (new or changed):
+        new, changed, refused = _gated(lineage.gate, new, changed, moves, counts)
     at = timestamp(conn, lineage.at)
     history: list[tuple[Any, ...]] = []
     if new:
@@ -302,12 +315,13 @@ def _upsert_round(
             index_changed(conn, lineage.search, [(r.id, i.key, i.payload) for i, r in changed])
         counts.updated += len(changed)
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
+    if moves:
+        _log(conn, lineage, moves, new, changed, ids)
     if lineage.subscribers and history:
-        versions = _versions(lineage, history, new, changed)
+        versions = _versions(lineage, history, new, changed, moves)
         enqueue(conn, lineage.subscribers, lineage.channel, versions, lineage.at, lineage.dispatch)
-    _bind(
-        conn, lineage, at, [(i.external_id, ids[i.key]) for i in items if i.external_id is not None]
-    )
+    bound = [i for i in items if i.external_id is not None and i.key not in refused]
+    _bind(conn, lineage, at, [(i.external_id, ids[i.key]) for i in bound if i.external_id])
 
 
 def _versions(
@@ -315,17 +329,83 @@ def _versions(
     history: list[tuple[Any, ...]],
     new: list[Incoming],
     changed: list[tuple[Incoming, Any]],
+    moves: Mapping[str, list[Move]],
 ) -> list[NewVersion]:
-    """The versions just written, with their payloads before and after when a subscriber's
-    ``when:`` needs them (history holds the new records' rows first, then the changed ones)."""
+    """The versions just written, with their payloads before and after and the transitions
+    that made them when a subscriber's ``when:`` needs them (history holds the new records'
+    rows first, then the changed ones)."""
     if all(s.when is None for s in lineage.subscribers):
         return [NewVersion(row[0], lineage.entity, row[2], row[3]) for row in history]
     pairs = [(None, i.payload) for i in new]
     pairs += [(orjson.loads(row.payload), i.payload) for i, row in changed]
     return [
-        NewVersion(row[0], lineage.entity, row[2], row[3], before, after)
+        NewVersion(row[0], lineage.entity, row[2], row[3], before, after, _fired(moves, row[2]))
         for row, (before, after) in zip(history, pairs, strict=True)
     ]
+
+
+def _fired(moves: Mapping[str, list[Move]], key: str) -> frozenset[str]:
+    return frozenset(m.transition for m in moves.get(key, ()) if m.transition)
+
+
+def _gated(
+    gate: StatusGate,
+    new: list[Incoming],
+    changed: list[tuple[Incoming, Any]],
+    moves: dict[str, list[Move]],
+    counts: UpsertCounts,
+) -> tuple[list[Incoming], list[tuple[Incoming, Any]], set[str]]:
+    """The versions the entity's workflows admit (payloads completed where the gate says), their
+    moves by key, and the keys refused (counted in ``counts.refused``)."""
+    refused: set[str] = set()
+
+    def admitted(item: Incoming, before: Mapping[str, Any] | None) -> Incoming | None:
+        verdict = gate.admit(before, dict(item.payload))
+        if verdict.refusal is not None:
+            path, reason = verdict.refusal
+            counts.refused.append(
+                Refused(item.position, item.external_id, item.payload, path, reason)
+            )
+            refused.add(item.key)
+            return None
+        if verdict.moves:
+            moves[item.key] = verdict.moves
+            counts.unsanctioned += sum(1 for m in verdict.moves if m.note)
+        return item if verdict.payload == item.payload else _incoming(item, verdict.payload)
+
+    kept_new = [i for i in (admitted(item, None) for item in new) if i is not None]
+    kept_changed = []
+    for item, row in changed:
+        taken = admitted(item, orjson.loads(row.payload))
+        if taken is None:
+            continue
+        if taken.hash == row.content_hash:
+            counts.unchanged += 1  # only a status the source left out, kept as it was
+            moves.pop(item.key, None)
+            continue
+        kept_changed.append((taken, row))
+    return kept_new, kept_changed, refused
+
+
+def _log(
+    conn: Connection,
+    lineage: Lineage,
+    moves: Mapping[str, list[Move]],
+    new: list[Incoming],
+    changed: list[tuple[Incoming, Any]],
+    ids: Mapping[str, int],
+) -> None:
+    """The transition log rows of the status changes just written, fired by the IN flow."""
+    versions = {i.key: (ids[i.key], 1) for i in new}
+    versions.update({i.key: (row.id, row.version + 1) for i, row in changed})
+    rows = [
+        (versions[key][0], lineage.entity, key, versions[key][1], move)
+        for key, found in moves.items()
+        if key in versions
+        for move in found
+    ]
+    log_moves(conn, rows, actor_kind="flow", actor=lineage.flow, run_id=lineage.run_id,
+              at=lineage.at)  # fmt: skip
 
 
 _RECORD_COLUMNS = (

@@ -49,6 +49,7 @@ __all__ = [
     "search_index",
     "seen_assertions",
     "signing_keys",
+    "transitions",
     "ui_sessions",
     "ui_users",
     "webhook_signatures",
@@ -238,6 +239,8 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    # The backfill or replay run that queued it (``None``: a live change); its progress.
+    Column("run_id", _Id, nullable=True),
     UniqueConstraint("idempotency_key"),
     Index(None, "state", "priority", "next_attempt_at", "id"),
     # The dashboard's deliveries of the last day per flow, from the index alone.
@@ -246,6 +249,7 @@ deliveries = Table(
     # A channel-restricted reader's records (``store.read.scope``): by record, and by channel.
     Index(None, "record_id"),
     Index(None, "channel", "entity", "record_id"),
+    Index(None, "run_id", "state"),
 )
 
 delivery_attempts = Table(
@@ -565,4 +569,34 @@ document_sequences = Table(
     Column("sequence", String(64), primary_key=True),
     Column("year", Integer, primary_key=True, autoincrement=False),
     Column("last", Integer, nullable=False),
+)
+
+# The transition log (``store.transitions``): one row per status change of a record, fired
+# (API, CLI, back office) or arriving from an IN flow; append-only (migration 0018 makes the
+# database refuse UPDATE and DELETE on it). ``transition`` is null for a change no transition
+# allowed that a ``status_policy: record`` flow took anyway (``note`` says so), and for a new
+# record's first state. An ``idempotency_key`` answers a retried fire with its first result.
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("record_id", _Id, ForeignKey("records.id"), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("workflow", String(128), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("from_state", String(128), nullable=True),
+    Column("to_state", String(128), nullable=False),
+    Column("transition", String(128), nullable=True),
+    Column("actor_kind", String(16), nullable=False),  # client | user | flow
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("run_id", _Id, nullable=True),
+    Column("idempotency_key", String(256), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index(None, "record_id", "id"),
+    Index(None, "entity", "at"),
+    UniqueConstraint("record_id", "actor", "idempotency_key"),
 )

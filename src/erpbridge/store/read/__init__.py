@@ -5,6 +5,14 @@ an API client is restricted to) applied in SQL before ``LIMIT``. Callers never q
 ``store.tables`` for these themselves.
 """
 
+from erpbridge.store.read.asof import (
+    FieldChange,
+    RecordAsOf,
+    changed_between,
+    diff_payloads,
+    record_as_of,
+    records_as_of,
+)
 from erpbridge.store.read.audit import audit_page
 from erpbridge.store.read.dashboard import FlowActivity, flow_activity
 from erpbridge.store.read.ledger import (
@@ -28,27 +36,36 @@ from erpbridge.store.read.records import (
     records_page,
 )
 from erpbridge.store.read.scope import EVERYTHING, Scope
+from erpbridge.store.read.transitions import record_transitions, visible_record
 
 __all__ = [
     "EVERYTHING",
+    "FieldChange",
     "FieldOrigin",
     "FlowActivity",
     "Order",
+    "RecordAsOf",
     "RecordView",
     "Scope",
     "Version",
     "audit_page",
+    "changed_between",
     "conflict_by_id",
     "conflicts_page",
     "deliveries_page",
     "delivery_attempts_of",
     "delivery_by_id",
+    "diff_payloads",
     "field_origins",
     "flow_activity",
+    "record_as_of",
+    "record_transitions",
     "record_view",
+    "records_as_of",
     "records_page",
     "rejected_by_id",
     "rejected_page",
     "run_by_id",
     "runs_page",
+    "visible_record",
 ]

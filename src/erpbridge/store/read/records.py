@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, Row, TextClause, func, select
 
 from erpbridge.store.read.scope import Scope
-from erpbridge.store.tables import audit, bindings, records
+from erpbridge.store.tables import audit, bindings, records, transitions
 
 __all__ = ["FieldOrigin", "RecordView", "Version", "field_origins", "record_view", "records_page"]
 
@@ -32,6 +32,8 @@ class RecordView:
     row: Row[Any]
     bindings: list[Row[Any]]
     versions: list[Version]
+    #: Its status changes (the transition log), oldest first.
+    transitions: list[Row[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ def record_view(conn: Connection, scope: Scope, entity: str, key: str) -> Record
     if mine is not None:
         links = links.where(mine)
     history = select(audit).where(audit.c.record_id == row.id).order_by(audit.c.id)
+    moves = select(transitions).where(transitions.c.record_id == row.id)
     return RecordView(
         row,
         list(conn.execute(links.order_by(bindings.c.channel))),
@@ -99,6 +102,7 @@ def record_view(conn: Connection, scope: Scope, entity: str, key: str) -> Record
             Version(a, a.channel is not None and not scope.sees_channel(a.channel))
             for a in conn.execute(history)
         ],
+        list(conn.execute(moves.order_by(transitions.c.id))),
     )
 
 

@@ -209,3 +209,13 @@ def flow_cursor_reset(
         else _text(out.after.value)
     )
     return after_action(f"/ui/flows/{name}", f"cursor of {name} reset to {shown}")
+
+
+@router.post("/ui/flows/{name}/dry-run", response_class=HTMLResponse)
+def flow_dry_run(request: Request, name: FlowName, hub: HubDep, who: Operates) -> HTMLResponse:
+    """Run an IN flow without committing anything and show, record by record and field by
+    field, what it would change (the hub's value against the incoming one)."""
+    flow = visible_flow(hub, who, name)
+    out = _acting(resources.dry_run_flow, name, hub, who.principal)
+    context = {"title": f"Dry run of {name}", "flow": flow, "result": out}
+    return render(request, "dryrun.html", context)

@@ -1,5 +1,7 @@
 """``/ui/records``: look a record up by entity and key; its versions with a field-by-field diff,
-its bindings (its id in each channel) and each version's lineage (run, flow, source position)."""
+its bindings (its id in each channel) and each version's lineage (run, flow, source position);
+its workflow state with a button per transition allowed from it (operators), and its transition
+log. A button fires through the same function as the API and ``erpbridge transition``."""
 
 from __future__ import annotations
 
@@ -8,12 +10,21 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from erpbridge.store.read import Version, field_origins, record_view, records_page
+from erpbridge.api.context import Hub
+from erpbridge.errors import ErpbridgeError
+from erpbridge.store.read import (
+    Version,
+    field_origins,
+    record_view,
+    records_page,
+    visible_record,
+)
 from erpbridge.ui.auth import Refused
-from erpbridge.ui.pages.common import HubDep, Reads
+from erpbridge.ui.pages.common import HubDep, Operates, Reads, after_action
 from erpbridge.ui.render import render
 
 __all__ = ["FieldChange", "field_changes", "router"]
@@ -100,5 +111,60 @@ def record_detail(request: Request, entity: str, key: str, hub: HubDep, who: Rea
         "origins": field_origins(view.versions),
         "bindings": view.bindings,
         "versions": _versions(view.versions),
+        "workflows": _workflows(hub, entity, orjson.loads(view.row.payload)),
+        "transitions": view.transitions,
+        "may_fire": who.may("write"),
     }
     return render(request, "record.html", context)
+
+
+def _workflows(hub: Hub, entity: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each workflow of the entity: the record's state and the transitions allowed from it."""
+    shown = []
+    for workflow in hub.config.workflows_of(entity):
+        state = workflow.state_of(payload)
+        allowed = [workflow.transitions[name] for name in workflow.allowed_from(state)]
+        shown.append({"name": workflow.name, "state": state, "allowed": allowed})
+    return shown
+
+
+@router.post("/ui/transitions/{entity}/{name}")
+async def fire(
+    request: Request,
+    entity: Annotated[str, Path(max_length=64)],
+    name: Annotated[str, Path(max_length=128)],
+    hub: HubDep,
+    who: Operates,
+) -> Response:
+    """Fire transition ``name`` on the record whose key the form carries, as the signed-in
+    user (their role is checked against the transition's ``by``); back to the record's page
+    with what happened, a refusal in red."""
+    from erpbridge.engine.transitions import fire_transition
+    from erpbridge.workflows.machine import Actor
+
+    form = await request.form()
+    key = str(form.get("key") or "")[:512]
+    with hub.engine.connect() as conn:
+        found = visible_record(conn, who.scope, entity, key)
+    if found is None:
+        raise Refused(404, f"no {entity} record with key {key!r}")
+    reason = str(form.get("reason") or "")[:4000] or None
+    fields = {
+        field.removeprefix("field:"): str(value)[:4000]
+        for field, value in form.items()
+        if field.startswith("field:") and str(value).strip()
+    }
+    actor = Actor("user", who.name, roles=frozenset({who.session.user.role}))
+    page = f"/ui/records/{quote(entity, safe='')}/{quote(key, safe='')}"
+    try:
+        fired = await run_in_threadpool(
+            fire_transition, hub.engine, hub.config, entity, key, name, actor,
+            reason=reason, fields=fields, on_queued=hub.wake,
+        )  # fmt: skip
+    except ErpbridgeError as exc:
+        return after_action(page, f"{name} refused: {exc}", failed=True)
+    return after_action(
+        page,
+        f"{name}: {fired.before} → {fired.after} (version {fired.version}), "
+        f"{fired.deliveries} delivery(ies) queued",
+    )
