@@ -95,8 +95,9 @@ class Worker:
         self.name = name or worker_name()
         self.lease = lease
         self.batch_size = batch_size
-        #: While only backfilled or replayed deliveries come, claim this many at a time: a live
-        #: change arriving meanwhile waits for a small batch, not a full one (issue 21).
+        #: While backfilled or replayed deliveries are due, claim this many at a time (live ones
+        #: first, by priority): a live change arriving meanwhile waits for a small batch, not a
+        #: full one (issue 21).
         self.background_batch = max(1, batch_size // 4)
         self._background = False
         # Only flows this configuration knows: deliveries of a removed flow stay in the ledger,
@@ -145,7 +146,8 @@ class Worker:
             room = self.limiter.in_flight_allowance(conn, channel, limits, size)
             if room:
                 claims += claim(conn, self.name, room, self.lease, at, capped[channel])
-        self._background = bool(claims) and all(c.priority <= BACKFILL_PRIORITY for c in claims)
+        # any backfilled one: no live change was left, so the next claim stays small too
+        self._background = any(c.priority <= BACKFILL_PRIORITY for c in claims)
         return claims
 
     def close(self) -> None:
