@@ -174,4 +174,21 @@ def test_sighup_reloads_a_served_api(tmp_path: Path) -> None:
         assert "orders-out" in {f["name"] for f in http.get("/api/v1/flows").json()}
         (process,) = http.get("/api/v1/config").json()["processes"]
         assert (process["role"], process["version"]) == ("api", 2)
+
+        # an edit from the back office: checked and diffed first, saved with its comments
+        edited = more.replace("# the hub of the reload test", "# edited in the browser")
+        checked = http.post("/api/v1/config/check", json={"text": BROKEN}).json()
+        assert any("custmer" in p for p in checked["problems"])
+        checked = http.post("/api/v1/config/check", json={"text": edited}).json()
+        assert checked["problems"] == [] and "+# edited in the browser" in checked["diff"]
+        bad = http.put("/api/v1/config", json={"text": BROKEN, "base_version": 2})
+        assert bad.status_code == 422 and hub.config.read_text(encoding="utf-8") == more
+        stale = http.put("/api/v1/config", json={"text": edited, "base_version": 1})
+        assert stale.status_code == 409 and stale.json()["error"]["code"] == "version_conflict"
+        saved = http.put("/api/v1/config", json={"text": edited, "base_version": 2})
+        assert saved.status_code == 200, saved.text
+        assert saved.json() == {"version": 3, "changed": True}
+        assert hub.config.read_text(encoding="utf-8") == edited
+        newest = http.get("/api/v1/config/versions").json()[0]
+        assert (newest["id"], newest["action"], newest["actor"]) == (3, "save", "ops")
         assert hub.process.poll() is None

@@ -11,12 +11,19 @@ from pydantic import BaseModel, Field
 
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.deps import Admin, HubDep, Limit, RowId, Stamp
-from erpbridge.engine.reloader import ConfigRefused, Reloaded, Reloader
+from erpbridge.engine.reloader import (
+    ConfigRefused,
+    Reloaded,
+    Reloader,
+    VersionConflict,
+    check_text,
+)
 from erpbridge.store.configversions import (
     ConfigVersion,
     get_version,
     list_processes,
     list_versions,
+    text_diff,
     unified,
 )
 
@@ -67,6 +74,22 @@ class DiffOut(BaseModel):
 
     from_version: int
     to_version: int
+    diff: str
+
+
+class ConfigTextIn(BaseModel):
+    """An edited configuration file; ``base_version``: the version it was edited from (a save
+    over a newer one is refused with 409)."""
+
+    text: str = Field(max_length=2_000_000)
+    base_version: int | None = Field(None, ge=1)
+
+
+class CheckOut(BaseModel):
+    """What ``erpbridge check`` says of a text (empty: it passes) and how it differs from the
+    file this process runs."""
+
+    problems: list[str]
     diff: str
 
 
@@ -182,4 +205,37 @@ def rollback_config(version_id: RowId, hub: HubDep, who: Admin) -> ReloadOut:
         raise _refused(exc) from None
     hub.audit(who.name, who.address, "config.rollback", str(version_id),
               detail={"version": done.version_id})  # fmt: skip
+    return _out(done)
+
+
+@router.post("/config/check", tags=["config"])
+def check_config(body: ConfigTextIn, hub: HubDep, who: Admin) -> CheckOut:
+    """Check an edited configuration as ``erpbridge check`` does, and diff it against the
+    running file, without saving anything."""
+    reloader = _reloader(hub)
+    try:
+        check_text(body.text, reloader.path)
+        problems: list[str] = []
+    except ConfigRefused as exc:
+        problems = exc.problems
+    running = reloader.path.read_text(encoding="utf-8")
+    return CheckOut(problems=problems, diff=text_diff(running, body.text, "running", "edited"))
+
+
+@router.put("/config", tags=["config"])
+def save_config(body: ConfigTextIn, hub: HubDep, who: Admin) -> ReloadOut:
+    """Save an edited configuration to the file (the text as sent: comments kept) and reload
+    it; 422 ``config_invalid`` with every problem, 409 ``version_conflict`` when
+    ``base_version`` is not the running version. The file stays as it was in both cases."""
+    reloader = _reloader(hub)
+    try:
+        done = reloader.save(body.text, who.name, body.base_version)
+    except ConfigRefused as exc:
+        hub.audit(who.name, who.address, "config.save", str(reloader.path), "refused",
+                  detail={"problems": exc.problems})  # fmt: skip
+        raise _refused(exc) from None
+    except VersionConflict as exc:
+        raise ApiError(409, "version_conflict", str(exc)) from None
+    hub.audit(who.name, who.address, "config.save", str(reloader.path),
+              detail={"version": done.version_id, "changed": done.changed})  # fmt: skip
     return _out(done)

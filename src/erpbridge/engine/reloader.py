@@ -42,7 +42,14 @@ from erpbridge.store.outage import masked_url
 from erpbridge.store.runlease import this_process
 from erpbridge.store.secretbox import SecretBox
 
-__all__ = ["ConfigRefused", "Reloaded", "Reloader", "check_text"]
+__all__ = [
+    "ConfigRefused",
+    "Reloaded",
+    "Reloader",
+    "VersionConflict",
+    "check_text",
+    "write_atomically",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,17 @@ class ConfigRefused(ErpbridgeError):
         super().__init__(
             f"configuration refused ({len(problems)} problem(s)); the running one stays: "
             + "; ".join(problems[:5])
+        )
+
+
+class VersionConflict(ErpbridgeError):
+    """An edit based on a version that is no longer the running one."""
+
+    def __init__(self, base: int, running: int) -> None:
+        self.base, self.running = base, running
+        super().__init__(
+            f"the edit is based on version {base}, but version {running} runs now: "
+            "reload the page and edit again"
         )
 
 
@@ -168,6 +186,18 @@ class Reloader:
         with self._lock:
             write_atomically(self.path, version.text)
         return self.reload(f"{actor} (rollback to version {version_id})", "rollback")
+
+    def save(self, text: str, actor: str, base_version: int | None = None) -> Reloaded:
+        """Write ``text`` (an edited configuration, comments and all) to the file and reload
+        it. :class:`ConfigRefused` when it does not pass the check, :class:`VersionConflict`
+        when ``base_version`` is not the version running here (someone saved meanwhile); in
+        both cases the file stays as it was."""
+        check_text(text, self.path)
+        with self._lock:
+            if base_version is not None and base_version != self.version_id:
+                raise VersionConflict(base_version, self.version_id)
+            write_atomically(self.path, text)
+        return self.reload(actor, "save")
 
     def _credentials(self, config: LoadedConfig) -> None:
         if not any(stored_names(config, name) for name in config.model.channels):

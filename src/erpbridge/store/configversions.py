@@ -30,6 +30,7 @@ __all__ = [
     "newest_version",
     "record_version",
     "set_process_version",
+    "text_diff",
     "touch_process",
     "unified",
 ]
@@ -146,11 +147,16 @@ def list_processes(conn: Connection) -> list[ProcessVersion]:
 
 def unified(old: ConfigVersion, new: ConfigVersion) -> str:
     """A unified diff of two versions' texts, headed by their numbers ('' when the same)."""
+    return text_diff(old.text, new.text, f"version {old.id}", f"version {new.id}")
+
+
+def text_diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    """A unified diff of two configuration texts ('' when the same)."""
     return "".join(
         difflib.unified_diff(
-            old.text.splitlines(keepends=True),
-            new.text.splitlines(keepends=True),
-            fromfile=f"version {old.id}",
-            tofile=f"version {new.id}",
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=old_name,
+            tofile=new_name,
         )
     )

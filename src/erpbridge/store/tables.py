@@ -402,7 +402,7 @@ config_versions = Table(
     Column("sha256", String(64), nullable=False),
     Column("text", Text, nullable=False),
     Column("actor", String(255), nullable=False),
-    Column("action", String(32), nullable=False),  # start | reload | rollback
+    Column("action", String(32), nullable=False),  # start | reload | save | rollback
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
