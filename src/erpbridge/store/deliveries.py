@@ -325,14 +325,17 @@ def claim(
     lease: timedelta,
     now: datetime,
     flows: Sequence[str] | None = None,
+    *,
+    take_over: bool = True,
 ) -> list[Claim]:
     """Take up to ``limit`` due deliveries (or ones whose lease expired) for ``worker``.
 
     Only the head of each ordering key is eligible, so one key never has two deliveries in
     flight and versions go out in order. Higher priority first, then the oldest. A delivery
-    whose worker's lease expired comes first, alone (:func:`_take_over`).
+    whose worker's lease expired comes first, alone (:func:`_take_over`); ``take_over=False``
+    claims due ones only (the batch a worker writes after a take-over, in the same pass).
     """
-    taken = _take_over(conn, worker, lease, now, flows)
+    taken = _take_over(conn, worker, lease, now, flows) if take_over else []
     if taken:
         return taken
     order = (deliveries.c.priority.desc(), deliveries.c.next_attempt_at, deliveries.c.id)
