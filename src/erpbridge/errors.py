@@ -26,6 +26,7 @@ __all__ = [
     "ErpbridgeError",
     "FatalError",
     "FlowBusy",
+    "FlowDisabled",
     "FlowPaused",
     "LockLost",
     "ReadOnlyViolation",
@@ -143,6 +144,14 @@ class FlowPaused(ErpbridgeError):
             f"flow {flow!r} is paused (by {by} since {since} UTC): resume it with "
             f"`erpbridge flows resume {flow}` or POST /api/v1/flows/{flow}/resume"
         )
+
+
+class FlowDisabled(FlowPaused):
+    """The flow is off in the configuration (``enabled: false``) and was never resumed."""
+
+    def __init__(self, flow: str) -> None:
+        self.flow, self.by, self.since = flow, "the configuration", ""
+        ErpbridgeError.__init__(self, f"flow {flow!r} is disabled in the configuration")
 
 
 class LockLost(FatalError):

@@ -29,6 +29,7 @@ from erpbridge.api import (
     search,
     transitions,
 )
+from erpbridge.api.admission import EventAdmission
 from erpbridge.api.context import ApiError, Hub
 from erpbridge.api.headers import SecurityHeaders, hsts_value, security_headers
 from erpbridge.api.network import ForwardedScheme
@@ -122,6 +123,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.state.hub = hub
     settings = hub.config.model.hub.api
     hsts_max_age_s = settings.hsts_max_age_s if tls else None
+    app.add_middleware(EventAdmission, limit=settings.max_pending_events)
     app.add_middleware(RefuseNul)  # inside SecurityHeaders: its 400s get the headers too
     app.add_middleware(SecurityHeaders, hsts_max_age_s=hsts_max_age_s)
     app.add_middleware(ForwardedScheme, trusted=settings.trusted_proxies)

@@ -13,30 +13,47 @@ refused (send long numbers as strings).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from erpbridge.api.context import ApiError
 from erpbridge.api.nulchars import NUL_MESSAGE, holds_nul
 from erpbridge.jsondepth import MAX_JSON_DEPTH
+from erpbridge.pci import redact_card_numbers
 
 __all__ = ["MAX_JSON_DEPTH", "json_body", "parse_json", "read_body"]
 
+log = logging.getLogger(__name__)
+
 
 async def read_body(request: Request, max_body_mb: float) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``max_body_mb``."""
+    """The body, refused with 413 as soon as it is known to exceed ``max_body_mb``. A client that
+    disconnects before its body arrived is logged in one line and answered 499 (to nobody)."""
     limit = int(max_body_mb * 1024 * 1024)
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # A sender that timed out and hung up: one line, not a traceback per request.
+        address = request.client.host if request.client else "unknown"
+        log.warning(
+            "client went away: %s %s from %s after %d byte(s) of its body",
+            request.method,
+            redact_card_numbers(request.url.path),
+            address,
+            size,
+        )
+        raise ApiError(499, "client_gone", "the client went away before its body arrived") from None
     return b"".join(chunks)
 
 

@@ -24,21 +24,23 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from erpbridge.api.auth import Principal, require
 from erpbridge.api.body import parse_json, read_body
 from erpbridge.api.context import ApiError, Hub, get_hub
 from erpbridge.api.network import allowed, client_address
 from erpbridge.config.api import WebhookConfig
-from erpbridge.engine.runner import EventRejected, Ingested
+from erpbridge.engine.runner import EventRejected, Guard, Ingested
+from erpbridge.errors import FlowPaused
 from erpbridge.mapping.compiler import getter
 from erpbridge.pci import mask_card_numbers, redact_card_numbers
+from erpbridge.store.database import reading
 from erpbridge.store.runs import now
-from erpbridge.store.switches import flow_enabled, flow_switch
 from erpbridge.store.tables import idempotency_keys
-from erpbridge.store.webhooks import claim_signature, release_signature
+from erpbridge.store.webhooks import claim_signature_in
 
 __all__ = ["hooks", "router"]
 
@@ -101,14 +103,22 @@ async def post_event(
     config = _in_flow(hub, flow)
     who.check_channel(config.channel)
     body = await _body(request, hub)
-    scope = f"events:{who.name}:{flow}"
+    # The store's work runs in a worker thread: the event loop keeps taking requests, and
+    # concurrent events of the flow share one transaction (FlowRunner.ingest).
+    return await run_in_threadpool(_accept_event, hub, flow, who.name, body, idempotency_key)
+
+
+def _accept_event(
+    hub: Hub, flow: str, client: str, body: bytes, idempotency_key: str | None
+) -> JSONResponse:
+    scope = f"events:{client}:{flow}"
     if idempotency_key:
         idempotency_key = mask_card_numbers(idempotency_key)  # stored: never a card number
         earlier = _earlier_answer(hub, scope, idempotency_key, body)
         if earlier is not None:
             return earlier
     items = _records(parse_json(body), None, hub.config.model.hub.api.max_batch)
-    answer = _ingest(hub, flow, items, f"event:{who.name}")
+    answer = _ingest(hub, flow, items, f"event:{client}")
     if idempotency_key:
         answer = _remember(hub, scope, idempotency_key, body, answer)
     return answer
@@ -141,51 +151,47 @@ async def post_hook(channel: Name, request: Request, hub: HubDep) -> JSONRespons
     secret = model.credentials[hook.secret].get_secret_value()
     signed_at = _verify_signature(hook, request, body, secret, channel)
     _in_flow(hub, hook.flow)
-    items = _records(parse_json(body), hook.records_path, hub.config.model.hub.api.max_batch)
     signature = request.headers.get(hook.signature_header, "").strip()
-    _claim(hub, channel, hook, signature, signed_at)
-    try:
-        answer = _ingest(hub, hook.flow, items, f"hook:{channel}")
-    except BaseException:
-        release_signature(hub.engine, channel, signature)
-        raise
-    if answer.status_code != 202:
-        release_signature(hub.engine, channel, signature)
-    return answer
+    guard = _spend(channel, hook, signature, signed_at)
+    return await run_in_threadpool(_accept_hook, hub, channel, hook, body, guard)
 
 
-def _claim(
-    hub: Hub, channel: str, hook: WebhookConfig, signature: str, signed_at: int | None
-) -> None:
-    """Spend the signature, or refuse the webhook as a replay. It is kept until its timestamp
-    leaves the tolerance (without a timestamp header: the tolerance from now)."""
+def _accept_hook(
+    hub: Hub, channel: str, hook: WebhookConfig, body: bytes, guard: Guard
+) -> JSONResponse:
+    items = _records(parse_json(body), hook.records_path, hub.config.model.hub.api.max_batch)
+    return _ingest(hub, hook.flow, items, f"hook:{channel}", guard)
+
+
+def _spend(channel: str, hook: WebhookConfig, signature: str, signed_at: int | None) -> Guard:
+    """The guard that spends the signature in the transaction storing the webhook's records, or
+    refuses the webhook as a replay. It is kept until its timestamp leaves the tolerance
+    (without a timestamp header: the tolerance from now). A webhook that is not stored (422,
+    flow paused, a store failure) has not spent it."""
     at = datetime.now(UTC)
     start = at if signed_at is None else datetime.fromtimestamp(signed_at, UTC)
     expires_at = start + timedelta(seconds=hook.tolerance_s)
-    if not claim_signature(hub.engine, channel, signature, at=at, expires_at=expires_at):
-        raise ApiError(
+
+    def spend(conn: Connection) -> ApiError | None:
+        if claim_signature_in(conn, channel, signature, at=at, expires_at=expires_at):
+            return None
+        return ApiError(
             409,
             "replayed_webhook",
             f"webhook of {channel!r}: this signature was accepted before; a replay is refused",
         )
 
+    return spend
+
 
 def _in_flow(hub: Hub, name: str) -> Any:
+    """The IN flow ``name`` of the configuration (its switch is read where events are stored)."""
     try:
         flow = hub.config.flow(name)
     except KeyError:
         raise ApiError(404, "not_found", f"no flow named {name!r}") from None
     if flow.direction != "in":
         raise ApiError(409, "not_an_in_flow", f"flow {name!r} is an OUT flow: it takes no events")
-    with hub.engine.connect() as conn:
-        if not flow_enabled(conn, name, flow.enabled):
-            # 409, not accepted and held: the sender keeps the event and sends it again later
-            switch = flow_switch(conn, name)
-            if switch is None:  # off in the configuration, never switched
-                raise ApiError(
-                    409, "flow_paused", f"flow {name!r} is disabled in the configuration"
-                )
-            raise ApiError(409, "flow_paused", str(switch.refusal()))
     return flow
 
 
@@ -213,9 +219,11 @@ def _records(data: Any, path: str | None, max_batch: int) -> list[dict[str, Any]
     return items
 
 
-def _ingest(hub: Hub, flow: str, items: list[dict[str, Any]], origin: str) -> JSONResponse:
+def _ingest(
+    hub: Hub, flow: str, items: list[dict[str, Any]], origin: str, guard: Guard | None = None
+) -> JSONResponse:
     try:
-        done: Ingested = hub.runner.ingest(flow, items, origin)
+        done: Ingested = hub.runner.ingest(flow, items, origin, guard)
     except EventRejected as exc:
         problems = [Problem(index=i, field=path, reason=reason) for i, path, reason in exc.problems]
         body = Rejected(
@@ -223,6 +231,8 @@ def _ingest(hub: Hub, flow: str, items: list[dict[str, Any]], origin: str) -> JS
             problems=problems,
         )
         return JSONResponse(body.model_dump(), status_code=422)
+    except FlowPaused as exc:
+        raise ApiError(409, "flow_paused", str(exc)) from None
     accepted = Accepted(
         flow=flow,
         run_id=done.run_id,
@@ -273,7 +283,7 @@ def _request_hash(body: bytes) -> str:
 
 
 def _earlier_answer(hub: Hub, scope: str, key: str, body: bytes) -> JSONResponse | None:
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         row = conn.execute(
             select(idempotency_keys).where(
                 idempotency_keys.c.scope == scope, idempotency_keys.c.key == key

@@ -146,6 +146,12 @@ class ApiSettings(_Strict):
     hsts_max_age_s: int = Field(default=31536000, ge=0, description="Strict-Transport-Security.")
     max_body_mb: float = Field(default=10, gt=0, description="Largest request body accepted.")
     max_batch: int = Field(default=1000, ge=1, description="Most records in one event POST.")
+    max_pending_events: int = Field(
+        default=64,
+        ge=1,
+        description="Event and webhook requests one API process works on at once; one more "
+        "is answered 503 with Retry-After.",
+    )
 
 
 class WebhookConfig(_Strict):

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
 from erpbridge.engine.dispatcher import ledger_dispatcher
+from erpbridge.engine.groupcommit import GroupCommit
 from erpbridge.engine.heartbeat import Heartbeat
 from erpbridge.engine.preview import Preview
 from erpbridge.errors import DataError, ErpbridgeError, FatalError, StoreUnavailable
@@ -43,8 +44,10 @@ from erpbridge.store.runs import (
     Rejection,
     add_batch,
     add_rejections,
+    close_run,
     decode,
     finish_run,
+    insert_run,
     load_cursor,
     now,
     open_rejections,
@@ -55,12 +58,19 @@ from erpbridge.store.runs import (
     start_run,
 )
 from erpbridge.store.search import SearchSpec
-from erpbridge.store.switches import check_not_paused
+from erpbridge.store.switches import check_not_paused, paused_refusal
 from erpbridge.store.tables import records as record_rows
 from erpbridge.transports.base import Batch, SourceRecord, Transport
 from erpbridge.workflows.gate import FlowGate, StatusRefused
 
-__all__ = ["EventRejected", "FlowRunner", "Ingested", "RunResult", "RunStopped"]
+__all__ = [
+    "EventRejected",
+    "FlowRunner",
+    "Guard",
+    "Ingested",
+    "RunResult",
+    "RunStopped",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +143,20 @@ class Ingested:
     stale: int = 0
 
 
+#: Run in an event's transaction before its records are written: an exception it returns is
+#: raised to the event's caller instead, and nothing of the event is stored.
+Guard = Callable[[Connection], BaseException | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """An event's mapped records, waiting for its group's transaction."""
+
+    incoming: list[Incoming]
+    read: int
+    guard: Guard | None
+
+
 class FlowRunner:
     """Runs the IN flows of one configuration against one hub store."""
 
@@ -155,6 +179,9 @@ class FlowRunner:
         #: Runs that ended on a store outage and could not be marked failed then: closed by
         #: :meth:`close_pending` once the store is back (a long-lived process: ``run``).
         self._unclosed: dict[int, tuple[str, list[str]]] = {}
+        #: Events of one flow arriving together commit together (see :meth:`ingest`).
+        self._events: GroupCommit[_Event, Ingested] = GroupCommit(self._ingest_group)
+        self._event_jobs: dict[str, _Job] = {}
 
     def _transport(self, channel: str) -> Transport:
         return self.config.open_transport(channel)
@@ -348,20 +375,32 @@ class FlowRunner:
             closed.append(run_id)
         return closed
 
-    def ingest(self, name: str, items: Sequence[Mapping[str, Any]], origin: str) -> Ingested:
+    def ingest(
+        self,
+        name: str,
+        items: Sequence[Mapping[str, Any]],
+        origin: str,
+        guard: Guard | None = None,
+    ) -> Ingested:
         """Store records pushed to IN flow ``name`` (an event or webhook) as one batch.
 
         All or nothing: if any record fails the mapping, :class:`EventRejected` lists them and
         nothing is stored (the caller still holds the request and can fix it). Otherwise the
         records, their bindings, audit rows and deliveries commit in one transaction, recorded
         as a run of mode ``event`` whose positions are ``origin[i]``.
+
+        Concurrent events of one flow share that transaction and its run (group commit,
+        :mod:`erpbridge.engine.groupcommit`); each still gets its own counters and records, and
+        fails alone. The flow's switch is read in that transaction: a flow paused through the
+        API takes no event that commits after the pause. ``guard`` runs in the transaction
+        before the event's records are written; an exception it returns is raised to this
+        caller and nothing of the event is stored (a webhook's replay check).
         """
         flow = self.config.flow(name)
         if flow.direction != "in":
             raise FatalError(f"flow {name!r} is an OUT flow: it cannot take events")
         batch = Batch([SourceRecord(item, f"{origin}[{i}]") for i, item in enumerate(items)])
-        job = _Job(self, flow, 0, False, False, {})
-        incoming, rejections = job.prepare(batch)
+        incoming, rejections = self._job(flow).prepare(batch)
         if rejections:
             index = {record.position: i for i, record in enumerate(batch.records)}
             problems = [
@@ -370,49 +409,91 @@ class FlowRunner:
                 for path, reason in r.all_problems()
             ]
             raise EventRejected(name, problems)
-        job.run_id = start_run(
-            self.engine,
-            flow=flow.name,
-            channel=flow.channel,
-            entity=flow.entity,
-            mode="event",
-            dry_run=False,
-            cursor_before=None,
-            lease=self.lease,
-        )
-        job.atomic = True
         try:
-            counts = job.commit(batch)
-            keys = list(dict.fromkeys(item.key for item in incoming))
-            with self.engine.connect() as conn:
-                found = {
-                    row.key: (row.id, row.version)
-                    for row in conn.execute(
-                        select(record_rows.c.key, record_rows.c.id, record_rows.c.version).where(
-                            record_rows.c.entity == flow.entity, record_rows.c.key.in_(keys)
-                        )
-                    )
-                }
-        except StatusRefused as exc:
-            finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
+            return self._events.submit(name, _Event(incoming, len(batch.records), guard))
+        except StatusRefused as exc:  # the workflow refused a status change: nothing stored
             index = {record.position: i for i, record in enumerate(batch.records)}
             problems = [(index[r.position], r.field_path, r.reason) for r in exc.refused]
             raise EventRejected(name, problems) from None
-        except BaseException as exc:
-            finish_run(self.engine, job.run_id, status="failed", error=str(exc), warnings=[])
-            failed = RunResult(job.run_id, flow.name, "failed", "event", False)
-            self._finished(failed, flow, "failed", str(exc) or type(exc).__name__)
-            raise
-        warnings = [_stale_warning(flow, counts.stale)] if counts.stale else []
-        finish_run(self.engine, job.run_id, status="succeeded", error=None, warnings=warnings)
-        return Ingested(
-            job.run_id,
-            counts.created,
-            counts.updated,
-            counts.unchanged,
-            [(key, *found[key]) for key in keys],
-            counts.stale,
-        )
+
+    def _job(self, flow: FlowConfig) -> _Job:
+        """A job for events of ``flow`` (its mapping and subscribers, set up once)."""
+        job = self._event_jobs.get(flow.name)
+        if job is None:
+            job = self._event_jobs[flow.name] = _Job(self, flow, 0, False, False, {})
+        return job
+
+    def _ingest_group(self, name: str, events: list[_Event]) -> list[Ingested | BaseException]:
+        """Store a group of events of flow ``name`` in one transaction with one run; when that
+        fails as a whole, each event is tried alone, so that only the failing one fails."""
+        flow = self.config.flow(name)
+        try:
+            results = self.retry.call(lambda: self._write_events(flow, events), f"flow {name!r}")
+        except Exception as exc:  # noqa: BLE001 - answered to each caller, tried alone first
+            if len(events) > 1 and not isinstance(exc, StoreUnavailable):
+                return [self._ingest_group(name, [event])[0] for event in events]
+            self._failed_event_run(flow, exc)
+            return [exc] * len(events)
+        queued = any(isinstance(r, Ingested) and (r.created or r.updated) for r in results)
+        if queued and self.on_queued is not None and subscribers_of(self.config, flow.entity):
+            self.on_queued()
+        return results
+
+    def _write_events(
+        self, flow: FlowConfig, events: list[_Event]
+    ) -> list[Ingested | BaseException]:
+        """One transaction: the run, each event's records (after its guard), the run closed.
+        A key clash with another process (unique keys) is retried: the retry sees its rows."""
+        job = self._job(flow)
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    paused = paused_refusal(conn, flow.name, flow.enabled)
+                    if paused is not None:
+                        return [paused] * len(events)
+                    # Guards first: a group that is refused whole leaves no run behind.
+                    refused = [event.guard(conn) if event.guard else None for event in events]
+                    if all(refusal is not None for refusal in refused):
+                        return [refusal for refusal in refused if refusal is not None]
+                    started = now()
+                    run_id = insert_run(
+                        conn,
+                        flow=flow.name,
+                        channel=flow.channel,
+                        entity=flow.entity,
+                        mode="event",
+                        at=started,
+                        lease=self.lease,
+                    )
+                    total = BatchCounts()
+                    results: list[Ingested | BaseException] = [
+                        refusal or job.write_event(conn, run_id, event, total)
+                        for event, refusal in zip(events, refused, strict=True)
+                    ]
+                    warnings = [_stale_warning(flow, total.stale)] if total.stale else []
+                    close_run(conn, run_id, total, started=started, warnings=warnings)
+                return results
+            except IntegrityError as exc:
+                if attempt == _MAX_ATTEMPTS:
+                    raise FatalError(
+                        f"events could not be stored after {attempt} attempts: "
+                        f"{exc.orig if exc.orig is not None else exc}"
+                    ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed_event_run(self, flow: FlowConfig, exc: BaseException) -> None:
+        """Leave a trace of events that could not be stored: a failed run (if the store lets),
+        its log event and metric."""
+        run_id = 0
+        try:
+            run_id = start_run(self.engine, flow=flow.name, channel=flow.channel,
+                               entity=flow.entity, mode="event", dry_run=False,
+                               cursor_before=None, lease=self.lease)  # fmt: skip
+            finish_run(self.engine, run_id, status="failed", error=str(exc), warnings=[])
+        except Exception as failed:  # noqa: BLE001 - the store may be what failed
+            log.debug("the failed event run of %s could not be recorded: %s", flow.name, failed)
+        failed_run = RunResult(run_id, flow.name, "failed", "event", False)
+        self._finished(failed_run, flow, "failed", str(exc) or type(exc).__name__)
 
     def resolve_conflict(self, conflict_id: int, take: str) -> None:
         """Settle an open two-way conflict: ``take="hub"`` releases the held deliveries;
@@ -708,6 +789,49 @@ class _Job:
             else:
                 transaction.commit()
         return counts
+
+    def write_event(
+        self, conn: Connection, run_id: int, event: _Event, total: BatchCounts
+    ) -> Ingested:
+        """Write one event of a group in the group's transaction (run ``run_id``): its records,
+        its answer read back in the transaction; add its counters to ``total``."""
+        flow = self.flow
+        lineage = Lineage(
+            flow.entity,
+            flow.channel,
+            flow.name,
+            run_id,
+            now(),
+            self.subscribers,
+            flow.conflict,
+            self.search,
+            flow.version_field,
+            ledger_dispatcher(self.runner.engine.dialect.name),
+            fields=self.fields,
+            gate=self.gate,
+        )
+        counts = upsert_records(conn, lineage, event.incoming)
+        if counts.refused:  # all or nothing: the group is tried again without this event
+            raise StatusRefused(counts.refused)
+        total.add(counts)
+        total.read += event.read
+        keys = list(dict.fromkeys(item.key for item in event.incoming))
+        found = {
+            row.key: (row.id, row.version)
+            for row in conn.execute(
+                select(record_rows.c.key, record_rows.c.id, record_rows.c.version).where(
+                    record_rows.c.entity == flow.entity, record_rows.c.key.in_(keys)
+                )
+            )
+        }
+        return Ingested(
+            run_id,
+            counts.created,
+            counts.updated,
+            counts.unchanged,
+            [(key, *found[key]) for key in keys],
+            counts.stale,
+        )
 
     def _bookkeeping(
         self,

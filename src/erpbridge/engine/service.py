@@ -28,9 +28,12 @@ from erpbridge.engine.worker import Worker
 from erpbridge.store.deliveries import WAKE_CHANNEL
 from erpbridge.store.outage import masked_url
 
-__all__ = ["Service", "WakeListener", "worker_loop"]
+__all__ = ["COALESCE_S", "Service", "WakeListener", "worker_loop"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a woken worker lets further commits gather before it claims.
+COALESCE_S = 0.01
 
 
 class WakeListener:
@@ -78,12 +81,17 @@ def worker_loop(
     stop: threading.Event,
     interval: float,
     beat: dict[str, float],
+    coalesce_s: float = COALESCE_S,
 ) -> None:
     """Deliver until ``stop``; sleep ``interval`` when idle unless ``wake`` is set.
 
     ``worker`` may be a function giving the current worker: a reloaded configuration's worker
     takes over between two passes (a pass finishes with the configuration it claimed under),
     and the old one's transports are closed.
+
+    Woken, the worker waits ``coalesce_s`` more before it claims: the commits of those few
+    milliseconds (events arrive one by one) are claimed and written as one batch, instead of a
+    pass (and a claim) per commit.
 
     A pass that fails (the hub store is down, a bug) is logged once, then counted, and the loop
     goes on: one broken pass must not stop the service.
@@ -103,8 +111,8 @@ def worker_loop(
         else:
             failures.recovered()
         beat["worker"] = time.monotonic()
-        if not stop.is_set():
-            wake.wait(interval)
+        if not stop.is_set() and wake.wait(interval) and coalesce_s:
+            stop.wait(coalesce_s)
 
 
 class Service:

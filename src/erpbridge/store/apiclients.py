@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, Row, select, update
 
 from erpbridge.errors import ErpbridgeError
 from erpbridge.pci import has_card_number
+from erpbridge.store.database import reading
 from erpbridge.store.runs import now
 from erpbridge.store.scopes import IMPLIED, SCOPES
 from erpbridge.store.tables import api_clients
@@ -160,7 +161,7 @@ def verify_key(engine: Engine, key: str) -> ApiClient:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != _PREFIX:
         raise ClientRefused("malformed API key")
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(api_clients).where(api_clients.c.key_prefix == parts[1])).first()
     if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
         raise ClientRefused("unknown API key")
@@ -169,7 +170,7 @@ def verify_key(engine: Engine, key: str) -> ApiClient:
 
 def check_secret(engine: Engine, name: str, secret: str) -> ApiClient:
     """The client ``name`` if ``secret`` is its credential (OAuth client credentials grant)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = _row_by_name(conn, name)
     if row is None or not hmac.compare_digest(row.key_hash, _digest(secret)):
         raise ClientRefused("unknown client or wrong secret")
@@ -179,7 +180,7 @@ def check_secret(engine: Engine, name: str, secret: str) -> ApiClient:
 def usable_client(engine: Engine, name: str, credential: str) -> ApiClient:
     """The client ``name`` if it exists and is neither revoked nor expired; the credential that
     named it (``"certificate CN"``, ``"token"``, …) appears in the refusal."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = _row_by_name(conn, name)
     if row is None:
         raise ClientRefused(f"no API client named {name!r} ({credential})")
@@ -188,14 +189,14 @@ def usable_client(engine: Engine, name: str, credential: str) -> ApiClient:
 
 def find_client(engine: Engine, name: str) -> ApiClient | None:
     """The client called ``name``, whatever its state."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = _row_by_name(conn, name)
     return _client(row) if row is not None else None
 
 
 def list_clients(engine: Engine) -> list[ApiClient]:
     """Every client, newest first."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(select(api_clients).order_by(api_clients.c.id.desc())).all()
     return [_client(r) for r in rows]
 

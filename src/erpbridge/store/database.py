@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +32,7 @@ __all__ = [
     "include_name",
     "migrate",
     "open_store",
+    "reading",
     "schema_state",
 ]
 
@@ -54,6 +56,14 @@ def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
     if type_ == "table":
         return not name.startswith(_UNDECLARED_TABLE_PREFIX)
     return not (type_ == "index" and name in _UNDECLARED_INDEXES)
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only: on SQLite its transaction begins DEFERRED (no write lock,
+    no wait behind a writer: WAL reads beside it); elsewhere a plain connection."""
+    with engine.connect() as conn:
+        yield conn.execution_options(**{READ_ONLY: True})
 
 
 def _sqlite_setup(engine: Engine) -> None:

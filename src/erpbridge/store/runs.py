@@ -27,7 +27,9 @@ __all__ = [
     "Rejection",
     "add_batch",
     "add_rejections",
+    "close_run",
     "finish_run",
+    "insert_run",
     "load_cursor",
     "open_rejections",
     "problems_json",
@@ -113,29 +115,21 @@ def start_run(
     lock in the same transaction, or raise :class:`~erpbridge.errors.FlowBusy` and record
     nothing. Runs whose process is gone are settled as ``interrupted`` first.
     """
-    me = this_process()
     try:
         with engine.begin() as conn:
             at = now()
             settle_interrupted(conn, at)
-            result = conn.execute(
-                insert(runs).returning(runs.c.id),
-                {
-                    "flow": flow,
-                    "channel": channel,
-                    "entity": entity,
-                    "mode": mode,
-                    "status": "running",
-                    "dry_run": dry_run,
-                    "started_at": at,
-                    "cursor_before": _json(cursor_before),
-                    "host": me.host,
-                    "pid": me.pid,
-                    "node": me.node,
-                    "lease_until": at + lease,
-                },
+            run_id = insert_run(
+                conn,
+                flow=flow,
+                channel=channel,
+                entity=entity,
+                mode=mode,
+                at=at,
+                lease=lease,
+                dry_run=dry_run,
+                cursor_before=cursor_before,
             )
-            run_id = int(result.scalar_one())
             if lock:
                 take_flow(conn, flow, run_id, at, lease)
             return run_id
@@ -148,6 +142,70 @@ def start_run(
         if holder is None:
             raise
         raise holder from None
+
+
+def insert_run(
+    conn: Connection,
+    *,
+    flow: str,
+    channel: str,
+    entity: str,
+    mode: str,
+    at: datetime,
+    lease: timedelta = DEFAULT_RUN_LEASE,
+    dry_run: bool = False,
+    cursor_before: Any = None,
+) -> int:
+    """Insert a ``running`` run of this process in the caller's transaction; return its id.
+    (:func:`start_run` commits it alone; a group of events records its run in the transaction
+    of its records, and closes it there with :func:`close_run`.)"""
+    me = this_process()
+    result = conn.execute(
+        insert(runs).returning(runs.c.id),
+        {
+            "flow": flow,
+            "channel": channel,
+            "entity": entity,
+            "mode": mode,
+            "status": "running",
+            "dry_run": dry_run,
+            "started_at": at,
+            "cursor_before": _json(cursor_before),
+            "host": me.host,
+            "pid": me.pid,
+            "node": me.node,
+            "lease_until": at + lease,
+        },
+    )
+    return int(result.scalar_one())
+
+
+def close_run(
+    conn: Connection,
+    run_id: int,
+    counts: BatchCounts,
+    *,
+    started: datetime,
+    warnings: Sequence[str] = (),
+) -> None:
+    """Close run ``run_id`` as ``succeeded`` with its counters, in the caller's transaction."""
+    finished = now()
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            status="succeeded",
+            finished_at=finished,
+            duration_s=(finished - started).total_seconds(),
+            read=counts.read,
+            created=counts.created,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            rejected=counts.rejected,
+            stale=counts.stale,
+            warnings=_json([redact_card_numbers(w) for w in warnings]) if warnings else None,
+        )
+    )
 
 
 def set_start(conn: Connection, run_id: int, mode: str, cursor_before: Any) -> None:

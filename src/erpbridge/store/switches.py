@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select, update
 
-from erpbridge.errors import FlowPaused
+from erpbridge.errors import FlowDisabled, FlowPaused
 from erpbridge.store.runs import now
 from erpbridge.store.tables import flow_switches
 
@@ -24,6 +24,7 @@ __all__ = [
     "flow_enabled",
     "flow_switch",
     "paused_flows",
+    "paused_refusal",
     "set_flow_enabled",
 ]
 
@@ -75,6 +76,15 @@ def check_not_paused(conn: Connection, flow: str) -> None:
     switch = flow_switch(conn, flow)
     if switch is not None and not switch.enabled:
         raise switch.refusal()
+
+
+def paused_refusal(conn: Connection, flow: str, configured: bool) -> FlowPaused | None:
+    """Why ``flow`` takes no work now (paused: who and since when; or off in the configuration
+    and never resumed), or ``None`` if it runs. One read, in the caller's transaction."""
+    switch = flow_switch(conn, flow)
+    if switch is None:
+        return None if configured else FlowDisabled(flow)
+    return None if switch.enabled else switch.refusal()
 
 
 def set_flow_enabled(conn: Connection, flow: str, enabled: bool, by: str) -> None:

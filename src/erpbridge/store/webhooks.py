@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Connection, Engine, delete
 
-from erpbridge.store.seenonce import record_once
+from erpbridge.store.seenonce import record_once, record_once_in
 from erpbridge.store.tables import webhook_signatures
 
-__all__ = ["claim_signature", "release_signature"]
+__all__ = ["claim_signature", "claim_signature_in", "release_signature"]
 
 
 def _digest(signature: str) -> str:
@@ -32,6 +32,15 @@ def claim_signature(
     ``at`` are deleted first."""
     row = {"channel": channel, "digest": _digest(signature), "expires_at": expires_at}
     return record_once(engine, webhook_signatures, row, at=at)
+
+
+def claim_signature_in(
+    conn: Connection, channel: str, signature: str, *, at: datetime, expires_at: datetime
+) -> bool:
+    """:func:`claim_signature` in the caller's transaction (the one storing the webhook's
+    records, so that a webhook whose records are not stored has not spent its signature)."""
+    row = {"channel": channel, "digest": _digest(signature), "expires_at": expires_at}
+    return record_once_in(conn, webhook_signatures, row, at=at)
 
 
 def release_signature(engine: Engine, channel: str, signature: str) -> None:
