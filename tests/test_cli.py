@@ -199,3 +199,36 @@ def test_the_command_line_imports_no_engine_api_or_sqlalchemy_for_help() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_runs_reads_the_configuration_only_up_to_its_schema(project: Path) -> None:
+    import subprocess
+    import sys
+
+    # `runs` needs the store and the flow names: no connector, loader or record writer.
+    code = (
+        "import atexit, sys\n"
+        "from erpbridge.cli import main\n"
+        "heavy = ('erpbridge.config.loader', 'erpbridge.config.channels', 'erpbridge.transports',"
+        " 'erpbridge.transports.files.folder', 'erpbridge.store.records', 'sqlalchemy.orm')\n"
+        "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules)))\n"
+        "sys.argv = ['erpbridge', 'runs']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+
+    # A problem only the whole load finds (an unknown transform) is `check`'s, not `runs`'s…
+    broken = CONFIG.replace('{decimal: ","}', '{decimel: ","}')
+    (project / "erpbridge.yaml").write_text(broken, encoding="utf-8")
+    code_, out = run("runs")
+    assert code_ == 0 and "runs" in out, out
+    assert run("check")[0] == 2
+    # …a schema problem stops it with the same file:line message as every command.
+    (project / "erpbridge.yaml").write_text(CONFIG.replace("direction: in", "direction: sideways"))
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0].startswith("erpbridge.yaml:10 flows[0].direction: ")

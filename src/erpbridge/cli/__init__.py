@@ -1,7 +1,13 @@
-"""The ``erpbridge`` command line: check a configuration, sync flows, look into the hub."""
+"""The ``erpbridge`` command line: check a configuration, sync flows, look into the hub.
+
+Start-up time: the command modules import what a command needs inside the command, and
+:func:`main` freezes what the imports made (it lives as long as the process), so that the
+collections during the command and the one at exit do not walk it again.
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from importlib.resources import files
@@ -22,6 +28,7 @@ from erpbridge.cli.common import (
     known_choice,
     known_entity,
     known_flow,
+    outline,
 )
 from erpbridge.cli.common import fail as _fail
 from erpbridge.cli.common import fill_credentials as _fill_credentials
@@ -312,7 +319,7 @@ def list_runs(
     from erpbridge.store.read.scope import EVERYTHING
     from erpbridge.store.runlease import shown_status
 
-    config = _load(config_path)
+    config = outline(config_path)  # the store and the flow names: no connector is loaded
     known_flow(config, flow)
     engine = _store(config)
     table = Table(title="runs")
@@ -913,6 +920,12 @@ app.command()(replay)
 
 def main() -> None:
     """Entry point of the console script."""
+    gc.freeze()  # what the imports made lives until the process ends
     os.environ.setdefault("COLUMNS", "160") if not sys.stdout.isatty() else None
     install_log_redaction()  # no log line of this process ever holds a card number
-    app()
+    try:
+        app()
+    finally:
+        # What the command made (its configuration, the store's metadata) goes with the
+        # process: the collection at exit need not walk it (about 0.2 s of CPU for `runs`).
+        gc.freeze()

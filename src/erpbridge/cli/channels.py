@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from erpbridge.cli.common import (
     DEFAULT_CONFIG,
@@ -15,7 +14,6 @@ from erpbridge.cli.common import (
     fill_credentials,
     load,
 )
-from erpbridge.systems import system_types
 
 if TYPE_CHECKING:
     from erpbridge.engine.diagnose import ChannelReport
@@ -28,6 +26,10 @@ channels_app = typer.Typer(help="List channels and test their connections.", no_
 @channels_app.command(name="list")
 def list_channels(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Show every channel: system type, transport and the flows that use it."""
+    from rich.table import Table
+
+    from erpbridge.systems import system_types
+
     loaded = load(config)
     systems = system_types()
     table = Table("channel", "system", "transport", "flows")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from erpbridge.api.context import Hub
     from erpbridge.config.loader import LoadedConfig
+    from erpbridge.config.outline import Outline
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -30,6 +31,7 @@ __all__ = [
     "known_entity",
     "known_flow",
     "load",
+    "outline",
     "serving_hub",
     "store",
 ]
@@ -64,11 +66,26 @@ def load(path: Path) -> LoadedConfig:
 
         return load_config(path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
-            if problem.hint:
-                errors.print(f"  {problem.hint}", highlight=False, soft_wrap=True, markup=False)
-        raise fail(f"{len(exc.problems)} problem(s) in {path}", 2) from None
+        raise _refused(path, exc) from None
+
+
+def outline(path: Path) -> Outline:
+    """The configuration at ``path`` read up to its schema (for commands that only read the
+    store: no connector is loaded), or every problem printed and exit code 2."""
+    try:
+        from erpbridge.config.outline import read_outline
+
+        return read_outline(path)
+    except ConfigError as exc:
+        raise _refused(path, exc) from None
+
+
+def _refused(path: Path, exc: ConfigError) -> typer.Exit:
+    for problem in exc.problems:
+        errors.print(str(problem), highlight=False, soft_wrap=True, markup=False)
+        if problem.hint:
+            errors.print(f"  {problem.hint}", highlight=False, soft_wrap=True, markup=False)
+    return fail(f"{len(exc.problems)} problem(s) in {path}", 2)
 
 
 def serving_hub(
@@ -87,7 +104,7 @@ def serving_hub(
         raise fail(str(exc), 2) from None
 
 
-def store(config: LoadedConfig) -> Engine:
+def store(config: Outline) -> Engine:
     """The hub store of ``config``, opened (a new one created, an older schema upgraded only
     with ``hub.auto_upgrade``), or a clear error and exit 1."""
     try:
@@ -121,7 +138,7 @@ def fill_credentials(config: LoadedConfig, *, required: bool = True) -> None:
         raise fail("stored channel credentials are missing", 2)
 
 
-def known_flow(config: LoadedConfig, name: str | None) -> None:
+def known_flow(config: Outline, name: str | None) -> None:
     """Exit 2 naming the configured flows when ``name`` (if given) is none of them."""
     flows = [f.name for f in config.model.flows]
     if name is not None and name not in flows:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, SecretStr
 
 from erpbridge.config.api import OperationSettings
-from erpbridge.config.models import ConfigFile, FlowConfig
+from erpbridge.config.models import FlowConfig
+from erpbridge.config.outline import Outline, resolve_sqlite_url
 from erpbridge.config.secrets import STORED
-from erpbridge.errors import ConfigError, ConfigProblem, CredentialNotSet
+from erpbridge.errors import ConfigProblem, CredentialNotSet
 from erpbridge.mapping.compiler import CompiledMapping
 from erpbridge.model.entities import EntityCatalog
 from erpbridge.transports import StreamOptions, TransportClass
@@ -30,11 +27,9 @@ __all__ = ["LoadedConfig", "resolve_sqlite_url"]
 
 
 @dataclass
-class LoadedConfig:
+class LoadedConfig(Outline):
     """A validated configuration with everything compiled that can be compiled up front."""
 
-    path: Path
-    model: ConfigFile
     entities: EntityCatalog
     mappings: dict[str, CompiledMapping]
     streams: dict[str, StreamOptions]
@@ -53,11 +48,6 @@ class LoadedConfig:
     workflows: dict[str, Workflow] = field(default_factory=dict)
     #: OUT flow name → its compiled ``when:`` (flows without one get every version).
     triggers: dict[str, Trigger] = field(default_factory=dict)
-
-    @property
-    def base_dir(self) -> Path:
-        """The configuration file's folder; relative paths in it are relative to this."""
-        return self.path.parent
 
     def open_transport(self, channel: str) -> Transport:
         """A new transport for ``channel``; refused while a ``stored`` credential is unset."""
@@ -88,20 +78,6 @@ class LoadedConfig:
         """The workflows of ``entity`` (one per status field), in file order."""
         return [w for w in self.workflows.values() if w.entity == entity]
 
-    def database_url(self, env: Mapping[str, str] | None = None) -> str:
-        """``ERPBRIDGE_DATABASE_URL``, else ``hub.database_url``, else SQLite beside the file."""
-        env = os.environ if env is None else env
-        url = env.get("ERPBRIDGE_DATABASE_URL") or self.model.hub.database_url
-        if not url:
-            return f"sqlite:///{self.base_dir / 'erpbridge.db'}"
-        return resolve_sqlite_url(url, self.base_dir)
-
-    def auto_upgrade(self, env: Mapping[str, str] | None = None) -> bool:
-        """``ERPBRIDGE_AUTO_UPGRADE=1``, else ``hub.auto_upgrade``: upgrade an older schema."""
-        env = os.environ if env is None else env
-        flag = env.get("ERPBRIDGE_AUTO_UPGRADE", "").strip().lower()
-        return flag in {"1", "true", "yes"} or self.model.hub.auto_upgrade
-
     def secret_values(self) -> list[str]:
         """Every secret value this configuration holds (channel credentials, stored ones once
         filled in, URL passwords, notifier secrets): the logs never show them."""
@@ -124,37 +100,8 @@ class LoadedConfig:
                 found.append(notifier.email.password.get_secret_value())
         return [value for value in found if value and value != STORED]
 
-    def store_retry_s(self, env: Mapping[str, str] | None = None) -> float:
-        """``ERPBRIDGE_STORE_RETRY_S``, else ``hub.store_retry_s``: the store outage budget."""
-        return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.model.hub.store_retry_s)
-
-    def run_lease(self, env: Mapping[str, str] | None = None) -> timedelta:
-        """``ERPBRIDGE_RUN_LEASE_S``, else ``hub.run_lease_s``: how long a run lives unbeaten."""
-        return timedelta(seconds=_seconds(env, "ERPBRIDGE_RUN_LEASE_S", self.model.hub.run_lease_s))
-
 
 def _url_password(url: str) -> str | None:
     """The password of a ``scheme://user:password@host`` URL, if it has one."""
     match = re.match(r"^[a-z0-9+]+://[^:/@\s]+:([^@\s]+)@", url, re.IGNORECASE)
     return match.group(1) if match else None
-
-
-def _seconds(env: Mapping[str, str] | None, name: str, configured: float) -> float:
-    value = (os.environ if env is None else env).get(name)
-    if not value:
-        return configured
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigError([ConfigProblem(name, None, "", f"{value!r} is not a number")]) from None
-    if seconds < 0:
-        raise ConfigError([ConfigProblem(name, None, "", f"{value!r} is negative")])
-    return seconds
-
-
-def resolve_sqlite_url(url: str, base_dir: Path) -> str:
-    """Make a relative ``sqlite:///file.db`` URL relative to ``base_dir``."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + str(base_dir / url[len(prefix) :])
-    return url

@@ -11,7 +11,6 @@ their own modules: :mod:`~erpbridge.yamlfile` (YAML 1.2 with lines),
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -24,19 +23,15 @@ from erpbridge.config.channels import (
     check_saml,
 )
 from erpbridge.config.documents import check_documents
-from erpbridge.config.envvars import expand_env
 from erpbridge.config.flows import check_flows
-from erpbridge.config.loaded import LoadedConfig, resolve_sqlite_url
+from erpbridge.config.loaded import LoadedConfig
+from erpbridge.config.outline import read_text, resolve_sqlite_url, schema_stage
 from erpbridge.config.owners import check_owners
-from erpbridge.config.presets import expand_presets
-from erpbridge.config.problems import Problems, format_loc
-from erpbridge.config.secrets import STORED, check_plain_secrets
-from erpbridge.config.validation import SetAside, validate_file
+from erpbridge.config.problems import format_loc
+from erpbridge.config.secrets import STORED
 from erpbridge.config.workflows import check_workflows
-from erpbridge.errors import ConfigError, ConfigProblem
+from erpbridge.errors import ConfigError
 from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
-from erpbridge.systems import system_types
-from erpbridge.yamlfile import read_yaml
 
 __all__ = [
     "STORED",
@@ -51,21 +46,8 @@ __all__ = [
 
 def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Parse and validate configuration ``text`` read from ``path``; raise :class:`ConfigError`."""
-    env = os.environ if env is None else env
-    document = read_yaml(text, path.name)
-    problems = Problems(path.name, document.lines)
-    problems.found.extend(document.problems)
-    data = {} if document.data is None else document.data
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [ConfigProblem(path.name, 1, "", "the file must be a mapping (channels:, flows:, …)")]
-        )
-    check_plain_secrets(data, problems)
-    data = expand_env(data, (), problems, env)
-    systems = system_types()
-    aside = SetAside()
-    expand_presets(data, systems, problems, aside)
-    model = validate_file(data, problems, aside)
+    stage = schema_stage(text, path, env)
+    model, problems, aside, systems = stage.model, stage.problems, stage.aside, stage.systems
     for name in model.entities:
         if name in BUILTIN_ENTITIES:
             problems.add(("entities", name), f"{name!r} is a built-in entity; choose another name")
@@ -105,14 +87,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate the configuration file at ``path``; raise :class:`ConfigError`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(
-            [ConfigProblem(str(path), None, "", f"cannot read the file: {reason}")]
-        ) from None
-    return parse_config(text, path, env)
+    return parse_config(read_text(path), path, env)
 
 
 def iter_problems(exc: ConfigError) -> Iterator[str]:
