@@ -3,10 +3,12 @@
 from erpbridge.ui.pages import (
     audit,
     channels,
+    clients,
     dashboard,
     flows,
     ledger,
     login,
+    lookup,
     problems,
     records,
 )
@@ -21,5 +23,7 @@ ROUTERS = (
     problems.router,
     records.router,
     channels.router,
+    lookup.router,
+    clients.router,
     audit.router,
 )
