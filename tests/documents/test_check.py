@@ -66,3 +66,26 @@ def test_every_document_problem_is_reported_at_once(root: Path) -> None:
         "flows[3].document: an IN flow reads records; only an OUT flow delivers a document",
     ):
         assert expected in out, f"{expected!r} not in:\n{out}"
+
+
+def test_number_of_names_a_numbered_document_of_the_same_entity(root: Path) -> None:
+    documents = """
+  plain: {entity: warranty_claim, format: text, template: templates/credit_note.edi.j2}
+  copy_a: {entity: warranty_claim, format: pdf, template: templates/credit_note.html.j2,
+           number_of: credit_notes}
+  copy_b: {entity: warranty_claim, format: pdf, template: templates/credit_note.html.j2,
+           number_of: plain}
+  both:
+    entity: warranty_claim
+    format: pdf
+    template: templates/credit_note.html.j2
+    number_of: plain
+    numbering: {sequence: cn}
+"""
+    out = check(root, documents, "")
+    for expected in (
+        "documents.copy_a.number_of: unknown document 'credit_notes'",
+        "documents.copy_b.number_of: document 'plain' has no numbering of its own to share",
+        "documents.both: numbering and number_of exclude each other",
+    ):
+        assert expected in out, (expected, out)

@@ -318,3 +318,38 @@ def test_edifact_outside_the_message_subset_is_refused_with_the_segment(
     [(_, _, error)] = states(engine)
     assert error is not None and error.startswith("document 'bad_edi': templates/bad.edi.j2: ")
     assert expected in error, error
+
+
+@pytest.mark.parametrize("hub_url", ["sqlite"], indirect=True)
+def test_a_pdf_copy_carries_the_number_of_the_edifact_credit_note(
+    root: Path, engine: Engine, hub_url: str
+) -> None:
+    copy = """
+  credit_note_pdf:
+    entity: warranty_claim
+    format: pdf
+    template: templates/credit_note.html.j2
+    number_of: credit_note_edi
+"""
+    # Only the PDF is delivered: the EDIFACT credit note is issued first, for its number.
+    config = write_config(root, hub_url, EDI + copy, archive_flow("pdf", "credit_note_pdf"))
+    feed(config, engine, claim("WC-1"), claim("WC-2"))
+    assert deliver(config, engine).delivered == 2
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                documents.c.template, documents.c.key, documents.c.number, documents.c.seq
+            ).order_by(documents.c.key, documents.c.template)
+        ).all()
+        last = conn.execute(text("SELECT last FROM document_sequences")).scalar_one()
+    year = rows[0].number.split("-")[1]
+    assert [tuple(r) for r in rows] == [
+        ("credit_note_edi", "WC-1", f"CN-{year}-000001", 1),
+        ("credit_note_pdf", "WC-1", f"CN-{year}-000001", None),
+        ("credit_note_edi", "WC-2", f"CN-{year}-000002", 2),
+        ("credit_note_pdf", "WC-2", f"CN-{year}-000002", None),
+    ]
+    assert last == 2  # two numbers taken for four documents
+    pdfs = sorted((root / "archive" / "credit_note_pdf").rglob("*.pdf"))
+    assert [p.stem for p in pdfs] == [f"CN-{year}-000001", f"CN-{year}-000002"]
+    assert pdfs[0].stem in PdfReader(io.BytesIO(pdfs[0].read_bytes())).pages[0].extract_text()

@@ -43,6 +43,8 @@ def check_documents(
                 f"unknown entity {spec.entity!r}{did_you_mean(spec.entity, catalog)} "
                 f"(entities: {', '.join(catalog)})",
             )
+        if spec.number_of is not None:
+            _check_number_of(name, spec.entity, spec.number_of, model, problems)
         try:
             compiled[name] = compile_document(name, spec, base_dir)
         except TemplateProblem as exc:
@@ -50,6 +52,20 @@ def check_documents(
         except XmlProblem as exc:
             problems.add((*at, "xsd"), str(exc))
     return compiled
+
+
+def _check_number_of(
+    name: str, entity: str, lead: str, model: ConfigFile, problems: Problems
+) -> None:
+    at = ("documents", name, "number_of")
+    other = model.documents.get(lead)
+    if other is None or lead == name:
+        hint = did_you_mean(lead, [n for n in model.documents if n != name])
+        problems.add(at, f"unknown document {lead!r}{hint}")
+    elif other.entity != entity:
+        problems.add(at, f"document {lead!r} renders {other.entity!r} records, not {entity!r}")
+    elif other.numbering is None:
+        problems.add(at, f"document {lead!r} has no numbering of its own to share")
 
 
 def _check_flows(model: ConfigFile, problems: Problems, aside: SetAside) -> None:

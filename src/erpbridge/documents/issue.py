@@ -10,6 +10,7 @@ back before it reads the winner's. Every later delivery, retry or re-send reads 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -58,11 +59,17 @@ def document_context(
 
 
 def issue(
-    engine: Engine, doc: CompiledDocument, ref: DocumentRef, payload: Mapping[str, Any]
+    engine: Engine,
+    doc: CompiledDocument,
+    ref: DocumentRef,
+    payload: Mapping[str, Any],
+    lead: CompiledDocument | None = None,
 ) -> StoredDocument:
     """The stored document of ``doc`` for ``ref``: the one issued before, or a new one.
 
-    Raises :class:`~erpbridge.documents.render.DocumentError` when the template cannot make it
+    ``lead``: the document ``doc``'s ``number_of`` names; it is issued first (or found) and
+    ``doc`` carries its number without taking one. Raises
+    :class:`~erpbridge.documents.render.DocumentError` when the template cannot make it
     (nothing is stored and no number is taken).
     """
     with engine.connect() as conn:
@@ -71,13 +78,18 @@ def issue(
         )
     if found is not None:
         return found
+    shared: Numbered | None = None
+    if lead is not None:
+        first = issue(engine, lead, replace(ref, template=lead.name), payload)
+        assert first.number is not None and first.year is not None and first.seq is not None
+        shared = Numbered(first.number, first.sequence or "", first.year, first.seq)
     try:
         with engine.begin() as conn:
             found = find_document(conn, ref.template, ref.record_id, ref.version)
             if found is not None:
                 return found
             issued_at = now()
-            numbered = None
+            numbered = shared
             numbering = doc.spec.numbering
             if numbering is not None:
                 seq = take_number(conn, numbering.sequence, issued_at.year)
@@ -90,9 +102,10 @@ def issue(
                 conn,
                 ref,
                 number=number,
-                sequence=numbered.sequence if numbered else None,
-                year=numbered.year if numbered else None,
-                seq=numbered.seq if numbered else None,
+                # A shared number stays the lead's: only the lead's row holds the sequence.
+                sequence=numbered.sequence if numbered and not shared else None,
+                year=numbered.year if numbered and not shared else None,
+                seq=numbered.seq if numbered and not shared else None,
                 file_name=doc.file_name(ref.entity, ref.key, ref.version, number),
                 media_type=doc.media_type,
                 content=content,

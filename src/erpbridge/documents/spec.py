@@ -117,6 +117,10 @@ class DocumentSpec(_Strict):
     description: str = ""
     numbering: NumberingSpec | None = None
     """A gapless number per sequence and year; without it a document has no number."""
+    number_of: str | None = None
+    """Carry the number of another document of the same record version instead of taking one
+    (the PDF copy of an EDIFACT credit note shows the credit note's number); that document is
+    issued first."""
     file_name: str | None = None
     """Name of the delivered file: ``{number}``, ``{template}``, ``{entity}``, ``{key}``,
     ``{version}``, ``{ext}``. Default ``{number}.{ext}`` with numbering, else
@@ -148,7 +152,10 @@ class DocumentSpec(_Strict):
             raise ValueError("an edifact block applies to format: edifact")
         if self.xsd is not None and self.format != "xml":
             raise ValueError("xsd applies to format: xml")
-        if self.file_name and "{number}" in self.file_name and self.numbering is None:
+        if self.number_of is not None and self.numbering is not None:
+            raise ValueError("numbering and number_of exclude each other: one number per document")
+        numbered = self.numbering is not None or self.number_of is not None
+        if self.file_name and "{number}" in self.file_name and not numbered:
             raise ValueError(
                 f"file_name {self.file_name!r} uses {{number}} but there is no numbering"
             )
@@ -158,4 +165,5 @@ class DocumentSpec(_Strict):
         """The file name pattern in effect."""
         if self.file_name:
             return self.file_name
-        return "{number}.{ext}" if self.numbering else "{template}-{key}-v{version}.{ext}"
+        numbered = self.numbering is not None or self.number_of is not None
+        return "{number}.{ext}" if numbered else "{template}-{key}-v{version}.{ext}"

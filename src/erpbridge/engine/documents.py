@@ -38,18 +38,19 @@ def issue_for_delivery(
     item: Claim,
     payload: Mapping[str, Any],
     *,
+    lead: CompiledDocument | None = None,
     for_mapping: bool = True,
 ) -> tuple[dict[str, Any], OutgoingDocument]:
     """The payload (with ``document`` added when ``for_mapping``: a flow's mapping may pick from
-    it) and the document to deliver; a :class:`~erpbridge.documents.render.DocumentError` when
-    it cannot be made.
+    it) and the document to deliver (``lead``: the document whose number it carries); a
+    :class:`~erpbridge.documents.render.DocumentError` when it cannot be made.
 
     A flow without a mapping sends the payload whole, so it gets no ``document`` fields: the
     transport has the document itself, and a hex digest or base64 text passed whole through
     the card-number scan can look like a card number (4 of 2 000 SHA-256 digests hold a
     Luhn-valid run of digits: such a delivery went dead)."""
     ref = DocumentRef(doc.name, item.record_id, item.entity, item.key, item.version)
-    stored = issue(engine, doc, ref, payload)
+    stored = issue(engine, doc, ref, payload, lead)
     outgoing = OutgoingDocument(
         template=doc.name,
         number=stored.number,

@@ -272,11 +272,13 @@ class Worker:
             document: OutgoingDocument | None = None
             if flow.document is not None:
                 try:
+                    doc = self.config.documents[flow.document]
                     payload, document = issue_for_delivery(
                         self.engine,
-                        self.config.documents[flow.document],
+                        doc,
                         item,
                         payload,
+                        lead=self.config.documents.get(doc.spec.number_of or ""),
                         for_mapping=not mapping.whole,
                     )
                 except DataError as exc:  # the template cannot make it: no number was taken
