@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from erpbridge.connectors import Sink, Source
 from erpbridge.errors import FatalError, SourceUnavailable
 from erpbridge.transports.base import (
     Batch,
@@ -79,7 +80,7 @@ class ArchiveTargetOptions(TargetOptions):
         return value
 
 
-class ArchiveTransport:
+class ArchiveTransport(Source[StreamOptions], Sink[ArchiveTargetOptions]):
     """Keeps the documents OUT flows deliver in a local folder, read-only, with metadata."""
 
     channel_options = ArchiveChannelOptions
