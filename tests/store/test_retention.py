@@ -24,6 +24,7 @@ from erpbridge.store.retention import RULES, prune
 from erpbridge.store.runs import now
 from erpbridge.store.tables import (
     admin_audit,
+    alert_history,
     audit,
     deliveries,
     delivery_attempts,
@@ -110,6 +111,7 @@ def counts(engine: Engine) -> dict[str, int]:
         "idempotency_keys": idempotency_keys,
         "schedule_fires": schedule_fires,
         "admin_audit": admin_audit,
+        "alert_history": alert_history,
     }
     with engine.connect() as conn:
         return {
@@ -156,6 +158,13 @@ def test_prune_keeps_what_the_hub_works_with(tmp_path: Path, hub_url: str) -> No
             insert(admin_audit),
             {"at": then, "actor": "ops", "action": "flow.pause", "outcome": "ok"},
         )
+        conn.execute(
+            insert(alert_history),
+            [
+                {"rule": "dead", "subject": "erp", "kind": kind, "at": then, "message": kind}
+                for kind in ("fired", "resolved")
+            ],
+        )
     before = counts(engine)
     assert before["deliveries"] == 3 * KEYS and before["audit"] == 3 * KEYS
 
@@ -187,6 +196,8 @@ def test_prune_keeps_what_the_hub_works_with(tmp_path: Path, hub_url: str) -> No
     assert flows == ["products-in"], (pruned, dry)  # the flow's latest run
     assert open_rejections == ["open"] and answers == ["new"]
     assert after["schedule_fires"] == 0 and after["admin_audit"] == 1  # admin audit: off
+    with engine.connect() as conn:  # an alert's latest entry stays, however old
+        assert conn.execute(select(alert_history.c.kind)).scalars().all() == ["resolved"]
 
     # the hub goes on: a fourth revision is read and delivered over the kept history
     worker = Worker(config, engine)

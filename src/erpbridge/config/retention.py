@@ -62,6 +62,10 @@ class RetentionPolicy(BaseModel):
         "this is a new request.",
     )
     schedule_fires: Age = Field(default="7d", description="Claimed fire times of scheduled flows.")
+    alert_history: Age = Field(
+        default="90d",
+        description="What alerts fired, repeated and resolved; each alert's latest entry stays.",
+    )
     admin_audit: Age = Field(
         default="off", description="Administrative actions (who paused, who added a client)."
     )

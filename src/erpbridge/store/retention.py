@@ -1,13 +1,13 @@
 """Prune what only history needs, in short transactions the workers never wait long behind.
 
 Each rule of ``hub.retention`` (:mod:`erpbridge.config.retention`, whose fields are named after
-:data:`RULES`) names a table, an age and what
-stays whatever its age: an open delivery, the newest delivered version of each ordering key (a
-retry of an older version is refused by it), each flow's latest run, the latest attempt of each
-delivery, an open rejection, each record's current version. A batch selects at most
-``batch_size`` candidate ids (locked on PostgreSQL, inside SQLite's immediate transaction) and
-deletes them in the same transaction, so a row that changed meanwhile (a cancelled delivery
-retried) is either seen changed or not touched.
+:data:`RULES`) names a table, an age and what stays whatever its age: an open delivery, the
+newest delivered version of each ordering key (a retry of an older version is refused by it),
+each flow's latest run, the latest attempt of each delivery, an open rejection, each record's
+current version, each alert's latest entry. A batch selects at most ``batch_size`` candidate ids
+(locked on PostgreSQL, inside SQLite's immediate transaction) and deletes them in the same
+transaction, so a row that changed meanwhile (a cancelled delivery retried) is either seen
+changed or not touched.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sqlalchemy.orm import aliased
 from erpbridge.store.runs import now as utc_now
 from erpbridge.store.tables import (
     admin_audit,
+    alert_history,
     audit,
     deliveries,
     delivery_attempts,
@@ -116,6 +117,16 @@ def _schedule_fires(cutoff: datetime) -> tuple[Table, ColumnElement[bool]]:
     return schedule_fires, schedule_fires.c.claimed_at < cutoff
 
 
+def _alert_history(cutoff: datetime) -> tuple[Table, ColumnElement[bool]]:
+    later = aliased(alert_history)
+    superseded = exists().where(
+        later.c.rule == alert_history.c.rule,
+        later.c.subject == alert_history.c.subject,
+        later.c.id > alert_history.c.id,
+    )
+    return alert_history, and_(alert_history.c.at < cutoff, superseded)
+
+
 def _admin_audit(cutoff: datetime) -> tuple[Table, ColumnElement[bool]]:
     return admin_audit, admin_audit.c.at < cutoff
 
@@ -128,6 +139,7 @@ _CANDIDATES: dict[str, Callable[[datetime], tuple[Table, ColumnElement[bool]]]] 
     "audit": _audit,
     "idempotency_keys": _idempotency_keys,
     "schedule_fires": _schedule_fires,
+    "alert_history": _alert_history,
     "admin_audit": _admin_audit,
 }
 
