@@ -106,3 +106,45 @@ def test_only_admins_manage_clients(hub: ServedHub) -> None:
             answer = http.post("/ui/clients", data={"csrf": token, "name": "x", "scope": "read"})
             assert answer.status_code == 403 and "needs the admin role" in answer.text
             assert http.post("/ui/clients/shop/revoke", data={"csrf": token}).status_code == 403
+
+
+def test_configuration_checked_saved_reloaded_and_rolled_back(
+    browser: Browser, hub: ServedHub, shots: Path
+) -> None:
+    page = open_page(browser, hub, "admin")
+    page.click("nav >> text=Configuration")
+    editor = page.locator("#editor textarea")
+    expect(editor).to_contain_text("partners-in")
+    running = editor.input_value()
+    # A broken edit: every problem, as erpbridge check words it; nothing saved.
+    page.fill("#editor textarea", running.replace("channel: drop", "channel: dorp"))
+    page.click("button#check")
+    expect(page.locator("#problems")).to_contain_text("dorp")
+    expect(page.locator("#diff")).to_contain_text("+    channel: dorp")
+    page.click("button#save")
+    expect(page.locator("#error")).to_contain_text("not saved")
+    assert "channel: dorp" not in hub.config.read_text(encoding="utf-8")
+    # A good edit (a comment and a description): saved as typed, reloaded as a new version.
+    edited = running.replace(
+        "  - name: partners-in\n",
+        "  # partners come from the ERP export\n  - name: partners-in\n"
+        "    description: ERP partners\n",
+    )
+    page.fill("#editor textarea", edited)
+    page.click("button#save")
+    expect(page.locator(".notice")).to_contain_text("saved and reloaded: version")
+    assert "# partners come from the ERP export" in hub.config.read_text(encoding="utf-8")
+    page.screenshot(path=shots / "config.png", full_page=True)
+    versions = page.locator("#versions tbody tr")
+    expect(versions).to_have_count(2)
+    first = versions.nth(1).get_attribute("data-version")
+    versions.nth(1).locator("button").click()
+    expect(page.locator(".notice")).to_contain_text(f"rolled back to version {first}")
+    assert "# partners come from the ERP export" not in hub.config.read_text(encoding="utf-8")
+    page.goto(f"/ui/config/versions/{int(first or 0) + 1}")
+    expect(page.locator("#diff")).to_contain_text("+    description: ERP partners")
+    page.close()
+    with signed_in(hub, "operator") as (http, token):
+        assert http.get("/ui/config").status_code == 403
+        answer = http.post("/ui/config/save", data={"csrf": token, "text": "x: 1"})
+        assert answer.status_code == 403

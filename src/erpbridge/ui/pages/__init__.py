@@ -4,6 +4,7 @@ from erpbridge.ui.pages import (
     audit,
     channels,
     clients,
+    configuration,
     dashboard,
     flows,
     ledger,
@@ -25,5 +26,6 @@ ROUTERS = (
     channels.router,
     lookup.router,
     clients.router,
+    configuration.router,
     audit.router,
 )
