@@ -229,7 +229,7 @@ def hub(target: str, database_url: str | None = None) -> Iterator[Hub]:
             db.execute("PRAGMA journal_mode=WAL")
         text = CONFIG.format(
             target_channel=SQLWRITE_CHANNEL.format(path=made.target_db),
-            target="{table: orders, key: number}",
+            target="{table: orders, key: [number]}",
         )
     made.config.write_text(text, encoding="utf-8")
     added = subprocess.run(
