@@ -1,7 +1,8 @@
 """Rejected records and two-way conflicts in the browser, against ``erpbridge run`` served as a
 subprocess: a rejected record shows its payload and the failing field, a replay says what
 happened; a conflict (the CRM changed a record while the hub's change to it waited) is shown
-side by side and resolved with a button, and the record takes the chosen side."""
+side by side and resolved with a button, and the record takes the chosen side; a mapping fixed
+in the configuration page is saved and reloaded, and the rejection it caused then replays."""
 
 from __future__ import annotations
 
@@ -177,3 +178,25 @@ def test_bad_input_is_named_not_a_500(hub: ServedHub) -> None:
         assert answer.status_code == 303 and "failed=1" in answer.headers["location"]
         assert http.get("/ui/rejected/99999999999999999999").status_code == 422
         assert http.get("/ui/rejected/424242").status_code == 404
+
+
+def test_a_mapping_fixed_in_the_configuration_page_then_the_rejection_replayed(
+    browser: Browser, hub: ServedHub, shots: Path
+) -> None:
+    page = open_page(browser, hub, "admin")
+    page.goto("/ui/config")
+    text = page.locator("#editor textarea").input_value()
+    strict = "      name: {from: name, required: true}\n"
+    assert text.count(strict) == 2  # customers-in and customers-from-crm
+    fixed = text.replace(strict, '      name: {from: name, default: "(no name)"}\n', 1)
+    page.fill("#editor textarea", fixed)
+    page.click("button#save")
+    expect(page.locator(".notice")).to_contain_text("saved and reloaded")
+    page.goto("/ui/rejected/1")  # C2, rejected for its empty name
+    expect(page.locator(".head .badge")).to_have_text("open")
+    page.click("button#replay")
+    expect(page.locator(".notice")).to_contain_text("1 landed, 0 still rejected")
+    expect(page.locator(".head .badge")).to_have_text("replayed")
+    page.screenshot(path=shots / "rejection-replayed.png", full_page=True)
+    page.close()
+    assert _record(hub, "C2")["name"] == "(no name)"
