@@ -20,9 +20,11 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CLUSTER = HERE.parent / "scripts" / "cluster.sh"
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from cluster.hosts import DB, cluster, query  # noqa: E402 - the cluster helpers of the tests
+
 BIN = Path(sys.executable).parent
-DB = "10.77.0.1"
 CONFIG = f"""
 hub: {{database_url: "postgresql+psycopg://postgres@{DB}:5432/hub"}}
 channels:
@@ -37,27 +39,6 @@ flows:
      target: {{table: import_log, mode: append, delivery_id_column: delivery}},
      mapping: {{sku: sku, name: name}}}}
 """
-
-
-def cluster(*args: str) -> str:
-    return subprocess.run(
-        ["bash", str(CLUSTER), *args], capture_output=True, text=True, check=True, timeout=120
-    ).stdout
-
-
-def query(name: str, database: str, statement: str) -> list[list[object]]:
-    code = (
-        "import json, sys, psycopg\n"
-        f"c = psycopg.connect(host={DB!r}, user='postgres', dbname={database!r}, autocommit=True)\n"
-        "cur = c.execute(sys.argv[1])\n"
-        "print(json.dumps(cur.fetchall() if cur.description else [], default=str))\n"
-    )
-    done = subprocess.run(
-        ["ip", "netns", "exec", f"{name}-db", sys.executable, "-c", code, statement],
-        capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
-    rows: list[list[object]] = json.loads(done.stdout)
-    return rows
 
 
 def erpbridge(name: str, host: str, config: Path, *args: str) -> subprocess.Popen[bytes]:

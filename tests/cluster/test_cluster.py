@@ -28,13 +28,13 @@ from pathlib import Path
 
 import pytest
 
+from .hosts import DB, cluster, query
+
 ROOT = Path(__file__).parent.parent.parent
-CLUSTER = ROOT / "scripts" / "cluster.sh"
 BIN = Path(sys.executable).parent
 RATE = int(os.environ.get("ERPBRIDGE_CLUSTER_RATE", "200"))
 LOAD_S = float(os.environ.get("ERPBRIDGE_CLUSTER_LOAD_S", "100"))
 PRODUCTS = 2000
-DB = "10.77.0.1"
 
 CONFIG = f"""
 hub:
@@ -66,14 +66,6 @@ flows:
 """
 
 
-def cluster(*args: str) -> str:
-    done = subprocess.run(
-        ["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, f"cluster.sh {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture
 def hosts(tmp_path: Path) -> Iterator[str]:
     """A cluster named for this test run (two runs never share namespaces), torn down after."""
@@ -95,24 +87,6 @@ def in_host(name: str, host: str, *args: str, log: Path) -> subprocess.Popen[byt
             stderr=out,
             env={**os.environ, "ERPBRIDGE_DATABASE_URL": "", "PYTHONUNBUFFERED": "1"},
         )
-
-
-def query(name: str, database: str, statement: str) -> list[list[object]]:
-    """Rows of ``statement`` in ``database``, run from the db host (the root namespace has no
-    route into the cluster)."""
-    code = (
-        "import json, sys, psycopg\n"
-        f"c = psycopg.connect(host={DB!r}, user='postgres', dbname={database!r}, autocommit=True)\n"
-        "cur = c.execute(sys.argv[1])\n"
-        "print(json.dumps(cur.fetchall() if cur.description else [], default=str))\n"
-    )
-    done = subprocess.run(
-        ["ip", "netns", "exec", f"{name}-db", sys.executable, "-c", code, statement],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    rows: list[list[object]] = json.loads(done.stdout)
-    return rows
 
 
 def prepare(name: str, root: Path) -> None:
