@@ -573,6 +573,7 @@ def worker(
     import threading
     from datetime import timedelta
 
+    from erpbridge.engine.reloader import Reloader
     from erpbridge.engine.service import WakeListener, worker_loop
     from erpbridge.engine.shutdown import DEFAULT_STOP_TIMEOUT_S, GracefulStop
     from erpbridge.engine.worker import Worker
@@ -603,14 +604,24 @@ def worker(
             )
             return
         wake, stop = threading.Event(), threading.Event()
+        current = [delivery]  # a reloaded configuration's worker takes over between passes
+
+        def apply(loaded: LoadedConfig) -> None:
+            current[0] = Worker(
+                loaded, engine, name=delivery.name, lease=delivery.lease, batch_size=batch_size
+            )
+            wake.set()
+
+        reloader = Reloader(config, engine, "worker", apply)
+        reloader.start()
 
         def begin() -> None:
-            delivery.stopping.set()
+            current[0].stopping.set()
             stop.set()
             wake.set()
 
         def abandon() -> str:
-            released, writing = delivery.release_unwritten()
+            released, writing = current[0].release_unwritten()
             return (
                 f"{released} unwritten claim(s) released, {writing} write(s) abandoned in flight "
                 "(due again when their lease ends)"
@@ -620,7 +631,11 @@ def worker(
         graceful = GracefulStop(f"worker {delivery.name}", bound, begin, abandon)
         graceful.install()
         WakeListener(engine, wake, stop)
-        worker_loop(delivery, wake, stop, interval, {})
+        try:
+            worker_loop(lambda: current[0], wake, stop, interval, {})
+        finally:
+            reloader.close()
+            delivery = current[0]
     except KeyboardInterrupt:
         console.print("stopped")
         return
