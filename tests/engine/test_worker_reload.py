@@ -1,10 +1,12 @@
 """``erpbridge worker`` reloads its configuration on SIGHUP like ``run`` and ``api`` (issue 14):
 the next pass delivers with the new one; an invalid file is refused with its problems in the log
-and the worker goes on with the one it has.
+and the worker goes on with the one it has. Each reload is one ``config.reloaded`` log event
+(issue 15).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -57,7 +59,8 @@ def test_sighup_reloads_a_worker_and_a_broken_file_is_refused(tmp_path: Path) ->
     log = root / "worker.log"
     with log.open("ab") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "erpbridge", "worker", "--interval", "0.2", "-c", str(config)],
+            [sys.executable, "-m", "erpbridge", "worker", "--interval", "0.2",
+             "--log-format", "json", "-c", str(config)],
             cwd=root, stdout=out, stderr=out,
             env={**os.environ, "ERPBRIDGE_DATABASE_URL": "", "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -83,3 +86,7 @@ def test_sighup_reloads_a_worker_and_a_broken_file_is_refused(tmp_path: Path) ->
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    reloads = [e for e in events if e.get("event") == "config.reloaded"]
+    assert [(e["outcome"], e.get("version")) for e in reloads] == [("ok", 2), ("refused", None)]
+    assert "custmer" in reloads[1]["cause"]

@@ -29,6 +29,7 @@ from erpbridge.config.loader import LoadedConfig, parse_config
 from erpbridge.engine.credentials import apply_stored_credentials, stored_names
 from erpbridge.engine.failures import FailureLog
 from erpbridge.errors import ConfigError, ErpbridgeError
+from erpbridge.observe.events import config_reloaded
 from erpbridge.store.configversions import (
     digest,
     forget_process,
@@ -154,7 +155,11 @@ class Reloader:
         :class:`ConfigRefused` (and nothing changed) if it is not valid."""
         with self._lock:
             text = _read(self.path)
-            config = check_text(text, self.path)
+            try:
+                config = check_text(text, self.path)
+            except ConfigRefused as exc:
+                config_reloaded(path=str(self.path), outcome="refused", actor=actor, cause=str(exc))
+                raise
             sha = digest(text)
             changed = sha != self.sha
             if changed:
@@ -165,6 +170,7 @@ class Reloader:
                 set_process_version(conn, self.host, self.pid, self.role, version_id)
             self.sha, self.version_id = sha, version_id
             self._seen = max(self._seen, version_id)
+            config_reloaded(path=str(self.path), outcome="ok", version=version_id, actor=actor)
             log.warning(
                 "configuration %s: version %d (%s by %s)",
                 self.path,
