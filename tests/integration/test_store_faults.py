@@ -321,6 +321,14 @@ def test_an_idle_worker_logs_a_store_restart_once_with_a_count(
     found = [next((m for line in lines if (m := re.fullmatch(p, line))), None) for p in patterns]
     assert all(found), output
     assert int(found[1][1]) >= 10, output  # type: ignore[index]
+    # the worker's configuration poll may meet the outage too: then once down, once back
+    polls = [line for line in lines if line.startswith("configuration poll: ")]
+    assert len(polls) in (0, 2), output
+    if polls:
+        assert re.fullmatch(
+            rf"configuration poll: the hub store {url} is unavailable: .+", polls[0]
+        )
+        assert re.fullmatch(r"configuration poll: working again after \d+ failed .+", polls[1])
     # nothing else but the start and the (graceful) stop
-    assert len(lines) == 1 + len(patterns) + 2, output
+    assert len(lines) == 1 + len(patterns) + len(polls) + 2, output
     assert lines[-1].startswith(f"worker {name[1]}: stopped cleanly on SIGTERM"), output

@@ -188,4 +188,4 @@ def test_a_client_that_goes_away_is_one_line(served: ServedHub) -> None:
     wait_for(lambda: "went away" in served.output(), 10, "the disconnect line")
     assert "Traceback" not in served.output()
     lines = [e for e in _events(served) if "went away" in e["event"]]
-    assert len(lines) == 1 and lines[0]["logger"] == "erpbridge.api"
+    assert len(lines) == 1 and lines[0]["logger"] == "erpbridge.api.body"
