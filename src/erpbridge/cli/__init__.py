@@ -42,6 +42,7 @@ from erpbridge.cli.db import db_app
 from erpbridge.cli.flows import flows_app
 from erpbridge.cli.preview import print_preview
 from erpbridge.cli.prune import prune
+from erpbridge.cli.reconcile import reconcile
 from erpbridge.cli.search import search_app
 from erpbridge.cli.serve import (
     LogFormatOption,
@@ -931,6 +932,7 @@ app.command()(transition)
 app.command(name="transitions")(show_transitions)
 app.command()(backfill)
 app.command()(replay)
+app.command()(reconcile)
 
 
 def main() -> None:

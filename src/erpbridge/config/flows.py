@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from erpbridge.config.models import ConfigFile, FlowConfig, ScheduleTrigger
 from erpbridge.config.problems import Loc, Problems, did_you_mean, hint_of, message_of
+from erpbridge.config.reconciliation import ReconcilePlan, check_reconcile
 from erpbridge.config.validation import SetAside
 from erpbridge.mapping.compiler import (
     CompiledMapping,
@@ -33,6 +34,8 @@ class FlowChecks:
     mappings: dict[str, CompiledMapping] = field(default_factory=dict)
     streams: dict[str, StreamOptions] = field(default_factory=dict)
     targets: dict[str, TargetOptions] = field(default_factory=dict)
+    #: Flow name → its ``reconcile:`` block compiled.
+    reconcile: dict[str, ReconcilePlan] = field(default_factory=dict)
 
 
 def check_flows(
@@ -47,9 +50,11 @@ def check_flows(
     found = FlowChecks()
     rates = CurrencyRates(model.currency_rates.base, model.currency_rates.rates)
     names: set[str] = set()
+    placed: list[tuple[Loc, FlowConfig]] = []
     for i, flow in enumerate(model.flows):
         position = aside.flow_positions[i] if i < len(aside.flow_positions) else i
         at: Loc = ("flows", position)
+        placed.append((at, flow))
         if flow.name in names:
             problems.add((*at, "name"), f"duplicate flow name {flow.name!r}")
         names.add(flow.name)
@@ -93,6 +98,7 @@ def check_flows(
             )
         if not aside.setting("flows", position, "source", "cursor"):
             _check_source(flow, at, cls, found.streams, problems)
+    found.reconcile = check_reconcile(placed, catalog, classes, found.streams, rates, problems)
     return found
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, SecretStr
 from erpbridge.config.api import OperationSettings
 from erpbridge.config.models import FlowConfig
 from erpbridge.config.outline import Outline, resolve_sqlite_url
+from erpbridge.config.reconciliation import ReconcilePlan
 from erpbridge.config.secrets import STORED
 from erpbridge.errors import ConfigProblem, CredentialNotSet
 from erpbridge.mapping.compiler import CompiledMapping
@@ -48,6 +49,8 @@ class LoadedConfig(Outline):
     workflows: dict[str, Workflow] = field(default_factory=dict)
     #: OUT flow name → its compiled ``when:`` (flows without one get every version).
     triggers: dict[str, Trigger] = field(default_factory=dict)
+    #: Flow name → its ``reconcile:`` block compiled (flows without one are absent).
+    reconcile: dict[str, ReconcilePlan] = field(default_factory=dict)
 
     def open_transport(self, channel: str) -> Transport:
         """A new transport for ``channel``; refused while a ``stored`` credential is unset."""

@@ -74,6 +74,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         mappings=flows.mappings,
         streams=flows.streams,
         targets=flows.targets,
+        reconcile=flows.reconcile,
         transports=channels.transports(),
         channel_options=channels.options,
         operations=operations,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from erpbridge.config.alerts import AlertsConfig
 from erpbridge.config.api import ApiSettings, InboundConfig
+from erpbridge.config.reconcile import ReconcileConfig
 from erpbridge.config.retention import RetentionPolicy
 from erpbridge.documents.spec import DocumentSpec
 from erpbridge.mapping.spec import MappingSpec
@@ -245,6 +246,11 @@ class FlowConfig(_Strict):
         default=None,
         description="Canonical field → source path or field mapping; omitted: "
         "fields are taken by their canonical names.",
+    )
+    reconcile: ReconcileConfig | None = Field(
+        default=None,
+        description="How `erpbridge reconcile` reads the channel's side and what it compares "
+        "(fields, amounts) and when (schedule, interval).",
     )
     document: str | None = Field(
         default=None,

@@ -1,0 +1,127 @@
+"""``erpbridge reconcile FLOW|ENTITY``: compare a channel's side with the hub, print the result.
+
+Exit status: 0 both sides agree, 1 differences found (or a reconciliation failed: the channel
+went down), 2 the request was refused (unknown flow, no ``reconcile:`` block, a repair that does
+not fit the flow).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import orjson
+import typer
+
+from erpbridge.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    errors,
+    fail,
+    fill_credentials,
+    load,
+    store,
+)
+
+if TYPE_CHECKING:
+    from erpbridge.engine.reconcile.run import Report
+
+__all__ = ["reconcile"]
+
+Format = Literal["table", "csv", "json"]
+_CSV_COLUMNS = ("flow", "key", "kind", "field", "hub", "channel")
+
+
+def reconcile(
+    name: Annotated[str, typer.Argument(help="A flow, or an entity: each of its flows.")],
+    config_path: ConfigOption = DEFAULT_CONFIG,
+    output: Annotated[
+        str, typer.Option("--format", help="table, csv (the differences) or json.")
+    ] = "table",
+    limit: Annotated[
+        int, typer.Option(min=0, help="Differences listed per flow (all are counted).")
+    ] = 1000,
+) -> None:
+    """Compare what a channel holds with what the hub holds (counts, keys missing on either
+    side, fields that differ, sums of amounts); changes nothing. Exit 1 on differences."""
+    from erpbridge.engine.reconcile.run import ReconcileFailed, Reconciler, ReconcileRefused
+
+    if output not in ("table", "csv", "json"):
+        raise fail(f"--format {output!r}: give table, csv or json", 2)
+    config = load(config_path)
+    fill_credentials(config)
+    reconciler = Reconciler(config, store(config))
+    try:
+        plans = reconciler.plans(name)
+    except ReconcileRefused as exc:
+        raise fail(str(exc), 2) from None
+    different = failed = False
+    writer = csv.writer(sys.stdout) if output == "csv" else None
+    if writer is not None:
+        writer.writerow(_CSV_COLUMNS)
+    for plan in plans:
+        try:
+            comparison = reconciler.reconcile(plan, limit=limit)
+        except ReconcileFailed as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        report = comparison.report
+        comparison.close()
+        different = different or report.tally.differences > 0
+        if output == "json":
+            sys.stdout.write(orjson.dumps(report.as_json()).decode() + "\n")
+        elif writer is not None:
+            for d in report.differences:
+                writer.writerow([plan.flow, d.key, d.kind, d.field or "",
+                                 _cell(d.hub), _cell(d.channel)])  # fmt: skip
+            errors.print(_summary(report), highlight=False, soft_wrap=True, markup=False)
+        else:
+            _table(report)
+    if failed or different:
+        raise typer.Exit(1)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _summary(report: Report) -> str:
+    t = report.tally
+    text = (
+        f"flow {report.flow} (channel {report.channel}, {report.entity}): hub {t.hub}, "
+        f"channel {t.channel}, matched {t.matched}, missing in channel {t.missing_in_channel}, "
+        f"missing in hub {t.missing_in_hub}, differing {t.differing}"
+    )
+    if t.duplicates:
+        text += f", duplicate keys in channel {t.duplicates}"
+    if report.rejected:
+        text += f", channel records not mappable {report.rejected}"
+    for name, s in report.sums.items():
+        text += f"; sum {name}: hub {s.hub}, channel {s.channel}, difference {s.hub - s.channel}"
+    return text + f" ({report.duration_s:.1f} s)"
+
+
+def _table(report: Report) -> None:
+    from rich.table import Table
+
+    console.print(_summary(report), highlight=False, soft_wrap=True, markup=False)
+    for reason in report.rejects:
+        console.print(f"  not mappable: {reason}", highlight=False, markup=False)
+    if not report.differences:
+        return
+    table = Table(title=f"differences of flow {report.flow}")
+    for column in ("key", "difference", "field", "hub", "channel"):
+        table.add_column(column)
+    for d in report.differences:
+        kind = d.kind.replace("_", " ")
+        table.add_row(d.key, kind, d.field or "", _cell(d.hub), _cell(d.channel))
+    console.print(table)
+    if report.truncated:
+        console.print(
+            f"(first {len(report.differences)} listed; --limit shows more)", highlight=False
+        )

@@ -1,0 +1,263 @@
+"""``erpbridge reconcile``: does the channel hold what the hub holds?
+
+A reconciliation reads the channel's side of a flow from the beginning through the connector
+(``Source.read`` with no cursor: the flow's cursor is neither read nor moved), maps each record
+to the canonical shape (:mod:`erpbridge.config.reconcile`), and compares it with the current
+versions the hub holds for the entity, key by key (:mod:`.compare`): counts on each side, keys
+missing on either side, fields that differ with both values, and sums of amount fields.
+
+It changes no data. Repairs run only when asked for, after the whole comparison succeeded
+(:mod:`.repair`). A channel that fails mid-way ends the reconciliation with
+:class:`ReconcileFailed` naming the flow, channel, how far it got and the cause; nothing is
+repaired then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import Engine, select
+
+from erpbridge.config.loader import LoadedConfig
+from erpbridge.config.reconciliation import ReconcilePlan
+from erpbridge.engine.reconcile.compare import AmountSums, Difference, Spill, Tally, amount_of
+from erpbridge.errors import DataError, ErpbridgeError
+from erpbridge.store.records import dump_payload
+from erpbridge.store.tables import records
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "ReconcileFailed",
+    "ReconcileRefused",
+    "Reconciler",
+    "Repair",
+    "Report",
+]
+
+#: Differences listed in a report (every difference is counted).
+DEFAULT_LIMIT = 1000
+#: Records the hub side reads per fetch.
+_HUB_FETCH = 2000
+#: Channel records that failed the mapping, listed with their reason.
+_SHOWN_REJECTS = 20
+
+Repair = Literal["redeliver", "reread"]
+
+
+class ReconcileRefused(ErpbridgeError):
+    """A reconciliation that cannot start: an unknown flow or entity, a flow without a
+    ``reconcile:`` block, a repair that does not fit the flow's direction."""
+
+
+class ReconcileFailed(ErpbridgeError):
+    """The channel (or the hub store) failed during a reconciliation; nothing was changed."""
+
+
+@dataclass(slots=True)
+class Report:
+    """One reconciliation of one flow: both sides counted and compared."""
+
+    flow: str
+    channel: str
+    entity: str
+    fields: tuple[str, ...]
+    started_at: datetime
+    status: Literal["succeeded", "failed"] = "succeeded"
+    tally: Tally = field(default_factory=Tally)
+    sums: dict[str, AmountSums] = field(default_factory=dict)
+    #: Channel records that failed the mapping (not compared), and the first few reasons.
+    rejected: int = 0
+    rejects: list[str] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+    #: The repair asked for, and what it queued or re-read.
+    repair: Repair | None = None
+    repaired: int = 0
+
+    @property
+    def differences(self) -> list[Difference]:
+        """The first differences (``limit`` of them)."""
+        return self.tally.details
+
+    @property
+    def truncated(self) -> bool:
+        """Whether more differences exist than are listed."""
+        t = self.tally
+        listed = {(d.key, d.kind) for d in t.details}
+        return len(listed) < t.differences
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as plain JSON data (CLI ``--format json``, the API, the stored row)."""
+        t = self.tally
+        return {
+            "flow": self.flow,
+            "channel": self.channel,
+            "entity": self.entity,
+            "status": self.status,
+            "error": self.error,
+            "started_at": self.started_at.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "fields": list(self.fields),
+            "counts": {
+                "hub": t.hub,
+                "channel": t.channel,
+                "matched": t.matched,
+                "missing_in_channel": t.missing_in_channel,
+                "missing_in_hub": t.missing_in_hub,
+                "differing": t.differing,
+                "duplicates": t.duplicates,
+                "rejected": self.rejected,
+            },
+            "sums": {name: s.as_json() for name, s in self.sums.items()},
+            "differences": [d.as_json() for d in t.details],
+            "truncated": self.truncated,
+            "rejects": self.rejects,
+            "repair": self.repair,
+            "repaired": self.repaired,
+        }
+
+
+class Reconciler:
+    """Reconciles the flows of one configuration against one hub store."""
+
+    def __init__(self, config: LoadedConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+
+    def plans(self, name: str) -> list[ReconcilePlan]:
+        """The flows a ``FLOW|ENTITY`` argument names, each with its ``reconcile:`` block;
+        :class:`ReconcileRefused` naming the cause otherwise."""
+        flows = {f.name: f for f in self.config.model.flows}
+        if name in flows:
+            plan = self.config.reconcile.get(name)
+            if plan is None:
+                raise ReconcileRefused(
+                    f"flow {name!r} has no `reconcile:` block: give it one (its fields, and "
+                    "for an OUT flow the `source` that reads the channel's side)"
+                )
+            return [plan]
+        if name in self.config.entities:
+            found = [p for p in self.config.reconcile.values() if p.entity == name]
+            if not found:
+                raise ReconcileRefused(f"no flow of entity {name!r} has a `reconcile:` block")
+            return found
+        known = ", ".join(sorted(self.config.reconcile)) or "none"
+        raise ReconcileRefused(
+            f"{name!r} is neither a flow nor an entity (flows with `reconcile:`: {known})"
+        )
+
+    def reconcile(self, plan: ReconcilePlan, *, limit: int = DEFAULT_LIMIT) -> Comparison:
+        """Read both sides and compare them; the caller closes the result (its spill file).
+
+        Raises :class:`ReconcileFailed` when the channel or the store fails on the way.
+        """
+        started = time.monotonic()
+        report = Report(
+            plan.flow, plan.channel, plan.entity, plan.fields, datetime.now(UTC),
+            sums={name: AmountSums() for name in plan.amounts},
+        )  # fmt: skip
+        spill = Spill(plan.fields)
+        try:
+            self._channel_side(plan, report, spill)
+            self._hub_side(plan, report, spill)
+            spill.compare(report.tally, limit)
+        except BaseException:
+            spill.close()
+            raise
+        report.duration_s = time.monotonic() - started
+        return Comparison(plan, report, spill)
+
+    def _channel_side(self, plan: ReconcilePlan, report: Report, spill: Spill) -> None:
+        key_of = self.config.entities[plan.entity].key_of
+        read = 0
+        sums = [(name, report.sums[name]) for name in plan.amounts]
+
+        def rows() -> Iterator[tuple[str, bytes]]:
+            nonlocal read
+            for batch in self._read(plan):
+                for problem in batch.problems:
+                    self._reject(report, f"{problem.position}: {problem.reason}")
+                for record in batch.records:
+                    read += 1
+                    try:
+                        payload = orjson.loads(dump_payload(plan.mapping(record.data)))
+                        key = key_of(payload)
+                    except DataError as exc:
+                        self._reject(report, f"{record.position}: {exc.path}: {exc.reason}")
+                        continue
+                    for name, total in sums:
+                        _add(total, "channel", payload.get(name))
+                    yield key, spill.values(payload)
+
+        try:
+            report.tally.duplicates = spill.add("channel", rows())
+        except ErpbridgeError as exc:
+            raise ReconcileFailed(
+                f"reconcile of flow {plan.flow!r}: channel {plan.channel!r} failed after "
+                f"{read} record(s) read: {exc}; nothing was changed"
+            ) from exc
+        report.tally.channel = read - report.rejected - report.tally.duplicates
+
+    def _read(self, plan: ReconcilePlan) -> Iterator[Any]:
+        transport = self.config.open_transport(plan.channel)
+        try:
+            yield from transport.read(plan.stream, None, plan.page_size, frozenset())
+        finally:
+            transport.close()
+
+    @staticmethod
+    def _reject(report: Report, reason: str) -> None:
+        report.rejected += 1
+        if len(report.rejects) < _SHOWN_REJECTS:
+            report.rejects.append(reason)
+
+    def _hub_side(self, plan: ReconcilePlan, report: Report, spill: Spill) -> None:
+        wanted = self.config.triggers.get(plan.flow)
+        sums = [(name, report.sums[name]) for name in plan.amounts]
+        count = 0
+
+        def rows() -> Iterator[tuple[str, bytes]]:
+            nonlocal count
+            query = select(records.c.key, records.c.payload).where(records.c.entity == plan.entity)
+            with self.engine.connect() as conn:
+                result = conn.execution_options(yield_per=_HUB_FETCH).execute(query)
+                for key, text in result:
+                    payload = orjson.loads(text)
+                    if wanted is not None and not wanted(None, payload, frozenset()):
+                        continue  # an OUT flow's `when:` does not send it: not expected there
+                    count += 1
+                    for name, total in sums:
+                        _add(total, "hub", payload.get(name))
+                    yield key, spill.values(payload)
+
+        spill.add("hub", rows())
+        report.tally.hub = count
+
+
+def _add(total: AmountSums, side: Literal["hub", "channel"], value: Any) -> None:
+    try:
+        amount = amount_of(value)
+    except ValueError:
+        total.unreadable += 1
+        return
+    if amount is not None:
+        setattr(total, side, getattr(total, side) + amount)
+
+
+@dataclass(slots=True)
+class Comparison:
+    """A finished comparison: its report, and the spill file the repairs read their keys
+    from (removed by :meth:`close`)."""
+
+    plan: ReconcilePlan
+    report: Report
+    spill: Spill
+
+    def close(self) -> None:
+        """Remove the spill file."""
+        self.spill.close()
