@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,9 @@ def main() -> None:
         "--erpbridge", default=str(Path(sys.executable).with_name("erpbridge")), help="script"
     )
     args = parser.parse_args()
+    # The commands run in a temporary folder: a relative path must not change its meaning.
+    args.erpbridge = shutil.which(args.erpbridge) or args.erpbridge
+    args.erpbridge = str(Path(args.erpbridge).resolve())
     figures: dict[str, object] = {"erpbridge": args.erpbridge, "repeat": args.repeat}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

@@ -30,7 +30,7 @@ def erp_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     known["fileerp"] = SystemType(
         "fileerp", "folder", "test", preset_file=tmp_path / "presets.yaml"
     )
-    monkeypatch.setattr("erpbridge.config.outline.system_types", lambda: known)
+    monkeypatch.setattr("erpbridge.config.loader.system_types", lambda: known)
 
 
 def _config(flows: str) -> str:

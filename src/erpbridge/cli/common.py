@@ -140,7 +140,7 @@ def fill_credentials(config: LoadedConfig, *, required: bool = True) -> None:
 
 def known_flow(config: Outline, name: str | None) -> None:
     """Exit 2 naming the configured flows when ``name`` (if given) is none of them."""
-    flows = [f.name for f in config.model.flows]
+    flows = list(config.flow_names)
     if name is not None and name not in flows:
         raise fail(
             f"no flow named {name!r}{did_you_mean(name, flows)} ({_known('flows', flows)})", 2

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from erpbridge.config.api import OperationSettings
-from erpbridge.config.models import FlowConfig
+from erpbridge.config.models import ConfigFile, FlowConfig
 from erpbridge.config.outline import Outline, resolve_sqlite_url
 from erpbridge.config.reconciliation import ReconcilePlan
 from erpbridge.config.secrets import STORED
@@ -31,6 +31,7 @@ __all__ = ["LoadedConfig", "resolve_sqlite_url"]
 class LoadedConfig(Outline):
     """A validated configuration with everything compiled that can be compiled up front."""
 
+    model: ConfigFile
     entities: EntityCatalog
     mappings: dict[str, CompiledMapping]
     streams: dict[str, StreamOptions]

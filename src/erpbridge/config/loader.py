@@ -11,7 +11,9 @@ their own modules: :mod:`~erpbridge.yamlfile` (YAML 1.2 with lines),
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from erpbridge.config.alerts import check_alerts
@@ -23,15 +25,20 @@ from erpbridge.config.channels import (
     check_saml,
 )
 from erpbridge.config.documents import check_documents
+from erpbridge.config.envvars import expand_env
 from erpbridge.config.flows import check_flows
 from erpbridge.config.loaded import LoadedConfig
-from erpbridge.config.outline import read_text, resolve_sqlite_url, schema_stage
+from erpbridge.config.models import ConfigFile
+from erpbridge.config.outline import read_mapping, read_text, resolve_sqlite_url
 from erpbridge.config.owners import check_owners
-from erpbridge.config.problems import format_loc
-from erpbridge.config.secrets import STORED
+from erpbridge.config.presets import expand_presets
+from erpbridge.config.problems import Problems, format_loc
+from erpbridge.config.secrets import STORED, check_plain_secrets
+from erpbridge.config.validation import SetAside, validate_file
 from erpbridge.config.workflows import check_workflows
 from erpbridge.errors import ConfigError
 from erpbridge.model.entities import BUILTIN_ENTITIES, EntityCatalog
+from erpbridge.systems import SystemType, system_types
 
 __all__ = [
     "STORED",
@@ -69,6 +76,8 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         raise ConfigError(problems.found)
     return LoadedConfig(
         path=path.resolve(),
+        hub=model.hub,
+        flow_names=tuple(f.name for f in model.flows),
         model=model,
         entities=catalog,
         mappings=flows.mappings,
@@ -83,6 +92,28 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         workflows=workflows.workflows,
         triggers=workflows.triggers,
     )
+
+
+@dataclass
+class SchemaStage:
+    """The first stages of a load: the model, the problems so far, what the later stages skip."""
+
+    model: ConfigFile
+    problems: Problems
+    aside: SetAside
+    systems: Mapping[str, SystemType]
+
+
+def schema_stage(text: str, path: Path, env: Mapping[str, str] | None = None) -> SchemaStage:
+    """YAML → environment references → presets → pydantic, every problem collected."""
+    data, problems = read_mapping(text, path)
+    check_plain_secrets(data, problems)
+    data = expand_env(data, (), problems, os.environ if env is None else env)
+    systems = system_types()
+    aside = SetAside()
+    expand_presets(data, systems, problems, aside)
+    model = validate_file(data, problems, aside)
+    return SchemaStage(model, problems, aside, systems)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:

@@ -1,12 +1,16 @@
-"""The configuration read up to its schema: the YAML file, ``${ENV}`` references, presets and
-the pydantic models, without loading a transport or compiling a mapping.
+"""What a command that only reads the hub store needs from the configuration: the ``hub:``
+block and the names of the flows.
 
-:class:`Outline` is what a command that only reads the hub store needs (``erpbridge runs``):
-the store's URL and the names of the flows. It starts in a fraction of the time a whole load
-takes (no connector, mapping, workflow or document module is imported). A file whose schema is
-broken is refused with the same ``file:line path: message`` problems; what only the later stages
-find (an unknown transform, a channel option) is left to ``erpbridge check`` and to every
-command that moves data, which load the file whole (:mod:`erpbridge.config.loader`).
+:func:`read_outline` reads the YAML file, expands ``${ENV}`` references in ``hub:`` and
+validates that block alone (:class:`~erpbridge.config.hub.HubSettings`); it builds none of the
+models of channels, flows, mappings, workflows or documents and imports no connector, which is
+what lets ``erpbridge runs`` start in about half a second (issue 13). A broken ``hub:`` block or
+YAML is refused with the same ``file:line path: message`` problems as a whole load; what only
+the whole load finds (a flow's option, an unknown transform) is left to ``erpbridge check`` and
+to every command that moves data (:mod:`erpbridge.config.loader`).
+
+:class:`Outline` is also the base of :class:`~erpbridge.config.loaded.LoadedConfig`, so that
+the code that opens the store takes either.
 """
 
 from __future__ import annotations
@@ -16,26 +20,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from erpbridge.config.envvars import expand_env
-from erpbridge.config.models import ConfigFile
-from erpbridge.config.presets import expand_presets
+from erpbridge.config.hub import HubSettings
 from erpbridge.config.problems import Problems
-from erpbridge.config.secrets import check_plain_secrets
-from erpbridge.config.validation import SetAside, validate_file
 from erpbridge.errors import ConfigError, ConfigProblem
-from erpbridge.systems import SystemType, system_types
 from erpbridge.yamlfile import read_yaml
 
-__all__ = ["Outline", "SchemaStage", "read_outline", "read_text", "resolve_sqlite_url"]
+__all__ = ["Outline", "read_mapping", "read_outline", "read_text", "resolve_sqlite_url"]
 
 
 @dataclass
 class Outline:
-    """A configuration file checked against its schema: where it is, and its model."""
+    """A configuration file's place, its ``hub:`` block and the names of its flows."""
 
     path: Path
-    model: ConfigFile
+    hub: HubSettings
+    flow_names: tuple[str, ...]
 
     @property
     def base_dir(self) -> Path:
@@ -45,7 +49,7 @@ class Outline:
     def database_url(self, env: Mapping[str, str] | None = None) -> str:
         """``ERPBRIDGE_DATABASE_URL``, else ``hub.database_url``, else SQLite beside the file."""
         env = os.environ if env is None else env
-        url = env.get("ERPBRIDGE_DATABASE_URL") or self.model.hub.database_url
+        url = env.get("ERPBRIDGE_DATABASE_URL") or self.hub.database_url
         if not url:
             return f"sqlite:///{self.base_dir / 'erpbridge.db'}"
         return resolve_sqlite_url(url, self.base_dir)
@@ -54,45 +58,15 @@ class Outline:
         """``ERPBRIDGE_AUTO_UPGRADE=1``, else ``hub.auto_upgrade``: upgrade an older schema."""
         env = os.environ if env is None else env
         flag = env.get("ERPBRIDGE_AUTO_UPGRADE", "").strip().lower()
-        return flag in {"1", "true", "yes"} or self.model.hub.auto_upgrade
+        return flag in {"1", "true", "yes"} or self.hub.auto_upgrade
 
     def store_retry_s(self, env: Mapping[str, str] | None = None) -> float:
         """``ERPBRIDGE_STORE_RETRY_S``, else ``hub.store_retry_s``: the store outage budget."""
-        return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.model.hub.store_retry_s)
+        return _seconds(env, "ERPBRIDGE_STORE_RETRY_S", self.hub.store_retry_s)
 
     def run_lease(self, env: Mapping[str, str] | None = None) -> timedelta:
         """``ERPBRIDGE_RUN_LEASE_S``, else ``hub.run_lease_s``: how long a run lives unbeaten."""
-        return timedelta(seconds=_seconds(env, "ERPBRIDGE_RUN_LEASE_S", self.model.hub.run_lease_s))
-
-
-@dataclass
-class SchemaStage:
-    """The first stages of a load: the model, the problems so far, what the later stages skip."""
-
-    model: ConfigFile
-    problems: Problems
-    aside: SetAside
-    systems: Mapping[str, SystemType]
-
-
-def schema_stage(text: str, path: Path, env: Mapping[str, str] | None = None) -> SchemaStage:
-    """YAML → environment references → presets → pydantic, every problem collected."""
-    env = os.environ if env is None else env
-    document = read_yaml(text, path.name)
-    problems = Problems(path.name, document.lines)
-    problems.found.extend(document.problems)
-    data = {} if document.data is None else document.data
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [ConfigProblem(path.name, 1, "", "the file must be a mapping (channels:, flows:, …)")]
-        )
-    check_plain_secrets(data, problems)
-    data = expand_env(data, (), problems, env)
-    systems = system_types()
-    aside = SetAside()
-    expand_presets(data, systems, problems, aside)
-    model = validate_file(data, problems, aside)
-    return SchemaStage(model, problems, aside, systems)
+        return timedelta(seconds=_seconds(env, "ERPBRIDGE_RUN_LEASE_S", self.hub.run_lease_s))
 
 
 def read_text(path: Path) -> str:
@@ -106,13 +80,40 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def read_mapping(text: str, path: Path) -> tuple[dict[str, Any], Problems]:
+    """The YAML document in ``text`` (a mapping, else :class:`ConfigError`) and its problems
+    so far, each placed by line."""
+    document = read_yaml(text, path.name)
+    problems = Problems(path.name, document.lines)
+    problems.found.extend(document.problems)
+    data = {} if document.data is None else document.data
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [ConfigProblem(path.name, 1, "", "the file must be a mapping (channels:, flows:, …)")]
+        )
+    return data, problems
+
+
 def read_outline(path: str | Path, env: Mapping[str, str] | None = None) -> Outline:
-    """The configuration at ``path`` checked against its schema; raise :class:`ConfigError`."""
+    """The ``hub:`` block and flow names of the configuration at ``path``; raise
+    :class:`ConfigError` with every problem of the YAML and of that block."""
     path = Path(path)
-    stage = schema_stage(read_text(path), path, env)
-    if stage.problems.found:
-        raise ConfigError(stage.problems.found)
-    return Outline(path=path.resolve(), model=stage.model)
+    data, problems = read_mapping(read_text(path), path)
+    raw = expand_env(data.get("hub") or {}, ("hub",), problems, os.environ if env is None else env)
+    hub = HubSettings()
+    try:
+        hub = HubSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems.add_validation(("hub",), exc, HubSettings)
+    if problems.found:
+        raise ConfigError(problems.found)
+    flows = data.get("flows")
+    names = tuple(
+        flow["name"]
+        for flow in (flows if isinstance(flows, list) else [])
+        if isinstance(flow, dict) and isinstance(flow.get("name"), str)
+    )
+    return Outline(path=path.resolve(), hub=hub, flow_names=names)
 
 
 def _seconds(env: Mapping[str, str] | None, name: str, configured: float) -> float:
