@@ -102,6 +102,13 @@ _BUILTIN = (
         "Odoo over its external API (JSON-RPC or XML-RPC).",
         {"dialect": "odoo", "protocol": "jsonrpc"},
     ),
+    SystemType("jsonapi", "jsonapi", "A JSON:API service (jsonapi.org): documents, include."),
+    SystemType(
+        "oro",
+        "jsonapi",
+        "OroCommerce's back-office API (JSON:API, OAuth 2.0 client credentials).",
+        preset_file=builtin_presets("oro"),
+    ),
 )
 
 

@@ -107,6 +107,11 @@ class OAuth2Auth(_Auth):
     client_auth: Literal["basic", "body"] = Field(
         default="basic", description="Send the client secret as basic auth or in the form body."
     )
+    encoding: Literal["form", "json"] = Field(
+        default="form",
+        description="How the token request's parameters travel: a form (RFC 6749) or a JSON "
+        "object (as OroCommerce's documentation shows it).",
+    )
     needs: tuple[str, ...] = ("client_secret",)
 
 
@@ -283,6 +288,8 @@ class _OAuth2ClientCredentials(httpx.Auth):
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         else:
             form |= {"client_id": self.options.client_id, "client_secret": self.secret}
+        if self.options.encoding == "json":
+            return httpx.Request("POST", self.token_url, json=form, headers=headers)
         return httpx.Request("POST", self.token_url, data=form, headers=headers)
 
     def _store(self, response: httpx.Response) -> None:

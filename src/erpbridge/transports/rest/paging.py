@@ -141,6 +141,8 @@ class Page:
     items: list[Any]
     number: int
     url: str
+    #: The whole body the items came from (a JSON:API page's ``included`` sits beside them).
+    body: Any = None
 
 
 #: GET ``url`` (relative to the channel, or absolute) with ``params``; returns a 2xx response.
@@ -230,7 +232,7 @@ class _Walker:
         except ValueError as exc:
             raise self._broken(response, str(exc)) from None
         self.response, self.body = response, body
-        return Page(items, number, plain_url(response.request.url))
+        return Page(items, number, plain_url(response.request.url), body)
 
     def numbered(
         self, path: str, params: dict[str, Any], paging: PagePagination | OffsetPagination

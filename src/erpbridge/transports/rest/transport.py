@@ -62,7 +62,7 @@ from erpbridge.transports.rest.options import (
     RestStreamOptions,
     RestTargetOptions,
 )
-from erpbridge.transports.rest.paging import json_body, pages, plain_url, records_at
+from erpbridge.transports.rest.paging import Page, json_body, pages, plain_url, records_at
 
 __all__ = [
     "RestChannelOptions",
@@ -72,7 +72,6 @@ __all__ = [
     "RestTransport",
 ]
 
-_ACCEPT = {"Accept": "application/json"}
 _HttpError = HttpUnreachable | HttpRetriable | HttpRefused
 
 
@@ -81,9 +80,11 @@ class RestTransport(
 ):
     """Reads and writes the JSON resources of one REST channel."""
 
-    channel_options = RestChannelOptions
+    channel_options: type[RestChannelOptions] = RestChannelOptions
     stream_options: type[StreamOptions] = RestStreamOptions
     target_options: type[TargetOptions] = RestTargetOptions
+    #: The media type of request and response bodies (JSON:API has its own).
+    media_type = "application/json"
 
     def __init__(self, channel: str, options: RestChannelOptions, base_dir: Path) -> None:
         self._channel = channel
@@ -132,7 +133,7 @@ class RestTransport(
         held: Batch | None = None
         current = Batch(records=[])
         for page in walk:
-            for index, item in enumerate(page.items, 1):
+            for index, item in enumerate(self._page_items(page), 1):
                 if isinstance(item, dict):
                     key = item.get(resource.id_field)
                     where = f"{list_path}#{resource.id_field}={key}"
@@ -169,6 +170,10 @@ class RestTransport(
             last.warnings += self._cursor_warnings(tracker, list_path)
         yield last
 
+    def _page_items(self, page: Page) -> list[Any]:
+        """The records of one page, as the flow's mapping sees them (the items, as sent)."""
+        return page.items
+
     @staticmethod
     def _checked(batch: Batch, tracker: CursorTracker | None) -> Batch:
         """``batch`` about to be committed; its cursor dropped if the order broke meanwhile."""
@@ -192,7 +197,10 @@ class RestTransport(
         return warnings
 
     def _get(self, url: str, params: Mapping[str, Any] | None) -> httpx.Response:
-        return self._client().request("GET", url, params=params, headers=_ACCEPT)
+        return self._client().request("GET", url, params=params, headers=self._accept())
+
+    def _accept(self) -> dict[str, str]:
+        return {"Accept": self.media_type}
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -203,6 +211,7 @@ class RestTransport(
         return [self._write_one(target, record) for record in records]
 
     def _write_one(self, target: RestTargetOptions, record: OutgoingRecord) -> str | None:
+        record = self._prepared(target, record)
         data = dict(record.data)
         if target.mode == "create":
             return self._create(target, record, data)
@@ -223,7 +232,8 @@ class RestTransport(
         path = self._path(target, record, "update", item_id)
         missing = frozenset({404}) if target.mode == "upsert" else frozenset()
         method = target.resource.update_method
-        response = self._send(target, record, method, path, data, ok=missing)
+        body = self._body(target, record, data, item_id)
+        response = self._send(target, record, method, path, body, ok=missing)
         if response.status_code != 404:
             return item_id
         if target.lookup is not None:
@@ -243,6 +253,26 @@ class RestTransport(
                 )
             )
         return item_id
+
+    def _prepared(self, target: RestTargetOptions, record: OutgoingRecord) -> OutgoingRecord:
+        """``record`` as this API wants it written (here: as mapped)."""
+        del target
+        return record
+
+    def _body(
+        self,
+        target: RestTargetOptions,
+        record: OutgoingRecord,
+        data: dict[str, Any],
+        item_id: str | None,
+    ) -> dict[str, Any]:
+        """The request body of a create (``item_id`` None) or an update (here: the data)."""
+        del target, record, item_id
+        return data
+
+    def _listed(self, body: Any, resource: RestResource) -> list[Any]:
+        """The items of a list answer, as a lookup compares them with a mapped record."""
+        return records_at(body, resource.records_path)
 
     def _own_id(self, target: RestTargetOptions, record: OutgoingRecord) -> str:
         if target.id_from is None:
@@ -266,7 +296,7 @@ class RestTransport(
         except (HttpUnreachable, HttpRetriable, HttpRefused) as exc:
             raise self._retold(record, exc) from exc
         try:
-            found = records_at(json_body(self._channel, response), resource.records_path)
+            found = self._listed(json_body(self._channel, response), resource)
         except ValueError as exc:
             raise FatalError(self._about(record, f"lookup answer: {exc}")) from exc
         # An API may ignore a filter it does not know and list everything: the mapped record has
@@ -293,7 +323,8 @@ class RestTransport(
     def _create(
         self, target: RestTargetOptions, record: OutgoingRecord, body: dict[str, Any]
     ) -> str | None:
-        response = self._send(target, record, "POST", str(target.resource.url("create")), body)
+        document = self._body(target, record, body, None)
+        response = self._send(target, record, "POST", str(target.resource.url("create")), document)
         id_path = target.id_path or target.resource.id_field
         if response.content:
             try:
@@ -320,12 +351,12 @@ class RestTransport(
         body: dict[str, Any] | None,
         ok: frozenset[int] = frozenset(),
     ) -> httpx.Response:
-        headers = dict(_ACCEPT)
+        headers = self._accept()
         if target.idempotency_header:
             headers[target.idempotency_header] = record.idempotency_key
         content = None
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = self.media_type
             try:
                 content = orjson.dumps(body, default=json_default)
             except TypeError as exc:
@@ -384,7 +415,7 @@ class RestTransport(
         began = time.monotonic()
         try:
             response = self._client().request(
-                "GET", self._options.health_path or "", headers=_ACCEPT, ok=ok
+                "GET", self._options.health_path or "", headers=self._accept(), ok=ok
             )
         except (HttpUnreachable, HttpRetriable, HttpRefused) as exc:
             return health_of(exc)
