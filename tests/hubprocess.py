@@ -113,6 +113,7 @@ def serve_hub(
     scheme: str = "http",
     verify: Any = True,
     ready_timeout_s: float = 40,
+    port: int | None = None,
 ) -> Iterator[ServedHub]:
     """Write ``config`` to ``root/erpbridge.yaml``, serve it with ``erpbridge <command>`` on a free
     port, wait until ``/healthz`` answers, yield the :class:`ServedHub`, stop it with SIGTERM.
@@ -125,7 +126,7 @@ def serve_hub(
     environment = {**os.environ, "ERPBRIDGE_SECRET_KEY": Fernet.generate_key().decode()}
     environment.pop("ERPBRIDGE_DATABASE_URL", None)
     environment.update(env or {})
-    port = free_port()
+    port = port or free_port()  # a caller's own when the configuration must name it
     log = root / f"{command}-{port}.log"
     argv = [sys.executable, "-m", "erpbridge", command, "-c", str(root / "erpbridge.yaml")]
     argv += ["--port", str(port), *args]

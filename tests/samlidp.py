@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="CFB has been moved")
-    from saml2 import BINDING_HTTP_POST, class_name, saml
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, class_name, saml, samlp
     from saml2.config import IdPConfig
     from saml2.metadata import entity_descriptor
     from saml2.s_utils import sid
@@ -49,7 +49,12 @@ def encode(document: bytes) -> str:
 class IdentityProvider:
     """pysaml2's IdP, with its own key and certificate in ``folder``."""
 
-    def __init__(self, folder: Path, entity_id: str = IDP_ENTITY_ID) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        entity_id: str = IDP_ENTITY_ID,
+        sso_url: str = "https://idp.example.test/sso",
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.entity_id = entity_id
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -83,7 +88,8 @@ class IdentityProvider:
                     "idp": {
                         "endpoints": {
                             "single_sign_on_service": [
-                                ("https://idp.example.test/sso", BINDING_HTTP_POST)
+                                (sso_url, BINDING_HTTP_REDIRECT),
+                                (sso_url, BINDING_HTTP_POST),
                             ]
                         },
                         "policy": {
@@ -116,10 +122,72 @@ class IdentityProvider:
     ) -> bytes:
         """A signed ``<saml:Assertion>`` for ``audience``, its bearer confirmation for
         ``recipient``, valid five minutes from now; ``change`` edits it before it is signed."""
-        assertion = self.server.setup_assertion(
+        assertion = self._assertion(name_id, attributes, audience, recipient, None)
+        if change is not None:
+            change(assertion)
+        if not sign:
+            return str(assertion).encode()
+        return str(self._signed(assertion, [assertion])).encode()
+
+    def response(
+        self,
+        name_id: str,
+        attributes: Mapping[str, Sequence[str]],
+        *,
+        audience: str,
+        acs_url: str,
+        in_response_to: str | None,
+        sign_assertion: bool = True,
+        sign_response: bool = False,
+        change: Callable[[Any], None] | None = None,
+    ) -> str:
+        """A ``<samlp:Response>`` to the request ``in_response_to`` as the IdP posts it to
+        ``acs_url`` (the ``SAMLResponse`` form value, base64), its assertion for ``audience``
+        signed; ``change`` edits the response before it is signed."""
+        assertion = self._assertion(name_id, attributes, audience, acs_url, in_response_to)
+        response = samlp.Response(
+            id=sid(),
+            in_response_to=in_response_to,
+            destination=acs_url,
+            version="2.0",
+            issue_instant=stamp(datetime.now(UTC)),
+            issuer=self.server._issuer(),
+            status=samlp.Status(status_code=samlp.StatusCode(value=samlp.STATUS_SUCCESS)),
+            assertion=assertion,
+        )
+        if change is not None:
+            change(response)
+        signed: list[Any] = ([assertion] if sign_assertion else []) + (
+            [response] if sign_response else []
+        )
+        document = str(self._signed(response, signed)) if signed else str(response)
+        return base64.b64encode(document.encode()).decode()
+
+    def _signed(self, root: Any, parts: Sequence[Any]) -> Any:
+        for number, part in enumerate(parts, 1):
+            part.signature = pre_signature_part(
+                part.id,
+                self.server.sec.my_cert,
+                number,
+                digest_alg=DIGEST_SHA256,
+                sign_alg=SIG_RSA_SHA256,
+            )
+        return signed_instance_factory(
+            root, self.server.sec, [(class_name(part), part.id) for part in parts]
+        )
+
+    def _assertion(
+        self,
+        name_id: str,
+        attributes: Mapping[str, Sequence[str]],
+        audience: str,
+        recipient: str,
+        in_response_to: str | None,
+    ) -> Any:
+        return self.server.setup_assertion(
             {"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
             audience,
-            None,
+            in_response_to,
             recipient,
             saml.NameID(format=saml.NAMEID_FORMAT_PERSISTENT, text=name_id),
             self.config.getattr("policy", "idp"),
@@ -129,21 +197,6 @@ class IdentityProvider:
             True,
             False,
         )
-        if change is not None:
-            change(assertion)
-        if not sign:
-            return str(assertion).encode()
-        assertion.signature = pre_signature_part(
-            assertion.id,
-            self.server.sec.my_cert,
-            1,
-            digest_alg=DIGEST_SHA256,
-            sign_alg=SIG_RSA_SHA256,
-        )
-        signed = signed_instance_factory(
-            assertion, self.server.sec, [(class_name(assertion), assertion.id)]
-        )
-        return str(signed).encode()
 
 
 def new_id() -> str:

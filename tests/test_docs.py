@@ -18,7 +18,7 @@ from erpbridge.config.api import (
     WebhookConfig,
 )
 from erpbridge.config.models import FlowConfig
-from erpbridge.config.saml import SamlGrant, SamlSettings
+from erpbridge.config.saml import SamlBackoffice, SamlGrant, SamlRole, SamlSettings
 from erpbridge.mapping.spec import FieldMapping
 from erpbridge.mapping.transforms import TRANSFORMS
 from erpbridge.mapping.units import UNITS
@@ -88,6 +88,8 @@ def test_commands_are_documented() -> None:
         OperationSettings,
         SamlSettings,
         SamlGrant,
+        SamlBackoffice,
+        SamlRole,
     ],
 )
 def test_api_settings_are_documented(model: type) -> None:

@@ -471,6 +471,22 @@ def test_unknown_channel_in_grants_is_a_config_error(tmp_path: Path) -> None:
     ]
 
 
+def test_unknown_channel_in_backoffice_roles_is_a_config_error(tmp_path: Path) -> None:
+    backoffice = (
+        "      backoffice:\n"
+        '        acs_url: "https://hub.example.test/ui/sso/acs"\n'
+        "        roles:\n"
+        "          - {attribute: groups, value: staff, role: viewer, channels: [elsewhere]}\n"
+    )
+    text = SAML_CONFIG.replace(SAML_BLOCK, SAML_BLOCK + backoffice)
+    (tmp_path / "erpbridge.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path / "erpbridge.yaml", env={"SHOP_HOOK_SECRET": HOOK_SECRET})
+    assert [str(p).split(" ", 1)[1] for p in refused.value.problems] == [
+        "hub.api.saml.backoffice.roles[0].channels: no channel named elsewhere"
+    ]
+
+
 def test_served_api_refuses_to_start_without_metadata(tmp_path: Path) -> None:
     (tmp_path / "erpbridge.yaml").write_text(SAML_CONFIG, encoding="utf-8")
     env = {

@@ -87,3 +87,37 @@ def test_comment_inside_nameid_is_read_whole(tmp_path: Path, idp: IdentityProvid
         "alice@example.test.evil.test", {}, audience=HUB, recipient=TOKEN_URL
     ).replace(b">alice@example.test.evil.test<", b">alice@example.test<!---->.evil.test<")
     assert verify_assertion(trust, document).subject == "alice@example.test.evil.test"
+
+
+BACKOFFICE = {
+    "acs_url": "https://hub.example.test/ui/sso/acs",
+    "roles": [{"attribute": "groups", "value": "staff", "role": "viewer"}],
+}
+
+
+def test_backoffice_sso_needs_a_redirect_endpoint(tmp_path: Path, idp: IdentityProvider) -> None:
+    trust = _trust(tmp_path, idp, backoffice=BACKOFFICE)
+    assert trust.sso == (idp.entity_id, "https://idp.example.test/sso")
+    assert "https://hub.example.test/ui/sso/acs" in trust.sp_metadata()
+    post_only = idp.metadata().replace(
+        'Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"',
+        'Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact"',
+    )
+    (tmp_path / "post-only.xml").write_text(post_only, encoding="utf-8")
+    settings = {
+        "idp_metadata": "post-only.xml",
+        "entity_id": HUB,
+        "token_url": TOKEN_URL,
+        "grants": GRANTS,
+        "backoffice": BACKOFFICE,
+    }
+    with pytest.raises(SamlSetupError, match="offers no SingleSignOnService with the HTTP-Redir"):
+        SamlTrust(SamlSettings.model_validate(settings), tmp_path)
+
+
+def test_backoffice_acs_url_must_be_the_acs_path() -> None:
+    values = {"idp_metadata": "x.xml", "entity_id": HUB, "token_url": TOKEN_URL, "grants": GRANTS}
+    with pytest.raises(ValueError, match="acs_url"):
+        SamlSettings.model_validate(
+            {**values, "backoffice": {**BACKOFFICE, "acs_url": "https://hub/ui/other"}}
+        )

@@ -89,7 +89,10 @@ flows:
 
 @contextmanager
 def served_backoffice(
-    root: Path, config: str = CONFIG, folders: tuple[str, ...] = ("inbox", "erp", "desk")
+    root: Path,
+    config: str = CONFIG,
+    folders: tuple[str, ...] = ("inbox", "erp", "desk"),
+    port: int | None = None,
 ) -> Iterator[ServedHub]:
     """``erpbridge run`` on ``root`` (with ``folders`` made in it) and users ``viewer``,
     ``operator``, ``admin`` (one role each) and ``erp-viewer`` (a viewer of channel erp only),
@@ -102,7 +105,7 @@ def served_backoffice(
     add_user(engine, "erp-viewer", PASSWORD, "viewer", {"erp"})
     engine.dispose()
     (root / "erpbridge.db").chmod(0o600)
-    with serve_hub(root, config, command="run", args=("--interval", "0.2")) as hub:
+    with serve_hub(root, config, command="run", args=("--interval", "0.2"), port=port) as hub:
         yield hub
 
 

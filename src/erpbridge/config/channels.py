@@ -165,14 +165,24 @@ def check_identity_providers(model: ConfigFile, problems: Problems, aside: SetAs
 
 
 def check_saml(model: ConfigFile, problems: Problems, aside: SetAside) -> None:
-    """A SAML grant names existing channels."""
+    """A SAML grant or back-office role names existing channels."""
     saml = model.hub.api.saml
-    for index, rule in enumerate(saml.grants if saml else []):
+    if saml is None:
+        return
+    rules: list[tuple[tuple[str | int, ...], list[str] | None]] = [
+        (("grants", index), rule.channels) for index, rule in enumerate(saml.grants)
+    ]
+    if saml.backoffice is not None:
+        rules += [
+            (("backoffice", "roles", index), rule.channels)
+            for index, rule in enumerate(saml.backoffice.roles)
+        ]
+    for place, channels in rules:
         unknown = sorted(
-            c for c in set(rule.channels or ()) - set(model.channels) if not aside.channel(c)
+            c for c in set(channels or ()) - set(model.channels) if not aside.channel(c)
         )
         if unknown:
             problems.add(
-                ("hub", "api", "saml", "grants", index, "channels"),
+                ("hub", "api", "saml", *place, "channels"),
                 f"no channel named {', '.join(unknown)}",
             )

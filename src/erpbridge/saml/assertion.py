@@ -24,7 +24,7 @@ verified. Replay (the same assertion ID twice) is the store's job (``store.asser
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +39,16 @@ with warnings.catch_warnings():
     from saml2 import saml
     from saml2.sigver import SignatureError
 
-__all__ = ["AssertionRefused", "VerifiedAssertion", "verify_assertion"]
+__all__ = [
+    "AssertionRefused",
+    "Expected",
+    "VerifiedAssertion",
+    "check_signed",
+    "parse",
+    "show",
+    "verified_content",
+    "verify_assertion",
+]
 
 _SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 _SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -72,8 +81,7 @@ def verify_assertion(
     """The verified content of the assertion ``document``; :class:`AssertionRefused` otherwise."""
     settings = trust.settings
     at = at or datetime.now(UTC)
-    skew = timedelta(seconds=settings.clock_skew_s)
-    root = _parse(document)
+    root = parse(document, "the assertion")
     _check_shape(root)
     issuer = (root.findtext(f"{{{_SAML}}}Issuer") or "").strip()
     if not issuer:
@@ -83,15 +91,38 @@ def verify_assertion(
             f"issuer {issuer!r} is not a trusted identity provider (hub.api.saml.idp_metadata)"
         )
     item = _signed(trust, document, issuer)
+    expect = Expected(settings.token_url, "this hub's token URL", (settings.token_url,))
+    return verified_content(trust, item, issuer, expect, at)
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What the bearer confirmation must say: where the assertion is presented (``recipient``,
+    named ``recipient_label`` in refusals), other accepted audiences beside the hub's entity ID,
+    and the sign-in request it answers (web SSO) or ``None`` (RFC 7522)."""
+
+    recipient: str
+    recipient_label: str
+    audiences: tuple[str, ...] = ()
+    in_response_to: str | None = None
+
+
+def verified_content(
+    trust: SamlTrust, item: Any, issuer: str, expect: Expected, at: datetime
+) -> VerifiedAssertion:
+    """The content of the assertion ``item`` (pysaml2's, its signature verified, from
+    ``issuer``), after the checks 5 to 7 of this module; :class:`AssertionRefused` otherwise."""
+    settings = trust.settings
+    skew = timedelta(seconds=settings.clock_skew_s)
     if item.version != "2.0":
         raise AssertionRefused(f"SAML version {item.version!r} is not 2.0")
     if item.issuer is None or (item.issuer.text or "").strip() != issuer:
         raise AssertionRefused("the verified assertion names another issuer")
     issued = _time(item.issue_instant, "IssueInstant")
     if issued is not None and issued > at + skew:
-        raise AssertionRefused(f"the assertion is issued in the future ({_show(issued)})")
-    ends = _check_conditions(item, settings.entity_id, settings.token_url, at, skew)
-    name_id, confirmed_until = _check_subject(item, settings.token_url, at, skew)
+        raise AssertionRefused(f"the assertion is issued in the future ({show(issued)})")
+    ends = _check_conditions(item, (settings.entity_id, *expect.audiences), at, skew)
+    name_id, confirmed_until = _check_subject(item, expect, at, skew)
     attributes = _attributes(item)
     subject = name_id
     if settings.subject_attribute is not None:
@@ -106,13 +137,14 @@ def verify_assertion(
     return VerifiedAssertion(str(item.id), issuer, subject, attributes, expiry + skew)
 
 
-def _parse(document: bytes) -> Element:
+def parse(document: bytes, what: str) -> Element:
+    """``document`` parsed by the hub's XML guard; :class:`AssertionRefused` naming ``what``."""
     try:
         return xmlguard.fromstring(document)
     except xmlguard.XmlRefused as exc:
-        raise AssertionRefused(f"the assertion: {exc}") from None
+        raise AssertionRefused(f"{what}: {exc}") from None
     except ParseError as exc:
-        raise AssertionRefused(f"the assertion is not well-formed XML: {exc}") from None
+        raise AssertionRefused(f"{what} is not well-formed XML: {exc}") from None
 
 
 def _check_shape(root: Element) -> None:
@@ -146,8 +178,21 @@ def _check_shape(root: Element) -> None:
 
 
 def _signed(trust: SamlTrust, document: bytes, issuer: str) -> Any:
+    item = check_signed(
+        lambda: trust.security.correctly_signed_message(document, "assertion", must=True),
+        "the assertion",
+        issuer,
+    )
+    if item is None or not isinstance(item, saml.Assertion):
+        raise AssertionRefused("the document is not a SAML 2.0 assertion")
+    return item
+
+
+def check_signed(verify: Callable[[], Any], what: str, issuer: str) -> Any:
+    """What ``verify`` (a pysaml2 signature check of ``what``) returns; its failures as
+    :class:`AssertionRefused` naming the failed check."""
     try:
-        item = trust.security.correctly_signed_message(document, "assertion", must=True)
+        return verify()
     except SignatureError as exc:
         detail = exc.args[0] if exc.args else None
         if isinstance(detail, dict) and "validators" in detail:
@@ -157,25 +202,24 @@ def _signed(trust: SamlTrust, document: bytes, issuer: str) -> Any:
             ) from None
         if isinstance(detail, dict) and "reason" in detail:
             raise AssertionRefused(
-                "the assertion is not valid against the SAML schema: "
+                f"{what} is not valid against the SAML schema: "
                 f"{str(detail['reason']).splitlines()[0][:200]}"
             ) from None
         raise AssertionRefused(
-            f"the signature does not verify with the certificate of {issuer} in the metadata"
+            f"{what}: the signature does not verify with the certificate of {issuer} in the "
+            "metadata"
         ) from None
     except Exception as exc:  # noqa: BLE001 - pysaml2 and xmlsec1 fail in many ways; none is a 500
         raise AssertionRefused(
-            f"the signature cannot be verified with the certificate of {issuer} in the metadata "
-            f"({type(exc).__name__})"
+            f"{what}: the signature cannot be verified with the certificate of {issuer} in the "
+            f"metadata ({type(exc).__name__})"
         ) from None
-    if item is None or not isinstance(item, saml.Assertion):
-        raise AssertionRefused("the document is not a SAML 2.0 assertion")
-    return item
 
 
 def _check_conditions(
-    item: Any, entity_id: str, token_url: str, at: datetime, skew: timedelta
+    item: Any, accepted: tuple[str, ...], at: datetime, skew: timedelta
 ) -> datetime | None:
+    entity_id = accepted[0]
     conditions = item.conditions
     if conditions is None:
         raise AssertionRefused("the assertion has no <Conditions> (RFC 7522 needs an Audience)")
@@ -183,12 +227,12 @@ def _check_conditions(
     ends = _time(conditions.not_on_or_after, "Conditions NotOnOrAfter")
     if not_before is not None and not_before > at + skew:
         raise AssertionRefused(
-            f"the assertion is not valid yet: NotBefore {_show(not_before)}, now {_show(at)} "
+            f"the assertion is not valid yet: NotBefore {show(not_before)}, now {show(at)} "
             f"(clock skew {skew.seconds} s)"
         )
     if ends is not None and ends <= at - skew:
         raise AssertionRefused(
-            f"the assertion has expired: NotOnOrAfter {_show(ends)}, now {_show(at)} "
+            f"the assertion has expired: NotOnOrAfter {show(ends)}, now {show(at)} "
             f"(clock skew {skew.seconds} s)"
         )
     restrictions = conditions.audience_restriction
@@ -198,7 +242,7 @@ def _check_conditions(
         )
     for restriction in restrictions:
         audiences = [(a.text or "").strip() for a in restriction.audience]
-        if entity_id not in audiences and token_url not in audiences:
+        if not set(accepted) & set(audiences):
             raise AssertionRefused(
                 f"the assertion is meant for {', '.join(map(repr, audiences)) or 'nobody'}, "
                 f"not for this hub ({entity_id!r})"
@@ -207,7 +251,7 @@ def _check_conditions(
 
 
 def _check_subject(
-    item: Any, token_url: str, at: datetime, skew: timedelta
+    item: Any, expect: Expected, at: datetime, skew: timedelta
 ) -> tuple[str, datetime]:
     subject = item.subject
     if subject is None:
@@ -222,10 +266,16 @@ def _check_subject(
             continue
         data = confirmation.subject_confirmation_data
         recipient = (data.recipient or "").strip() if data is not None else ""
-        if recipient != token_url:
+        if recipient != expect.recipient:
             reasons.append(
-                f"its Recipient is {recipient or 'missing'!r}, not this hub's token URL "
-                f"{token_url!r}"
+                f"its Recipient is {recipient or 'missing'!r}, not {expect.recipient_label} "
+                f"{expect.recipient!r}"
+            )
+            continue
+        answers = data.in_response_to
+        if expect.in_response_to is not None and answers not in (None, expect.in_response_to):
+            reasons.append(
+                f"it answers request {answers!r}, not the response's {expect.in_response_to!r}"
             )
             continue
         until = _time(data.not_on_or_after, "SubjectConfirmationData NotOnOrAfter")
@@ -233,11 +283,11 @@ def _check_subject(
             reasons.append("its SubjectConfirmationData has no NotOnOrAfter")
             continue
         if until <= at - skew:
-            reasons.append(f"it expired at {_show(until)} (now {_show(at)})")
+            reasons.append(f"it expired at {show(until)} (now {show(at)})")
             continue
         since = _time(data.not_before, "SubjectConfirmationData NotBefore")
         if since is not None and since > at + skew:
-            reasons.append(f"it is not valid before {_show(since)} (now {_show(at)})")
+            reasons.append(f"it is not valid before {show(since)} (now {show(at)})")
             continue
         return subject.name_id.text.strip(), until
     raise AssertionRefused(
@@ -266,5 +316,6 @@ def _time(value: str | None, what: str) -> datetime | None:
     return stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def _show(stamp: datetime) -> str:
+def show(stamp: datetime) -> str:
+    """A moment as refusals name it (UTC, seconds)."""
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

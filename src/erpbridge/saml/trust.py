@@ -18,8 +18,9 @@ from erpbridge.store.apiclients import SCOPES
 with warnings.catch_warnings():
     # pysaml2 names a cipher mode that cryptography moved; harmless here, noise in the log.
     warnings.filterwarnings("ignore", message="CFB has been moved")
-    from saml2 import BINDING_HTTP_POST
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
     from saml2.config import SPConfig
+    from saml2.metadata import entity_descriptor
     from saml2.sigver import SecurityContext, get_xmlsec_binary, security_context
 
 __all__ = ["SamlSetupError", "SamlTrust"]
@@ -77,6 +78,36 @@ class SamlTrust:
             )
         #: Entity IDs whose assertions are accepted.
         self.identity_providers = frozenset(providers)
+        #: pysaml2's service-provider configuration (for the back office's sign-in requests).
+        self.config = config
+        #: The IdP the back office sends browsers to, and its sign-in URL; None: SSO is off.
+        self.sso: tuple[str, str] | None = (
+            self._sso_endpoint(providers) if settings.backoffice is not None else None
+        )
+
+    def sp_metadata(self) -> str:
+        """The hub's service-provider metadata (entity ID, assertion consumer services)."""
+        return str(entity_descriptor(self.config))
+
+    def _sso_endpoint(self, providers: set[str]) -> tuple[str, str]:
+        if len(providers) != 1:
+            raise SamlSetupError(
+                "hub.api.saml.backoffice: the metadata describes several identity providers "
+                f"({', '.join(sorted(providers))}); name the one to sign in with in "
+                "hub.api.saml.idp_entity_id"
+            )
+        (idp,) = providers
+        try:
+            endpoints = self.metadata.single_sign_on_service(idp, BINDING_HTTP_REDIRECT)
+        except Exception:  # noqa: BLE001 - pysaml2's metadata lookups raise plain errors
+            endpoints = []
+        if not endpoints:
+            raise SamlSetupError(
+                f"hub.api.saml.backoffice: identity provider {idp} offers no SingleSignOnService "
+                "with the HTTP-Redirect binding in its metadata; the back office sends browsers "
+                "there"
+            )
+        return idp, str(endpoints[0]["location"])
 
 
 def _read_metadata(source: str, base_dir: Path) -> str:
@@ -105,8 +136,11 @@ def _read_metadata(source: str, base_dir: Path) -> str:
 
 
 def _pysaml2_config(settings: SamlSettings, metadata: str, xmlsec: str) -> dict[str, Any]:
-    # The hub is a service provider. The token URL stands where a web sign-in will later put its
-    # assertion consumer service; the grant itself never uses endpoints.
+    # The hub is a service provider: the back office's ACS (when SSO is on) is its assertion
+    # consumer service; the token URL stands beside it (the grant itself never uses endpoints).
+    services = [(settings.token_url, BINDING_HTTP_POST)]
+    if settings.backoffice is not None:
+        services.insert(0, (settings.backoffice.acs_url, BINDING_HTTP_POST))
     return {
         "entityid": settings.entity_id,
         "metadata": {"inline": [metadata]},
@@ -116,9 +150,7 @@ def _pysaml2_config(settings: SamlSettings, metadata: str, xmlsec: str) -> dict[
         "allow_unknown_attributes": True,
         "service": {
             "sp": {
-                "endpoints": {
-                    "assertion_consumer_service": [(settings.token_url, BINDING_HTTP_POST)]
-                },
+                "endpoints": {"assertion_consumer_service": services},
                 "want_assertions_signed": True,
                 "allow_unsolicited": True,
             }

@@ -45,6 +45,7 @@ __all__ = [
     "records",
     "rejected",
     "runs",
+    "saml_requests",
     "schedule_fires",
     "search_index",
     "seen_assertions",
@@ -366,6 +367,20 @@ seen_assertions = Table(
     Column("assertion_id", String(256), nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# The back office's SAML sign-in requests (AuthnRequest IDs) still awaiting their answer: the
+# browser that started one holds a cookie whose SHA-256 is ``browser``; ``used_at`` is set by the
+# answer that took it, so a second answer (a replay) is named as such until the row expires.
+saml_requests = Table(
+    "saml_requests",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("browser", String(64), nullable=False),
+    Column("next_path", String(512), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),
 )
 
 # A POST with an Idempotency-Key answers the same on a retry: the first answer is kept here.

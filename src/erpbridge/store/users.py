@@ -45,6 +45,7 @@ __all__ = [
     "remove_user",
     "session_by_token",
     "set_password",
+    "sso_user",
 ]
 
 #: A user's role; each holds what the one before holds.
@@ -61,6 +62,11 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
 IDLE = timedelta(minutes=30)
 _ABSOLUTE = timedelta(hours=12)
 _MIN_PASSWORD = 10
+#: Names of users signed in through SAML (``saml:<subject>``, as the API names SAML callers);
+#: a local user cannot take one.
+SSO_PREFIX = "saml:"
+#: Their ``password_hash``: not an argon2 hash, so no password ever matches it.
+_SSO_HASH = "sso:"
 _hasher = PasswordHasher()
 #: Verified against when the user does not exist, so that a wrong name costs the same time.
 _DUMMY_HASH = _hasher.hash("erpbridge-no-such-user")
@@ -118,6 +124,8 @@ def add_user(
         raise UserError("a user name must be 1 to 128 characters, no NUL, no outer spaces")
     if has_card_number(name):
         raise UserError("a user name may not hold a card number; choose another name")
+    if name.startswith(SSO_PREFIX):
+        raise UserError(f"names starting with {SSO_PREFIX!r} are those of single sign-on users")
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
     _check_password(password)
@@ -154,6 +162,8 @@ def list_users(engine: Engine) -> list[User]:
 def set_password(engine: Engine, name: str, password: str) -> None:
     """Change a user's password and end their sessions; :class:`UserError` if there is none."""
     _check_password(password)
+    if name.startswith(SSO_PREFIX):
+        raise UserError(f"{name!r} signs in through SAML and has no password here")
     with engine.begin() as conn:
         done = conn.execute(
             update(ui_users)
@@ -163,6 +173,36 @@ def set_password(engine: Engine, name: str, password: str) -> None:
         if done.rowcount == 0:
             raise UserError(f"no user named {name!r}")
         conn.execute(delete(ui_sessions).where(ui_sessions.c.user_name == name))
+
+
+def sso_user(
+    engine: Engine, subject: str, issuer: str, role: Role, channels: frozenset[str] | None
+) -> User:
+    """The user ``saml:<subject>`` signed in by ``issuer``, created or given ``role`` and
+    ``channels`` as the identity provider's attributes say now (so that a role taken away at the
+    IdP is gone at the next sign-in); no password matches them."""
+    name = f"{SSO_PREFIX}{subject}"
+    if not subject or len(name) > 128 or "\x00" in subject or has_card_number(subject):
+        raise UserError(
+            f"the identity provider names the user {subject[:40]!r}: a user name must be 1 to "
+            f"{128 - len(SSO_PREFIX)} characters, without NUL or a card number"
+        )
+    values = {
+        "role": role,
+        "channels": orjson.dumps(sorted(channels)).decode() if channels is not None else None,
+        "password_hash": f"{_SSO_HASH}{issuer}"[:255],
+    }
+    at = now()
+    with engine.begin() as conn:
+        found = conn.execute(select(ui_users.c.id).where(ui_users.c.name == name)).first()
+        if found is None:
+            conn.execute(
+                ui_users.insert().values(name=name, created_at=at, password_changed_at=at, **values)
+            )
+        else:
+            conn.execute(update(ui_users).where(ui_users.c.id == found.id).values(**values))
+        row = conn.execute(select(ui_users).where(ui_users.c.name == name)).one()
+    return _user(row)
 
 
 def remove_user(engine: Engine, name: str) -> bool:

@@ -12,12 +12,14 @@ from erpbridge.ui.pages import (
     lookup,
     problems,
     records,
+    sso,
 )
 
 __all__ = ["ROUTERS"]
 
 ROUTERS = (
     login.router,
+    sso.router,
     dashboard.router,
     flows.router,
     ledger.router,
