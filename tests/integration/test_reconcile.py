@@ -131,6 +131,18 @@ def _hub_state(config_path: Path) -> tuple[list[Any], list[Any], list[Any]]:
         engine.dispose()
 
 
+def _deliver(config_path: Path) -> None:
+    config = load_config(config_path)
+    engine = open_store(f"sqlite:///{config_path.parent / 'hub.db'}")
+    worker = Worker(config, engine)
+    try:
+        stats = worker.run_once()
+        assert stats.dead == 0 and stats.retried == 0, stats
+    finally:
+        worker.close()
+        engine.dispose()
+
+
 def _sync_and_deliver(config_path: Path) -> None:
     config = load_config(config_path)
     engine = open_store(f"sqlite:///{config_path.parent / 'hub.db'}")
@@ -204,6 +216,31 @@ def test_reconcile_finds_every_difference_and_changes_nothing(
 
     # A reconciliation reads both sides and writes nothing: records, deliveries, cursors.
     assert _hub_state(config_path) == before
+
+    # A repair that does not fit the flow is refused before anything is read.
+    code, _, err = _reconcile(config_path, "orders-to-erp", "--repair", "reread")
+    assert code == 2 and "is an OUT flow" in err and "--repair redeliver" in err
+
+    # Repairs, when asked: the hub re-reads what it lacks or holds stale (cursor untouched)…
+    code, out, err = _reconcile(config_path, "orders-in", "--repair", "reread")
+    assert code == 1, err  # the differences found before the repair
+    assert "repaired: 2 record(s) re-read into the hub" in out
+    records_after, deliveries_after, cursors_after = _hub_state(config_path)
+    assert cursors_after == before[2]
+    assert {r.key: r.version for r in records_after}["PO-2"] == 2
+    assert "PO-6" in {r.key for r in records_after}
+    # …which queued PO-2's and PO-6's new versions for the ERP like any change; and the ERP
+    # gets again what it lacks or holds stale.
+    assert len(deliveries_after) == len(before[1]) + 2
+    code, out, err = _reconcile(config_path, "orders-to-erp", "--repair", "redeliver")
+    assert code == 1, err
+    assert "repaired: 4 record(s) queued again for delivery" in out
+    _deliver(config_path)
+
+    code, out, err = _reconcile(config_path, "plant_order", "--format", "json")
+    assert code == 0, (out, err)
+    for report in map(orjson.loads, out.splitlines()):
+        assert report["counts"]["matched"] == 6, report
 
 
 def test_unknown_names_are_refused(config_path: Path) -> None:

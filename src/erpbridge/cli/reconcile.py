@@ -26,7 +26,7 @@ from erpbridge.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from erpbridge.engine.reconcile.run import Report
+    from erpbridge.engine.reconcile.run import Repair, Report
 
 __all__ = ["reconcile"]
 
@@ -43,20 +43,48 @@ def reconcile(
     limit: Annotated[
         int, typer.Option(min=0, help="Differences listed per flow (all are counted).")
     ] = 1000,
+    repair: Annotated[
+        str | None,
+        typer.Option(
+            help="Then repair: 'redeliver' (OUT flows: queue again what the channel lacks or "
+            "holds stale) or 'reread' (IN flows: store what the hub lacks or holds stale)."
+        ),
+    ] = None,
 ) -> None:
     """Compare what a channel holds with what the hub holds (counts, keys missing on either
-    side, fields that differ, sums of amounts); changes nothing. Exit 1 on differences."""
+    side, fields that differ, sums of amounts); changes nothing unless --repair is given.
+    Exit 1 on differences."""
+    from erpbridge.engine.reconcile.repair import check_repair
+    from erpbridge.engine.reconcile.repair import repair as apply_repair
     from erpbridge.engine.reconcile.run import ReconcileFailed, Reconciler, ReconcileRefused
 
     if output not in ("table", "csv", "json"):
         raise fail(f"--format {output!r}: give table, csv or json", 2)
+    kind: Repair | None = None
+    if repair is not None:
+        if repair not in ("redeliver", "reread"):
+            raise fail(f"--repair {repair!r}: give redeliver or reread", 2)
+        kind = "redeliver" if repair == "redeliver" else "reread"
     config = load(config_path)
     fill_credentials(config)
-    reconciler = Reconciler(config, store(config))
+    engine = store(config)
+    reconciler = Reconciler(config, engine)
     try:
         plans = reconciler.plans(name)
     except ReconcileRefused as exc:
         raise fail(str(exc), 2) from None
+    repairing: set[str] = set()
+    for plan in plans:
+        if kind is None:
+            break
+        try:
+            check_repair(config, plan.flow, kind)
+        except ReconcileRefused as exc:
+            if len(plans) == 1:
+                raise fail(str(exc), 2) from None
+            errors.print(f"note: {exc}; flow {plan.flow} is only compared", highlight=False)
+        else:
+            repairing.add(plan.flow)
     different = failed = False
     writer = csv.writer(sys.stdout) if output == "csv" else None
     if writer is not None:
@@ -69,7 +97,14 @@ def reconcile(
             failed = True
             continue
         report = comparison.report
-        comparison.close()
+        try:
+            if kind is not None and plan.flow in repairing and report.tally.differences:
+                apply_repair(config, engine, comparison, kind)
+        except ReconcileFailed as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            failed = True
+        finally:
+            comparison.close()
         different = different or report.tally.differences > 0
         if output == "json":
             sys.stdout.write(orjson.dumps(report.as_json()).decode() + "\n")
@@ -103,7 +138,12 @@ def _summary(report: Report) -> str:
         text += f", channel records not mappable {report.rejected}"
     for name, s in report.sums.items():
         text += f"; sum {name}: hub {s.hub}, channel {s.channel}, difference {s.hub - s.channel}"
-    return text + f" ({report.duration_s:.1f} s)"
+    text += f" ({report.duration_s:.1f} s)"
+    if report.repair == "redeliver":
+        text += f"; repaired: {report.repaired} record(s) queued again for delivery"
+    elif report.repair == "reread":
+        text += f"; repaired: {report.repaired} record(s) re-read into the hub"
+    return text
 
 
 def _table(report: Report) -> None:

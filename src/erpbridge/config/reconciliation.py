@@ -43,6 +43,9 @@ class ReconcilePlan:
     amounts: tuple[str, ...]
     page_size: int
     schedule: Schedule | None
+    #: An IN flow reconciled through its own channel, source and mapping (what a re-read
+    #: through the flow can repair).
+    own_source: bool = False
 
 
 class _Flow(Protocol):
@@ -130,6 +133,8 @@ def check_reconcile(
         plans[flow.name] = ReconcilePlan(
             flow.name, flow.entity, channel, stream, mapping, tuple(fields),
             tuple(block.amounts), block.page_size, block.timing(),
+            own_source=flow.direction == "in" and block.channel in (None, flow.channel)
+            and block.source is None and block.mapping is None,
         )  # fmt: skip
     return plans
 

@@ -40,6 +40,7 @@ __all__ = [
     "catch_up_step",
     "open_deliveries",
     "progress",
+    "redeliver_keys",
     "replay_step",
     "resume_point",
 ]
@@ -213,6 +214,30 @@ def replay_step(
     ]
     queued = _queue(conn, target, run_id, items, REPLAY_PRIORITY, at, dry_run, dispatch)
     return Step(len(rows), queued, len(rows) - queued, rows[-1].id)
+
+
+def redeliver_keys(
+    conn: Connection,
+    target: Target,
+    run_id: int,
+    keys: Sequence[str],
+    at: datetime,
+    dispatch: Dispatcher | None = None,
+) -> int:
+    """Queue the current version of the records with these ``keys`` again (a reconciliation
+    found the target lacking them or holding them stale), whether or not the flow delivered
+    that version before: each gets its own idempotency key, so the target is written again.
+    Below live traffic, like a backfill. Returns how many were queued."""
+    items = []
+    for chunk in key_chunks(conn, list(keys)):
+        query = select(records.c.id, records.c.key, records.c.version).where(
+            records.c.entity == target.entity, one_of(conn, records.c.key, chunk)
+        )
+        items += [
+            (r.id, r.key, r.version, f"{target.flow}|{r.id}|{r.version}|reconcile{run_id}")
+            for r in conn.execute(_locked(conn, query))
+        ]
+    return _queue(conn, target, run_id, items, BACKFILL_PRIORITY, at, False, dispatch)
 
 
 def catch_up_step(

@@ -1,10 +1,14 @@
 """Compare two sides keyed by business key without holding either in memory.
 
-Each side's rows (key, compared values as JSON text, amounts) are spilled into a temporary
-SQLite file with the key as a ``WITHOUT ROWID`` primary key; the comparison then walks both
-tables in key order side by side (a sort-merge). Memory stays flat however many keys there are
-(measured: ``bench/reconcile.py``): only the first ``limit`` differences are kept as details,
-every one is counted, and the keys a repair needs are written to a third table.
+The channel's rows (key, compared values as JSON text) are spilled into a temporary SQLite
+file with the key as a ``WITHOUT ROWID`` primary key, which sorts them; the hub's rows come
+from the hub store already in key order (its unique index on entity and key). The comparison
+walks both in key order side by side (a sort-merge). Memory stays flat however many keys there
+are (measured: ``bench/reconcile.py``): only the first ``limit`` differences are kept as
+details, every one is counted, and the keys a repair needs are written to a second table.
+
+Key order is code point order on both sides: SQLite's ``BINARY`` collation of UTF-8 text,
+PostgreSQL's ``COLLATE "C"``, and Python's ``str`` comparison all agree on it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = [
     "AmountSums",
     "Difference",
     "DifferenceKind",
+    "KeyOrderError",
     "Spill",
     "Tally",
     "amount_of",
@@ -117,19 +122,18 @@ class Spill:
         for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -16000",
                        "temp_store = FILE"):  # fmt: skip
             self.db.execute(f"PRAGMA {pragma}")
-        for side in ("hub", "channel"):
-            self.db.execute(
-                f"CREATE TABLE {side} (key TEXT PRIMARY KEY, vals BLOB NOT NULL) WITHOUT ROWID"
-            )
+        self.db.execute(
+            "CREATE TABLE channel (key TEXT PRIMARY KEY, vals BLOB NOT NULL) WITHOUT ROWID"
+        )
         self.db.execute(
             "CREATE TABLE repair (key TEXT PRIMARY KEY, kind TEXT NOT NULL) WITHOUT ROWID"
         )
 
-    def add(self, side: Literal["hub", "channel"], rows: Iterable[tuple[str, bytes]]) -> int:
-        """Store (key, values) rows of one side; return how many keys were already there."""
+    def add(self, rows: Iterable[tuple[str, bytes]]) -> int:
+        """Store the channel's (key, values) rows; return how many keys were already there."""
         duplicates = 0
         chunk: list[tuple[str, bytes]] = []
-        statement = f"INSERT OR IGNORE INTO {side} (key, vals) VALUES (?, ?)"
+        statement = "INSERT OR IGNORE INTO channel (key, vals) VALUES (?, ?)"
 
         def flush() -> int:
             before = self.db.total_changes
@@ -151,14 +155,13 @@ class Spill:
         """The compared fields of a canonical payload as JSON text (absent: ``null``)."""
         return orjson.dumps([payload.get(name) for name in self.fields])
 
-    def compare(self, tally: Tally, limit: int) -> Tally:
-        """Walk both sides in key order; count into ``tally``, keep ``limit`` details and note
-        every key a repair would touch."""
-        hub = self.db.execute("SELECT key, vals FROM hub ORDER BY key")
+    def compare(self, hub: Iterable[tuple[str, bytes]], tally: Tally, limit: int) -> Tally:
+        """Walk the hub's rows (in key order) and the channel's together; count into
+        ``tally``, keep ``limit`` details and note every key a repair would touch."""
         channel = self.db.execute("SELECT key, vals FROM channel ORDER BY key")
         repairs: list[tuple[str, str]] = []
         self.db.execute("BEGIN")
-        for key, ours, theirs in _merged(hub, channel):
+        for key, ours, theirs in _merged(_ascending(iter(hub)), channel):
             if theirs is None:
                 tally.missing_in_channel += 1
                 _note(tally, limit, Difference(key, "missing_in_channel"))
@@ -207,6 +210,20 @@ class Spill:
 def _note(tally: Tally, limit: int, difference: Difference) -> None:
     if len(tally.details) < limit:
         tally.details.append(difference)
+
+
+class KeyOrderError(RuntimeError):
+    """The hub's rows did not come in code point order: a comparison would be wrong."""
+
+
+def _ascending(rows: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
+    """``rows`` checked to come in strictly ascending key order."""
+    last: str | None = None
+    for row in rows:
+        if last is not None and row[0] <= last:
+            raise KeyOrderError(f"hub keys out of order: {row[0]!r} after {last!r}")
+        last = row[0]
+        yield row
 
 
 def _merged(

@@ -15,19 +15,28 @@ repaired then.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.reconciliation import ReconcilePlan
-from erpbridge.engine.reconcile.compare import AmountSums, Difference, Spill, Tally, amount_of
+from erpbridge.engine.reconcile.compare import (
+    AmountSums,
+    Difference,
+    KeyOrderError,
+    Spill,
+    Tally,
+    amount_of,
+)
 from erpbridge.errors import DataError, ErpbridgeError
-from erpbridge.store.records import dump_payload
 from erpbridge.store.tables import records
 
 __all__ = [
@@ -75,6 +84,8 @@ class Report:
     rejects: list[str] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
+    #: Seconds spent reading the channel's side and the hub's (the rest compared them).
+    phases: dict[str, float] = field(default_factory=dict)
     #: The repair asked for, and what it queued or re-read.
     repair: Repair | None = None
     repaired: int = 0
@@ -164,8 +175,9 @@ class Reconciler:
         spill = Spill(plan.fields)
         try:
             self._channel_side(plan, report, spill)
-            self._hub_side(plan, report, spill)
-            spill.compare(report.tally, limit)
+            report.phases["channel_s"] = time.monotonic() - started
+            self._compare(plan, report, spill, limit)
+            report.phases["hub_s"] = time.monotonic() - started - report.phases["channel_s"]
         except BaseException:
             spill.close()
             raise
@@ -174,8 +186,9 @@ class Reconciler:
 
     def _channel_side(self, plan: ReconcilePlan, report: Report, spill: Spill) -> None:
         key_of = self.config.entities[plan.entity].key_of
+        mapping, values = plan.mapping, spill.values
         read = 0
-        sums = [(name, report.sums[name]) for name in plan.amounts]
+        summing = Summing(plan.amounts)
 
         def rows() -> Iterator[tuple[str, bytes]]:
             nonlocal read
@@ -185,22 +198,24 @@ class Reconciler:
                 for record in batch.records:
                     read += 1
                     try:
-                        payload = orjson.loads(dump_payload(plan.mapping(record.data)))
+                        # Validated payloads are plain JSON values (decimals and times as
+                        # text), as the hub stores them: comparable without a round trip.
+                        payload = mapping(record.data)
                         key = key_of(payload)
                     except DataError as exc:
                         self._reject(report, f"{record.position}: {exc.path}: {exc.reason}")
                         continue
-                    for name, total in sums:
-                        _add(total, "channel", payload.get(name))
-                    yield key, spill.values(payload)
+                    summing.add(payload)
+                    yield key, values(payload)
 
         try:
-            report.tally.duplicates = spill.add("channel", rows())
+            report.tally.duplicates = spill.add(rows())
         except ErpbridgeError as exc:
             raise ReconcileFailed(
                 f"reconcile of flow {plan.flow!r}: channel {plan.channel!r} failed after "
                 f"{read} record(s) read: {exc}; nothing was changed"
             ) from exc
+        summing.into(report.sums, "channel")
         report.tally.channel = read - report.rejected - report.tally.duplicates
 
     def _read(self, plan: ReconcilePlan) -> Iterator[Any]:
@@ -216,37 +231,83 @@ class Reconciler:
         if len(report.rejects) < _SHOWN_REJECTS:
             report.rejects.append(reason)
 
-    def _hub_side(self, plan: ReconcilePlan, report: Report, spill: Spill) -> None:
+    def _compare(self, plan: ReconcilePlan, report: Report, spill: Spill, limit: int) -> None:
+        """Stream the hub's current versions of the entity in key order into the comparison."""
         wanted = self.config.triggers.get(plan.flow)
-        sums = [(name, report.sums[name]) for name in plan.amounts]
+        summing = Summing(plan.amounts)
+        values, loads = spill.values, orjson.loads
         count = 0
+        key = records.c.key
+        ordered = key.collate("C") if self.engine.dialect.name == "postgresql" else key
+        query = (
+            select(key, records.c.payload).where(records.c.entity == plan.entity).order_by(ordered)
+        )
 
-        def rows() -> Iterator[tuple[str, bytes]]:
+        def rows(result: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
             nonlocal count
-            query = select(records.c.key, records.c.payload).where(records.c.entity == plan.entity)
-            with self.engine.connect() as conn:
-                result = conn.execution_options(yield_per=_HUB_FETCH).execute(query)
-                for key, text in result:
-                    payload = orjson.loads(text)
-                    if wanted is not None and not wanted(None, payload, frozenset()):
-                        continue  # an OUT flow's `when:` does not send it: not expected there
-                    count += 1
-                    for name, total in sums:
-                        _add(total, "hub", payload.get(name))
-                    yield key, spill.values(payload)
+            for name, text in result:
+                payload = loads(text)
+                if wanted is not None and not wanted(None, payload, frozenset()):
+                    continue  # an OUT flow's `when:` does not send it: not expected there
+                count += 1
+                summing.add(payload)
+                yield name, values(payload)
 
-        spill.add("hub", rows())
+        try:
+            with self.engine.connect() as conn, _small_cache(conn):
+                result = conn.execution_options(yield_per=_HUB_FETCH).execute(query)
+                spill.compare(rows(result), report.tally, limit)
+        except (SQLAlchemyError, KeyOrderError) as exc:
+            raise ReconcileFailed(
+                f"reconcile of flow {plan.flow!r}: the hub store failed after {count} "
+                f"record(s) read: {exc}; nothing was changed"
+            ) from exc
+        summing.into(report.sums, "hub")
         report.tally.hub = count
 
 
-def _add(total: AmountSums, side: Literal["hub", "channel"], value: Any) -> None:
-    try:
-        amount = amount_of(value)
-    except ValueError:
-        total.unreadable += 1
+@contextmanager
+def _small_cache(conn: Connection) -> Iterator[None]:
+    """On SQLite, a small page cache for a scan read once (the store's 64 MB would fill with
+    pages never read again); restored afterwards for the pooled connection's next user."""
+    if conn.dialect.name != "sqlite":
+        yield
         return
-    if amount is not None:
-        setattr(total, side, getattr(total, side) + amount)
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    conn.exec_driver_sql("PRAGMA cache_size = -4000")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+
+
+class Summing:
+    """Running totals of the amount fields over one side's payloads."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.totals = [Decimal(0)] * len(names)
+        self.unreadable = [0] * len(names)
+
+    def add(self, payload: dict[str, Any]) -> None:
+        """Add the payload's amounts (absent ones count nothing, non-numbers are counted)."""
+        for i, name in enumerate(self.names):
+            value = payload.get(name)
+            if value is None:
+                continue
+            try:
+                amount = amount_of(value)
+            except ValueError:
+                self.unreadable[i] += 1
+                continue
+            if amount is not None:
+                self.totals[i] += amount
+
+    def into(self, sums: dict[str, AmountSums], side: Literal["hub", "channel"]) -> None:
+        """Write the totals into the report's sums, as ``side``'s."""
+        for name, total, unreadable in zip(self.names, self.totals, self.unreadable, strict=True):
+            setattr(sums[name], side, total)
+            sums[name].unreadable += unreadable
 
 
 @dataclass(slots=True)
