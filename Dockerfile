@@ -12,7 +12,7 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres,mysql,soap,sftp,pdf]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres,mysql,soap,sftp,pdf,amqp,nats]'
 
 FROM python:3.11-slim-bookworm
 # xmlsec1: SAML signatures; Pango and HarfBuzz: PDF documents (WeasyPrint); postgresql-client:
@@ -22,7 +22,7 @@ RUN apt-get update \
        libharfbuzz0b libfontconfig1 fonts-dejavu-core postgresql-client tini \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels 'erpbridge[postgres,mysql,soap,sftp,pdf]' \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'erpbridge[postgres,mysql,soap,sftp,pdf,amqp,nats]' \
     && rm -rf /wheels
 RUN useradd --system --uid 10001 --home-dir /var/lib/erpbridge --shell /usr/sbin/nologin erpbridge \
     && mkdir -p /etc/erpbridge /var/lib/erpbridge \

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,postgres,mysql,mssql,oracle,soap,sftp,pdf]'
+	$(BIN)/pip install -q -e '.[dev,postgres,mysql,mssql,oracle,soap,sftp,pdf,amqp,nats]'
 	touch $(STAMP)
 
 # Debian packages beyond Python (xmlsec1 for SAML signatures); installed when missing.

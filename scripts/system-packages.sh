@@ -15,6 +15,9 @@ packages=(
   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core"
   "pdftotext:poppler-utils" # the tests read PDFs back (pdftotext) and render them (pdftoppm)
   "systemd-analyze:systemd" # the tests verify deploy/systemd/*.service
+  # The brokers of the streaming transports' tests (scripts/rabbitmq.sh, scripts/nats.sh).
+  "/usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server"
+  "/usr/sbin/nats-server:nats-server"
 )
 
 present() {

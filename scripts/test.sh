@@ -13,6 +13,8 @@ servers=(
   "cap:ERPBRIDGE_TEST_CAP_URL"
   "sshd:ERPBRIDGE_TEST_SFTP"
   "tryton:ERPBRIDGE_TEST_TRYTON"
+  "rabbitmq:ERPBRIDGE_TEST_AMQP_URL"
+  "nats:ERPBRIDGE_TEST_NATS_URL"
 )
 
 # Each server gets free ports of its own unless the caller chose them, so that two test runs on one
@@ -46,6 +48,9 @@ export ERPBRIDGE_RESTAPI_PORT="${ERPBRIDGE_RESTAPI_PORT:-$(free_ports 3)}"
 export ERPBRIDGE_CAP_PORT="${ERPBRIDGE_CAP_PORT:-$(free_ports 1)}"
 export ERPBRIDGE_SSHD_PORT="${ERPBRIDGE_SSHD_PORT:-$(free_ports 1)}"
 export ERPBRIDGE_TRYTON_PORT="${ERPBRIDGE_TRYTON_PORT:-$(free_ports 1)}"
+# AMQP, then the node's Erlang distribution and its own epmd (scripts/rabbitmq.sh).
+export ERPBRIDGE_RABBITMQ_PORT="${ERPBRIDGE_RABBITMQ_PORT:-$(free_ports 3)}"
+export ERPBRIDGE_NATS_PORT="${ERPBRIDGE_NATS_PORT:-$(free_ports 1)}"
 
 started=()
 stop_all() {

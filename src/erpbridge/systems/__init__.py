@@ -77,6 +77,7 @@ _BUILTIN = (
     SystemType("soap", "soap", "A SOAP web service described by a WSDL."),
     SystemType("odata", "odata", "An OData V4 or V2 service (SAP Gateway, SAP CAP, Dynamics)."),
     SystemType("sftp", "sftp", "Files (CSV, JSON, XML) in folders on an SFTP server."),
+    SystemType("rabbitmq", "amqp", "A RabbitMQ (AMQP 0-9-1) broker: queues IN, exchanges OUT."),
     SystemType(
         "tryton",
         "rpc",

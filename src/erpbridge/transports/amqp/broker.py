@@ -1,0 +1,145 @@
+"""The ``amqp`` transport's side of the broker: one connection on the transport's own event
+loop, and aio-pika's exceptions translated into the engine's three kinds, naming the place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+import aio_pika
+import aio_pika.abc
+import aio_pika.exceptions as amqp_errors
+from aiormq.exceptions import ChannelAccessRefused
+from yarl import URL
+
+from erpbridge.errors import ErpbridgeError, FatalError, RetriableError, SourceUnavailable
+from erpbridge.transports.amqp.options import PASSWORD, AmqpChannelOptions
+from erpbridge.transports.base import HealthCategory
+
+__all__ = [
+    "Broker",
+    "BrokerRefused",
+    "BrokerUnavailable",
+    "broker_where",
+    "category_of",
+    "classify",
+]
+
+
+class BrokerRefused(FatalError):
+    """The broker refused for good: a login, a missing queue or exchange, arguments that
+    clash with an existing queue, an unroutable message. ``category`` is the health word."""
+
+    def __init__(self, message: str, category: HealthCategory) -> None:
+        super().__init__(message)
+        self.category: HealthCategory = category
+
+
+class BrokerUnavailable(SourceUnavailable):
+    """The broker could not be reached, went away or refused a message for now (a nack)."""
+
+    def __init__(self, message: str, category: HealthCategory) -> None:
+        super().__init__(message)
+        self.category: HealthCategory = category
+
+
+def broker_where(url: str) -> str:
+    """``host:port/vhost`` of a broker URL: the place every message names (no credentials)."""
+    parts = urlsplit(url)
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    vhost = parts.path[1:] if len(parts.path) > 1 else "/"
+    return f"{parts.hostname}:{port} vhost {vhost}"
+
+
+def category_of(exc: ErpbridgeError) -> HealthCategory:
+    """The health word of a translated error (``error`` when it carries none)."""
+    if isinstance(exc, BrokerRefused | BrokerUnavailable):
+        return exc.category
+    return "error"
+
+
+def classify(exc: BaseException, where: str) -> ErpbridgeError:
+    """``exc`` (aio-pika, aiormq, socket) as the engine's kind of error, with the place."""
+    if isinstance(exc, ErpbridgeError):
+        return exc
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, amqp_errors.ProbableAuthenticationError | amqp_errors.AuthenticationError):
+        return BrokerRefused(f"{where}: the broker refused the login ({text})", "auth")
+    if isinstance(exc, ChannelAccessRefused):
+        return BrokerRefused(f"{where}: access refused: {text}", "forbidden")
+    if isinstance(exc, amqp_errors.ChannelNotFoundEntity):
+        return BrokerRefused(f"{where}: not found: {text}", "schema")
+    if isinstance(exc, amqp_errors.ChannelPreconditionFailed):
+        return BrokerRefused(f"{where}: the broker refused the declaration: {text}", "schema")
+    if isinstance(exc, amqp_errors.PublishError):
+        return BrokerRefused(
+            f"{where}: no queue takes the message (unroutable, returned by the broker): {text}",
+            "schema",
+        )
+    if isinstance(exc, amqp_errors.DeliveryError):
+        return BrokerUnavailable(
+            f"{where}: the broker refused the message (nack): {text}; it is sent again", "error"
+        )
+    if isinstance(exc, socket.gaierror):
+        return BrokerUnavailable(f"{where}: the host is not known ({text})", "dns")
+    if isinstance(exc, ConnectionRefusedError):
+        return BrokerUnavailable(f"{where}: connection refused ({text})", "refused")
+    if isinstance(exc, ssl.SSLError):
+        return BrokerUnavailable(f"{where}: TLS failed ({text})", "tls")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return BrokerUnavailable(f"{where}: the broker did not answer in time ({text})", "timeout")
+    if isinstance(exc, amqp_errors.AMQPError | ConnectionError | OSError | RuntimeError):
+        return BrokerUnavailable(f"{where}: the broker connection failed ({text})", "error")
+    return RetriableError(f"{where}: {type(exc).__name__}: {text}")
+
+
+class Broker:
+    """One connection to the channel's broker, opened on first use and again after a failure.
+
+    Runs on the transport's event loop only (:class:`~erpbridge.transports.aioloop.LoopThread`).
+    """
+
+    def __init__(self, options: AmqpChannelOptions) -> None:
+        self._options = options
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def url(self) -> URL:
+        """The URL to connect with: the password from the credentials, the heartbeat."""
+        url = URL(self._options.url)
+        if PASSWORD in self._options.credentials:
+            url = url.with_password(self._options.credentials[PASSWORD].get_secret_value())
+        if "heartbeat" not in url.query:
+            url = url.update_query(heartbeat=self._options.heartbeat_s)
+        return url
+
+    async def connection(self) -> aio_pika.abc.AbstractConnection:
+        """The open connection (a new one when there is none or it was lost)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect(
+                    self.url(), timeout=self._options.connect_timeout_s
+                )
+            return self._connection
+
+    def server(self) -> str:
+        """``RabbitMQ 3.10.8`` (product and version the broker announced)."""
+        connection = self._connection
+        if connection is None or connection.transport is None:
+            return "AMQP broker"
+        properties = connection.transport.connection.server_properties or {}
+        words = [properties.get("product", "AMQP broker"), properties.get("version", "")]
+        return " ".join(w.decode() if isinstance(w, bytes) else str(w) for w in words).strip()
+
+    async def reset(self) -> None:
+        """Drop the connection (after a failure): the next use opens a new one."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            # It is being dropped because it failed: closing may fail as well.
+            with contextlib.suppress(TimeoutError, amqp_errors.AMQPError, OSError, RuntimeError):
+                await connection.close()
