@@ -102,6 +102,7 @@ _BUILTIN = (
         "rpc",
         "Odoo over its external API (JSON-RPC or XML-RPC).",
         {"dialect": "odoo", "protocol": "jsonrpc"},
+        builtin_presets("odoo"),
     ),
     SystemType("jsonapi", "jsonapi", "A JSON:API service (jsonapi.org): documents, include."),
     SystemType(

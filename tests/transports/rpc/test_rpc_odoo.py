@@ -1,19 +1,17 @@
 """The RPC transport's Odoo dialect, over JSON-RPC and XML-RPC, against recorded answers.
 
-Odoo cannot run here. A small local HTTP server stands in for it: it answers with the request
-and response shapes of Odoo's documented external API (odoo.com/documentation/17.0/developer/
-reference/external_api.html: ``common.version``, ``authenticate``, ``execute_kw`` with
-``search_read``, ``create``, ``write``, ``fields_get``; the ``res.partner`` records of the
-documentation's ``search_read`` example; JSON-RPC errors as Odoo's ``JsonRPCDispatcher`` shapes
-them, XML-RPC faults with Odoo's fault codes). To answer paged and incremental reads it filters
-those records with a few domain operators and sorts them, nothing more.
+Odoo cannot run here. A small local HTTP server stands in for it (:mod:`odooreplay`): it answers
+with the request and response shapes of Odoo's documented external API (odoo.com/documentation/
+17.0/developer/reference/external_api.html: ``common.version``, ``authenticate``,
+``execute_kw`` with ``search_read``, ``create``, ``write``, ``fields_get``; the ``res.partner``
+records of the documentation's ``search_read`` example; JSON-RPC errors as Odoo's
+``JsonRPCDispatcher`` shapes them, XML-RPC faults with Odoo's fault codes). To answer paged and
+incremental reads it filters those records with a few domain operators and sorts them, nothing
+more.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import xmlrpc.client
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -30,207 +28,14 @@ from erpbridge.transports.rpc.transport import (
     RpcTargetOptions,
     RpcTransport,
 )
-from httpserve import QuietHandler, serve_handler
-
-DATABASE, USER, PASSWORD, UID = "mycompany", "admin", "s3cret-api-key", 2
-
-VERSION = {
-    "server_version": "17.0",
-    "server_version_info": [17, 0, 0, "final", 0, ""],
-    "server_serie": "17.0",
-    "protocol_version": 1,
-}
-
-# The documentation's search_read example, with the write_date every Odoo record has.
-PARTNERS = [
-    {"id": 7, "name": "Agrolait", "country_id": [21, "Belgium"], "comment": False},
-    {"id": 18, "name": "Axelor", "country_id": [76, "France"], "comment": False},
-    {"id": 12, "name": "Bank Wealthy and sons", "country_id": [233, "United Kingdom"]},
-    {"id": 14, "name": "Best Designers", "country_id": [105, "India"], "comment": False},
-    {"id": 17, "name": "Camptocamp", "country_id": [76, "France"], "comment": False},
-]
-for number, partner in enumerate(PARTNERS):
-    partner.setdefault("comment", False)
-    partner.update(is_company=True, ref=False, write_date=f"2024-05-0{1 + number % 3} 10:00:00")
-
-FIELDS = {  # fields_get(attributes=["type"])
-    "name": {"type": "char"},
-    "country_id": {"type": "many2one"},
-    "comment": {"type": "html"},
-    "is_company": {"type": "boolean"},
-    "ref": {"type": "char"},
-    "write_date": {"type": "datetime"},
-    "child_ids": {"type": "one2many"},
-    "credit_limit": {"type": "float"},
-}
-
-JSON_ERROR = {
-    "code": 200,
-    "message": "Odoo Server Error",
-    "data": {
-        "name": "odoo.exceptions.ValidationError",
-        "debug": 'Traceback (most recent call last):\n  File "/odoo/http.py" ...',
-        "message": "The VAT number [XX123] does not seem to be valid.",
-        "arguments": ["The VAT number [XX123] does not seem to be valid."],
-        "context": {},
-    },
-}
-
-
-class FakeOdoo:
-    """The recorded answers, and every call the transport made."""
-
-    def __init__(self) -> None:
-        self.partners = copy.deepcopy(PARTNERS)
-        self.calls: list[tuple[str, str, list[Any]]] = []
-        self.fail_next: tuple[str, str] | None = None  # (exception name, message)
-        self.raw_next: bytes | None = None
-
-    def answer(self, service: str, method: str, args: list[Any]) -> Any:
-        self.calls.append((service, method, args))
-        if service == "common" and method == "version":
-            return VERSION
-        if service == "common" and method == "authenticate":
-            return UID if args == [DATABASE, USER, PASSWORD, {}] else False
-        db, uid, password, model, call, params, kwargs = args
-        if (db, uid, password) != (DATABASE, UID, PASSWORD):
-            raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
-        if self.fail_next is not None:
-            name, message = self.fail_next
-            self.fail_next = None
-            raise OdooError(name, message)
-        if model != "res.partner":
-            raise OdooError("odoo.exceptions.UserError", f"Object {model} doesn't exist")
-        return getattr(self, f"_{call}")(params, kwargs)
-
-    def _fields_get(self, params: list[Any], kwargs: dict[str, Any]) -> Any:
-        return FIELDS
-
-    def _search_read(self, params: list[Any], kwargs: dict[str, Any]) -> Any:
-        (domain,) = params
-        rows = [p for p in self.partners if _matches(p, domain)]
-        field, direction = kwargs.get("order", "id asc").split(", ")[0].split()
-        rows.sort(key=lambda p: p[field], reverse=direction == "desc")
-        rows = rows[: kwargs["limit"]] if "limit" in kwargs else rows
-        names = kwargs.get("fields")
-        return [
-            {k: v for k, v in p.items() if names is None or k in names or k == "id"} for p in rows
-        ]
-
-    def _create(self, params: list[Any], kwargs: dict[str, Any]) -> Any:
-        (rows,) = params
-        ids = []
-        for values in rows:
-            record_id = max(p["id"] for p in self.partners) + 60  # the documentation's 78
-            self.partners.append({"id": record_id, "write_date": "2024-05-09 12:00:00", **values})
-            ids.append(record_id)
-        return ids
-
-    def _write(self, params: list[Any], kwargs: dict[str, Any]) -> Any:
-        ids, values = params
-        for partner in self.partners:
-            if partner["id"] in ids:
-                partner.update(values)
-        return True
-
-
-class OdooError(Exception):
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(message)
-        self.name, self.message = name, message
-
-
-def _matches(record: dict[str, Any], domain: list[Any]) -> bool:
-    """Odoo's prefix notation: ``|``, ``&``, ``!`` before terms; top-level terms ANDed."""
-
-    def expression(at: int) -> tuple[bool, int]:
-        term = domain[at]
-        if term in ("|", "&"):
-            left, after = expression(at + 1)
-            right, end = expression(after)
-            return (left or right) if term == "|" else (left and right), end
-        if term == "!":
-            value, end = expression(at + 1)
-            return not value, end
-        return _holds(record, term), at + 1
-
-    at, result = 0, True
-    while at < len(domain):
-        value, at = expression(at)
-        result = result and value
-    return result
-
-
-def _holds(record: dict[str, Any], term: Any) -> bool:
-    field, operator, value = term
-    have = record.get(field, False)
-    if operator == "in" and isinstance(have, list):  # an x2many: any of its ids
-        return any(item in value for item in have)
-    return {
-        "=": lambda: have == value,
-        "!=": lambda: have != value,
-        ">": lambda: have > value,
-        ">=": lambda: have >= value,
-        "in": lambda: have in value,
-    }[operator]()
-
-
-# Odoo's XML-RPC fault codes (odoo/addons/base/controllers/rpc.py).
-FAULT_CODES = {
-    "odoo.exceptions.UserError": 2,
-    "odoo.exceptions.ValidationError": 2,
-    "odoo.exceptions.AccessDenied": 3,
-    "odoo.exceptions.AccessError": 4,
-}
-
-
-class Handler(QuietHandler):
-    odoo: FakeOdoo
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.odoo.raw_next is not None:
-            reply, self.odoo.raw_next = self.odoo.raw_next, None
-            return self._send(reply, "text/xml")
-        if self.path == "/jsonrpc":
-            request = json.loads(body)
-            params = request["params"]
-            try:
-                result = self.odoo.answer(params["service"], params["method"], params["args"])
-                reply = {"jsonrpc": "2.0", "id": request["id"], "result": result}
-            except OdooError as exc:
-                error = copy.deepcopy(JSON_ERROR)
-                error["data"].update(name=exc.name, message=exc.message, arguments=[exc.message])
-                reply = {"jsonrpc": "2.0", "id": request["id"], "error": error}
-            return self._send(json.dumps(reply).encode(), "application/json")
-        service = self.path.removeprefix("/xmlrpc/2/")
-        args, method = xmlrpc.client.loads(body)
-        try:
-            answer = xmlrpc.client.dumps(
-                (self.odoo.answer(service, method, list(args)),), None, True
-            )
-        except OdooError as exc:
-            code = FAULT_CODES.get(exc.name)
-            text = (
-                exc.message if code else f"Traceback (most recent call last):\n...\n{exc.message}"
-            )
-            answer = xmlrpc.client.dumps(xmlrpc.client.Fault(code or 1, text))
-        return self._send(answer.encode(), "text/xml")
-
-    def _send(self, body: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+from transports.rpc.odooreplay import DATABASE, PASSWORD, USER, FakeOdoo, serve_odoo
 
 
 @pytest.fixture
 def odoo() -> Iterator[tuple[FakeOdoo, str]]:
     fake = FakeOdoo()
-    handler = type("OdooHandler", (Handler,), {"odoo": fake})
-    with serve_handler(handler, poll_interval=0.05) as served:
-        yield fake, f"{served.url}/"
+    with serve_odoo(fake) as url:
+        yield fake, url
 
 
 def transport(url: str, protocol: str, password: str = PASSWORD) -> RpcTransport:

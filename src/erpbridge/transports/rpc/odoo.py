@@ -7,6 +7,12 @@ the password (or an API key in its place) travels with each call. Errors come ba
 (XML: 1 application error with its traceback, 2 UserError/ValidationError, 3 AccessDenied,
 4 AccessError). Odoo answers empty values as ``false``: :meth:`OdooSession.search_read` turns
 them into ``None`` except in boolean fields (types from ``fields_get``, asked once per model).
+
+Odoo's ``search_read`` knows no dotted fields; the session reads them itself, as Tryton's server
+does: ``partner_id.ref`` reads ``partner_id``, then ``ref`` of those partners in one ``read`` per
+page, and puts the related record (``{"id": 7, "ref": "K-1"}``) where the ``[id, name]`` pair
+was; a one2many or many2many becomes the list of its records. Deeper paths
+(``order_line.product_id.default_code``) recurse, one ``read`` per level.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ class OdooSession(RpcSession):
     def __init__(self, channel: str, account: Account, http: HttpClient) -> None:
         super().__init__(channel, account, http)
         self._uid: int | None = None
-        self._types: dict[str, dict[str, str]] = {}
+        #: model → field → (type, related model), from ``fields_get``.
+        self._types: dict[str, dict[str, tuple[str, str | None]]] = {}
 
     def login(self) -> None:
         """``common.authenticate(db, user, password, {})`` → the uid (``false``: refused)."""
@@ -108,15 +115,42 @@ class OdooSession(RpcSession):
             kwargs["context"] = dict(context)
         if limit is not None:
             kwargs["limit"] = limit
+        own, related = _split(fields or ())
         if fields is not None:
-            kwargs["fields"] = list(fields)
-        rows = self.execute(model, "search_read", [domain], kwargs, fields or ())
-        return self._plain(model, "search_read", rows)
+            kwargs["fields"] = own
+        rows = self.execute(model, "search_read", [domain], kwargs, own)
+        return self._related(model, self._plain(model, "search_read", rows), related)
 
     def read(self, model: str, ids: Sequence[int], fields: Sequence[str]) -> list[dict[str, Any]]:
-        """``read([ids], {fields})``."""
-        rows = self.execute(model, "read", [list(ids)], {"fields": list(fields)}, fields)
-        return self._plain(model, "read", rows)
+        """``read([ids], {fields})``; dotted fields read through their relations."""
+        own, related = _split(fields)
+        rows = self.execute(model, "read", [list(ids)], {"fields": own}, own)
+        return self._related(model, self._plain(model, "read", rows), related)
+
+    def _related(
+        self, model: str, rows: list[dict[str, Any]], related: dict[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        """``rows`` with each relation of ``related`` replaced by the records it points at."""
+        if not related or not rows:
+            return rows
+        described = self._described(model)
+        for name, fields in related.items():
+            kind, comodel = described.get(name, ("", None))
+            if kind not in ("many2one", "one2many", "many2many") or comodel is None:
+                raise RpcError(
+                    f"{self.where(model, 'read')}: {name}.{fields[0]}: {name} is not a "
+                    f"relational field of {model}",
+                    "schema",
+                )
+            wanted = sorted({i for row in rows for i in _ids(row.get(name))})
+            found = {r["id"]: r for r in self.read(comodel, wanted, fields)} if wanted else {}
+            for row in rows:
+                ids = _ids(row.get(name))
+                if kind == "many2one":
+                    row[name] = found.get(ids[0]) if ids else None
+                else:
+                    row[name] = [found[i] for i in ids if i in found]
+        return rows
 
     def create(
         self,
@@ -233,18 +267,26 @@ class OdooSession(RpcSession):
             raise RpcError(f"{self.where(model, method)}: answered {rows!r:.200}", "protocol")
         if not rows:
             return rows
+        types = self._described(model)
+        return [
+            {
+                k: None if v is False and types.get(k, ("",))[0] != "boolean" else v
+                for k, v in row.items()
+            }
+            for row in rows
+        ]
+
+    def _described(self, model: str) -> dict[str, tuple[str, str | None]]:
+        """Each field's type and related model (``fields_get``, asked once per model)."""
         if model not in self._types:
-            described = self.execute(model, "fields_get", [], {"attributes": ["type"]})
+            attributes = {"attributes": ["type", "relation"]}
+            described = self.execute(model, "fields_get", [], attributes)
             self._types[model] = {
-                name: str(spec.get("type"))
+                name: (str(spec.get("type")), spec.get("relation") or None)
                 for name, spec in (described or {}).items()
                 if isinstance(spec, dict)
             }
-        types = self._types[model]
-        return [
-            {k: None if v is False and types.get(k) != "boolean" else v for k, v in row.items()}
-            for row in rows
-        ]
+        return self._types[model]
 
 
 def _odoo_result(body: Any) -> Any:
@@ -260,6 +302,27 @@ def _odoo_result(body: Any) -> Any:
     message = str(data.get("message") or error.get("message") or "")
     code = error.get("code") if isinstance(error.get("code"), int) else None
     raise RpcFault(str(data.get("name") or "ServerError"), message, code)
+
+
+def _split(fields: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The fields Odoo reads itself (each dotted one's first part), and the rest by relation."""
+    own: dict[str, None] = {}
+    related: dict[str, list[str]] = {}
+    for name in fields:
+        head, _, rest = name.partition(".")
+        own[head] = None
+        if rest:
+            related.setdefault(head, []).append(rest)
+    return list(own), related
+
+
+def _ids(value: Any) -> list[int]:
+    """The ids a relational value holds: a many2one's ``[id, name]``, an x2many's ids."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+        return [value[0]] if isinstance(value[0], int) else []
+    if isinstance(value, list):
+        return [i for i in value if isinstance(i, int) and not isinstance(i, bool)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
 
 
 def _odoo_order(order: Order) -> str:
