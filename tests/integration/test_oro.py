@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from erpbridge import open_store
 from erpbridge.store.tables import deliveries, rejected
-from hubprocess import cli_ok
+from hubprocess import cli_ok, run_cli
 from systems.oro.fakeoro import CLIENT_ID, CLIENT_SECRET, FakeOro, serve_oro
 
 ORO_CHANNEL = """
@@ -277,3 +277,20 @@ def test_erp_customers_prices_stock_and_statuses_reach_oro(
     missing = "relationship product: products with filter[sku]='NOPE-1' not found; create it"
     assert missing in dead[("prices-to-oro", "Default Price List|NOPE-1||USD|1")]
     assert sum(d["state"] == "delivered" for d in states.values()) == 6
+
+
+def test_channels_test_checks_the_preset_flows_and_names_a_refused_secret(
+    tmp_path: Path, oro: tuple[FakeOro, str], pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = oro
+    write_config(tmp_path, ORO_TO_ERP, url, pg_database)
+
+    out = cli_ok(tmp_path, "channels", "test", "oro")
+    assert "customers-from-oro" in out and "orders-from-oro" in out
+
+    monkeypatch.setenv("ORO_CLIENT_SECRET", "not-the-secret")
+    refused = run_cli(tmp_path, "channels", "test", "oro")
+    text = refused.stdout + refused.stderr
+    assert refused.returncode != 0, text
+    assert "auth" in text and "refused the client credentials (HTTP 401" in text, text
+    assert "not-the-secret" not in text and "Traceback" not in text
