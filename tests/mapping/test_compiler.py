@@ -774,3 +774,55 @@ class TestItemsFromFlatColumns:
 
     def test_the_columns_are_optional_in_a_file_header(self) -> None:
         assert self.compiled().required_fields == {"K", "N"}
+
+
+class TestFusedPass:
+    """Mapping and validation fused into one pass: the same payload or the same problems as
+    the two passes (mapping, then the entity's validation) for any record."""
+
+    ENTITY = EntitySpec(
+        key=("number",),
+        fields={
+            "number": {"type": "string", "required": True},
+            "day": {"type": "date"},
+            "cents": {"type": "integer", "minimum": 0},
+            "status": {"type": "string", "choices": ["new", "done"], "default": "new"},
+            "weight": {"type": "decimal"},
+            "at": {"type": "datetime"},
+            "note": {"type": "string"},
+        },
+    )
+    SPEC: dict[str, Any] = {
+        "number": "n",
+        "day": fm(**{"from": "d", "transforms": [{"date": "%d.%m.%Y"}]}),
+        "cents": fm(**{"from": "t", "transforms": [{"multiply": 100}, "integer"]}),
+        "status": fm(**{"from": "s", "map": {10: "new", 20: "done", 30: "lost"}}),
+        "weight": "w",
+        "at": "u",
+    }
+
+    @given(
+        st.fixed_dictionaries(
+            {
+                "n": st.one_of(st.none(), st.just(""), st.just(" "), st.text(max_size=5)),
+                "d": st.one_of(st.none(), st.sampled_from(["01.12.2019", "2019-12-01", "x"])),
+                "t": st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-5, 10**6)),
+                "s": st.one_of(st.none(), st.sampled_from([10, 20, 30, 40, "10", ""])),
+                "w": st.one_of(st.none(), st.floats(), st.text(max_size=4), st.booleans()),
+                "u": st.one_of(st.none(), st.sampled_from(["2020-01-01 00:00:00", "soon"])),
+            }
+        )
+    )
+    def test_same_result_as_the_two_passes(self, record: dict[str, Any]) -> None:
+        fused = compiled(self.SPEC, self.ENTITY)
+        two_passes = compiled(self.SPEC, self.ENTITY)
+        two_passes.__dict__["_fused"] = None  # the cached fused pass, switched off
+
+        def outcome(mapping: CompiledMapping) -> Any:
+            try:
+                return ("payload", list(mapping(record).items()))
+            except DataError as exc:
+                return ("problems", exc.problems)
+
+        assert outcome(fused) == outcome(two_passes)
+        assert fused.__dict__["_fused"] is not None

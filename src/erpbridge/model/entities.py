@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from erpbridge.errors import DataError, DataErrors
-from erpbridge.model.fields import FieldSpec, compile_object
+from erpbridge.model.fields import FieldPlan, FieldSpec, compile_object, field_plan
 
 __all__ = ["BUILTIN_ENTITIES", "EntityCatalog", "EntitySpec"]
 
@@ -56,6 +56,12 @@ class EntitySpec(BaseModel):
     @cached_property
     def _validator(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         return compile_object(self.fields)
+
+    @cached_property
+    def field_plan(self) -> list[FieldPlan]:
+        """The top-level fields compiled (``model.fields.field_plan``): what a compiled mapping
+        fuses its rules with, to map and validate a record in one pass."""
+        return field_plan(self.fields)
 
     def validate_payload(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Coerce mapped data into the canonical payload; :class:`DataError` on a bad field."""
