@@ -9,15 +9,24 @@ transaction holds from its start), so no ``RETURNING`` round trip is needed to b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, String, Table, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["allocate_ids", "copy_rows", "key_chunks", "one_of", "timestamp"]
+__all__ = [
+    "allocate_ids",
+    "copy_rows",
+    "custom_plans",
+    "key_chunks",
+    "one_of",
+    "select_in",
+    "timestamp",
+]
 
 # SQLite caps bound parameters per statement; PostgreSQL takes the whole list as one array.
 _SQLITE_CHUNK = 500
@@ -47,6 +56,56 @@ def one_of(conn: Connection, column: ColumnElement[str], keys: list[str]) -> Col
     if _is_sqlite(conn):
         return column.in_(keys)
     return column == any_(bindparam("one_of_keys", keys, type_=ARRAY(String)))
+
+
+def select_in(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    where: Mapping[str, Any],
+    column: str,
+    keys: list[str],
+) -> list[Any]:
+    """The rows (``columns``, attribute access) of ``table`` whose ``where`` columns equal their
+    values and whose ``column`` is one of ``keys``: the hot path's look-up of a batch's keys.
+
+    On SQLite the statement is plain SQL, one text per chunk size, run by the driver: building
+    an expanded IN list through SQLAlchemy for every 500 keys cost more than the look-up
+    itself (measured: 0.9 of 5 s CPU of an initial migration).
+    """
+    if not _is_sqlite(conn):
+        cols = [table.c[name] for name in columns]
+        conditions = [table.c[name] == value for name, value in where.items()]
+        query = select(*cols).where(*conditions, one_of(conn, table.c[column], keys))
+        return list(conn.execute(query)) if keys else []
+    found: list[Any] = []
+    fixed = tuple(where.values())
+    for chunk in key_chunks(conn, keys):
+        statement = _select_in_sql(table.name, tuple(columns), tuple(where), column, len(chunk))
+        found.extend(conn.exec_driver_sql(statement, (*fixed, *chunk)))
+    return found
+
+
+@lru_cache(maxsize=256)
+def _select_in_sql(table: str, columns: tuple[str, ...], where: tuple[str, ...], column: str,
+                   count: int) -> str:  # fmt: skip
+    names = ", ".join(f'"{c}"' for c in columns)
+    conditions = "".join(f'"{c}" = ? AND ' for c in where)
+    marks = ", ".join("?" * count)
+    return f'SELECT {names} FROM "{table}" WHERE {conditions}"{column}" IN ({marks})'
+
+
+def custom_plans(conn: Connection) -> None:
+    """PostgreSQL: plan each statement of this transaction for its own parameters.
+
+    psycopg prepares a statement on the server after a few runs, and PostgreSQL then settles on
+    a generic plan: planned while an entity was still empty, the look-up of a batch's keys
+    (``key = ANY($2)``) used the unique index for the entity alone and compared each of its
+    rows with every key of the batch, so that an initial migration slowed down as it grew
+    (measured: 75 s instead of 26 s for 100 000 rows).
+    """
+    if not _is_sqlite(conn):
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:

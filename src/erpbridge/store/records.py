@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, update
 
-from erpbridge.store.bulk import allocate_ids, copy_rows, key_chunks, one_of, timestamp
+from erpbridge.store.bulk import allocate_ids, copy_rows, custom_plans, select_in, timestamp
 from erpbridge.store.conflicts import settle, settle_owned
 from erpbridge.store.deliveries import Dispatcher, NewVersion, Subscriber, enqueue
 from erpbridge.store.merge import FieldRules, merge, restore
@@ -130,20 +130,12 @@ def _rounds(items: list[Incoming]) -> list[list[Incoming]]:
     return rounds
 
 
+_EXISTING_COLUMNS = ("id", "key", "version", "content_hash", "payload")
+
+
 def _existing(conn: Connection, entity: str, keys: list[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    cols = (
-        records.c.id,
-        records.c.key,
-        records.c.version,
-        records.c.content_hash,
-        records.c.payload,
-    )
-    for chunk in key_chunks(conn, keys):
-        query = select(*cols).where(records.c.entity == entity, one_of(conn, records.c.key, chunk))
-        for row in conn.execute(query):
-            found[row.key] = row
-    return found
+    rows = select_in(conn, records, _EXISTING_COLUMNS, {"entity": entity}, "key", keys)
+    return {row.key: row for row in rows}
 
 
 def stored_payloads(conn: Connection, entity: str, keys: list[str]) -> dict[str, tuple[int, str]]:
@@ -210,6 +202,7 @@ def _merged(
 def upsert_records(conn: Connection, lineage: Lineage, items: list[Incoming]) -> UpsertCounts:
     """Upsert ``items`` (one entity) and bind their external ids; return the counts."""
     counts = UpsertCounts()
+    custom_plans(conn)
     for round_items in _rounds(items):
         _upsert_round(conn, lineage, round_items, counts)
     return counts
@@ -436,6 +429,7 @@ _AUDIT_COLUMNS = (
     "at",
 )
 _BINDING_COLUMNS = ("channel", "entity", "external_id", "record_id", "created_at", "updated_at")
+_BOUND_COLUMNS = ("id", "external_id", "record_id")
 
 
 def _audit_row(
@@ -468,6 +462,7 @@ def _audit_row(
 
 def bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> None:
     """Bind external ids of ``lineage.channel`` to records: ``(external id, record id)``."""
+    custom_plans(conn)
     _bind(conn, lineage, timestamp(conn, lineage.at), pairs)
 
 
@@ -476,15 +471,11 @@ def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, in
     if not pairs:
         return
     wanted = dict(pairs)
-    current: dict[str, tuple[int, int]] = {}
-    for chunk in key_chunks(conn, list(wanted)):
-        query = select(bindings.c.id, bindings.c.external_id, bindings.c.record_id).where(
-            bindings.c.channel == lineage.channel,
-            bindings.c.entity == lineage.entity,
-            one_of(conn, bindings.c.external_id, chunk),
-        )
-        for row in conn.execute(query):
-            current[row.external_id] = (row.id, row.record_id)
+    where = {"channel": lineage.channel, "entity": lineage.entity}
+    current: dict[str, tuple[int, int]] = {
+        row.external_id: (row.id, row.record_id)
+        for row in select_in(conn, bindings, _BOUND_COLUMNS, where, "external_id", list(wanted))
+    }
     fresh = [
         (lineage.channel, lineage.entity, ext, rid, at, at)
         for ext, rid in wanted.items()
