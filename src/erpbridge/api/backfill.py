@@ -31,7 +31,7 @@ from erpbridge.store.read import run_by_id
 from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 
-__all__ = ["router"]
+__all__ = ["BackfillIn", "ReplayIn", "router", "start_backfill", "start_replay"]
 
 router = APIRouter(prefix="/api/v1", tags=["backfill"])
 Moment = Annotated[str, Field(max_length=64, description="ISO 8601; without a zone: UTC.")]
@@ -112,7 +112,7 @@ def _filler(hub: Hub, name: str, who: Principal) -> Filler:
     return filler
 
 
-def _launch(hub: Hub, who: Principal, start: Any, dry_run: bool) -> JSONResponse:
+def _launch(hub: Hub, who: Principal, start: Any, dry_run: bool) -> FillResult:
     """Record the run, then queue in the background (a dry run answers when done)."""
     try:
         fill: Fill = start()
@@ -121,20 +121,21 @@ def _launch(hub: Hub, who: Principal, start: Any, dry_run: bool) -> JSONResponse
     except FlowBusy as exc:
         raise ApiError(409, "flow_busy", str(exc)) from None
     if dry_run:
-        return JSONResponse(_out(fill.run()).model_dump(mode="json"))
+        return fill.run()
     threading.Thread(target=fill.run, name=f"{fill.result.mode}-{fill.run_id}", daemon=True).start()
     hub.audit(who.name, who.address, f"flow.{fill.result.mode}", fill.target.flow,
               detail={"run_id": fill.run_id})  # fmt: skip
-    return JSONResponse(_out(fill.result).model_dump(mode="json"), status_code=202)
+    return fill.result
 
 
-@router.post(
-    "/flows/{name}/backfill", status_code=202, response_model=FillOut,
-    responses={200: {"model": FillOut, "description": "a dry run: what would be queued"}},
-)  # fmt: skip
-def backfill_flow(name: Name, body: BackfillIn, hub: HubDep, who: Writer) -> JSONResponse:
-    """Queue every record the hub holds (its current version, once) for an OUT flow, below
-    live traffic; an interrupted backfill with the same body resumes where it stopped."""
+def _answer(result: FillResult) -> JSONResponse:
+    status = 200 if result.dry_run else 202
+    return JSONResponse(_out(result).model_dump(mode="json"), status_code=status)
+
+
+def start_backfill(hub: Hub, who: Principal, name: str, body: BackfillIn) -> FillResult:
+    """Start a backfill of ``name`` in the background (a dry run: do it and answer its counts);
+    :class:`ApiError` when refused. The API's route and the back office's button."""
     filler = _filler(hub, name, who)
     try:
         entity = hub.config.flow(name).entity
@@ -150,13 +151,8 @@ def backfill_flow(name: Name, body: BackfillIn, hub: HubDep, who: Writer) -> JSO
     return _launch(hub, who, lambda: filler.start_backfill(request), body.dry_run)
 
 
-@router.post(
-    "/flows/{name}/replay", status_code=202, response_model=FillOut,
-    responses={200: {"model": FillOut, "description": "a dry run: what would be queued"}},
-)  # fmt: skip
-def replay_flow(name: Name, body: ReplayIn, hub: HubDep, who: Writer) -> JSONResponse:
-    """Queue every version written between ``from`` and ``to`` for an OUT flow, in order, then
-    each touched record's current version if newer."""
+def start_replay(hub: Hub, who: Principal, name: str, body: ReplayIn) -> FillResult:
+    """:func:`start_backfill` for a replay."""
     filler = _filler(hub, name, who)
     try:
         request = ReplayRequest(
@@ -166,6 +162,26 @@ def replay_flow(name: Name, body: ReplayIn, hub: HubDep, who: Writer) -> JSONRes
     except (BackfillRefused, BadMoment) as exc:
         raise _refused(exc) from None
     return _launch(hub, who, lambda: filler.start_replay(request), body.dry_run)
+
+
+@router.post(
+    "/flows/{name}/backfill", status_code=202, response_model=FillOut,
+    responses={200: {"model": FillOut, "description": "a dry run: what would be queued"}},
+)  # fmt: skip
+def backfill_flow(name: Name, body: BackfillIn, hub: HubDep, who: Writer) -> JSONResponse:
+    """Queue every record the hub holds (its current version, once) for an OUT flow, below
+    live traffic; an interrupted backfill with the same body resumes where it stopped."""
+    return _answer(start_backfill(hub, who, name, body))
+
+
+@router.post(
+    "/flows/{name}/replay", status_code=202, response_model=FillOut,
+    responses={200: {"model": FillOut, "description": "a dry run: what would be queued"}},
+)  # fmt: skip
+def replay_flow(name: Name, body: ReplayIn, hub: HubDep, who: Writer) -> JSONResponse:
+    """Queue every version written between ``from`` and ``to`` for an OUT flow, in order, then
+    each touched record's current version if newer."""
+    return _answer(start_replay(hub, who, name, body))
 
 
 @router.get("/runs/{run_id}/progress")

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from erpbridge.api import resources
 from erpbridge.api.context import ApiError
+from erpbridge.store.backfill import progress
 from erpbridge.store.read import (
     deliveries_page,
     delivery_attempts_of,
@@ -25,6 +26,7 @@ from erpbridge.store.runs import now
 from erpbridge.store.states import DELIVERY_STATES, RUN_STATUSES, DeliveryState, RunStatus
 from erpbridge.ui.auth import Refused
 from erpbridge.ui.pages.common import HubDep, Operates, Reads, RowId, after_action, visible_flows
+from erpbridge.ui.pages.fills import FILL_MODES, fill_progress
 from erpbridge.ui.render import render
 
 __all__ = ["AGES", "router"]
@@ -75,9 +77,11 @@ def run_detail(request: Request, run_id: RowId, hub: HubDep, who: Reads) -> HTML
     """One run: counts, cursor before and after, warnings, error, duration."""
     with hub.engine.connect() as conn:
         row = run_by_id(conn, who.scope, run_id)
+        counts = progress(conn, run_id) if row is not None and row.mode in FILL_MODES else None
     if row is None:
         raise Refused(404, f"no run {run_id}")
     context = {
+        "fill": fill_progress(row, counts) if counts is not None else None,
         "title": f"Run {run_id}",
         "run": row,
         "status": shown_status(row, now()),
