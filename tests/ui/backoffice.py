@@ -93,6 +93,7 @@ def served_backoffice(
     config: str = CONFIG,
     folders: tuple[str, ...] = ("inbox", "erp", "desk"),
     port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[ServedHub]:
     """``erpbridge run`` on ``root`` (with ``folders`` made in it) and users ``viewer``,
     ``operator``, ``admin`` (one role each) and ``erp-viewer`` (a viewer of channel erp only),
@@ -105,7 +106,9 @@ def served_backoffice(
     add_user(engine, "erp-viewer", PASSWORD, "viewer", {"erp"})
     engine.dispose()
     (root / "erpbridge.db").chmod(0o600)
-    with serve_hub(root, config, command="run", args=("--interval", "0.2"), port=port) as hub:
+    with serve_hub(
+        root, config, command="run", args=("--interval", "0.2"), port=port, env=env
+    ) as hub:
         yield hub
 
 

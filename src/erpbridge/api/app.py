@@ -24,6 +24,7 @@ from erpbridge.api import (
     health,
     oauth,
     operations,
+    reconcile,
     rejections,
     resources,
     search,
@@ -130,6 +131,7 @@ def create_app(hub: Hub, *, tls: bool = False) -> FastAPI:
     app.add_middleware(RequestMetrics)  # outermost of ours: counts every answer, 4xx included
     app.include_router(resources.router)
     app.include_router(backfill.router)
+    app.include_router(reconcile.router)
     app.include_router(events.router)
     app.include_router(events.hooks)
     app.include_router(oauth.router)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 import typer
+from rich.markup import escape
 
 from erpbridge.cli.common import (
     DEFAULT_CONFIG,
@@ -55,8 +56,8 @@ def reconcile(
     side, fields that differ, sums of amounts); changes nothing unless --repair is given.
     Exit 1 on differences."""
     from erpbridge.engine.reconcile.repair import check_repair
-    from erpbridge.engine.reconcile.repair import repair as apply_repair
-    from erpbridge.engine.reconcile.run import ReconcileFailed, Reconciler, ReconcileRefused
+    from erpbridge.engine.reconcile.run import Reconciler, ReconcileRefused
+    from erpbridge.engine.reconcile.service import reconcile_flow
 
     if output not in ("table", "csv", "json"):
         raise fail(f"--format {output!r}: give table, csv or json", 2)
@@ -90,21 +91,18 @@ def reconcile(
     if writer is not None:
         writer.writerow(_CSV_COLUMNS)
     for plan in plans:
-        try:
-            comparison = reconciler.reconcile(plan, limit=limit)
-        except ReconcileFailed as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        report, _ = reconcile_flow(
+            config, engine, plan, trigger="manual", limit=limit,
+            repair=kind if plan.flow in repairing else None,
+        )  # fmt: skip
+        if report.status == "failed":
+            errors.print(
+                f"[bold red]error:[/] {escape(report.error or '')}", highlight=False,
+                soft_wrap=True,
+            )  # fmt: skip
             failed = True
-            continue
-        report = comparison.report
-        try:
-            if kind is not None and plan.flow in repairing and report.tally.differences:
-                apply_repair(config, engine, comparison, kind)
-        except ReconcileFailed as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            failed = True
-        finally:
-            comparison.close()
+            if report.repair is None and output != "json":
+                continue  # nothing was compared
         different = different or report.tally.differences > 0
         if output == "json":
             sys.stdout.write(orjson.dumps(report.as_json()).decode() + "\n")

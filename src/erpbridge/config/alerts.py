@@ -21,6 +21,7 @@ A rule watches one condition per subject (a flow or a channel) and names its not
         - {name: backlog, when: backlog_age, older_than_s: 900, notify: [ops-hook]}
         - {name: erp-down, when: channel_down, channel: erp, for_s: 300, notify: [ops-hook]}
         - {name: rejects, when: rejection_rate, above: 0.05, window_s: 3600, notify: [ops-hook]}
+        - {name: erp-differs, when: reconcile_differences, flow: orders-to-erp, notify: [ops-mail]}
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "EmailNotifier",
     "FlowFailingRule",
     "NotifierConfig",
+    "ReconcileDifferencesRule",
     "RejectionRateRule",
     "WebhookNotifier",
     "check_alerts",
@@ -136,8 +138,21 @@ class RejectionRateRule(_Rule):
     min_records: int = Field(default=1, ge=1, description="Records read at least, to judge.")
 
 
+class ReconcileDifferencesRule(_Rule):
+    """A flow's newest reconciliation found more than ``above`` differences, or failed."""
+
+    when: Literal["reconcile_differences"]
+    flow: str | None = Field(default=None, description="Only this flow; default every flow.")
+    above: int = Field(default=0, ge=0, description="Differences tolerated (keys that differ).")
+
+
 AlertRule = Annotated[
-    FlowFailingRule | DeadDeliveriesRule | BacklogAgeRule | ChannelDownRule | RejectionRateRule,
+    FlowFailingRule
+    | DeadDeliveriesRule
+    | BacklogAgeRule
+    | ChannelDownRule
+    | RejectionRateRule
+    | ReconcileDifferencesRule,
     Field(discriminator="when"),
 ]
 

@@ -30,6 +30,7 @@ from erpbridge.config.alerts import (
     ChannelDownRule,
     DeadDeliveriesRule,
     FlowFailingRule,
+    ReconcileDifferencesRule,
     RejectionRateRule,
 )
 from erpbridge.config.loader import LoadedConfig
@@ -51,7 +52,9 @@ from erpbridge.store.read.health import (
     failing_flows,
     rejection_rates,
 )
+from erpbridge.store.read.reconciliations import latest_reconciliations
 from erpbridge.store.states import OPEN_DELIVERY_STATES
+from erpbridge.store.timestamps import aware
 
 __all__ = ["AlertEvaluator", "conditions"]
 
@@ -117,6 +120,25 @@ def conditions(conn: Connection, rule: AlertRule, at: datetime) -> dict[str, str
                     f"flow {flow!r} rejected {rejected} of {read} records "
                     f"({rejected / read:.1%}, limit {rule.above:.1%}) in the last "
                     f"{rule.window_s:g} s"
+                )
+    elif isinstance(rule, ReconcileDifferencesRule):
+        for row in latest_reconciliations(conn):
+            if rule.flow not in (None, row.flow):
+                continue
+            differences = row.missing_in_channel + row.missing_in_hub + row.differing
+            started = _when(aware(row.started_at) or at)
+            if row.status == "failed":
+                found[row.flow] = (
+                    f"flow {row.flow!r}: reconciliation {row.id} of {started} "
+                    f"failed: {row.error or 'no error recorded'}"
+                )
+            elif differences > rule.above:
+                found[row.flow] = (
+                    f"flow {row.flow!r}: reconciliation {row.id} of {started} found "
+                    f"{differences} difference(s) with channel {row.channel!r}: "
+                    f"{row.missing_in_channel} missing in the channel, {row.missing_in_hub} "
+                    f"missing in the hub, {row.differing} differing (erpbridge reconcile "
+                    f"{row.flow})"
                 )
     return found
 

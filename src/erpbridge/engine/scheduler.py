@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, update
 
 from erpbridge.config.loader import LoadedConfig
+from erpbridge.engine.reconcile.scheduled import ReconcileSchedule
 from erpbridge.engine.runner import FlowRunner, RunResult
 from erpbridge.errors import FlowBusy, FlowPaused
 from erpbridge.schedules import Schedule
@@ -43,10 +44,18 @@ class Scheduler:
             if flow.enabled and flow.direction == "in" and schedule is not None:
                 self.schedules[flow.name] = schedule
         self._next: dict[str, datetime] = {}
+        #: The flows' scheduled reconciliations (``reconcile.schedule``).
+        self.reconciliations = ReconcileSchedule(config, engine, name)
 
     def tick(self, moment: datetime | None = None) -> list[RunResult]:
-        """Run every flow whose fire time has come (and whose fire no one else took)."""
+        """Run every flow whose fire time has come (and whose fire no one else took), then
+        the reconciliations whose fire time has come."""
         moment = moment or now()
+        results = self._run_flows(moment)
+        self.reconciliations.tick(moment)
+        return results
+
+    def _run_flows(self, moment: datetime) -> list[RunResult]:
         results = []
         self.runner.close_pending()  # runs a store outage ended, marked failed once it is back
         paused: set[str] = set()

@@ -42,6 +42,7 @@ __all__ = [
     "flow_switches",
     "idempotency_keys",
     "metadata",
+    "reconciliations",
     "records",
     "rejected",
     "runs",
@@ -614,4 +615,30 @@ transitions = Table(
     Index(None, "record_id", "id"),
     Index(None, "entity", "at"),
     UniqueConstraint("record_id", "actor", "idempotency_key"),
+)
+
+# Reconciliations (``erpbridge reconcile``, scheduled or by hand, ``store.reconciliations``):
+# one row per flow compared, with its counts and the report (first differences, sums) as JSON.
+# ``channel`` is the flow's channel (the reader's scope); the report names the channel read.
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("flow", String(128), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False),  # manual | schedule | api
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("duration_s", Float, nullable=True),
+    Column("hub_count", BigInteger, nullable=False, default=0),
+    Column("channel_count", BigInteger, nullable=False, default=0),
+    Column("missing_in_channel", BigInteger, nullable=False, default=0),
+    Column("missing_in_hub", BigInteger, nullable=False, default=0),
+    Column("differing", BigInteger, nullable=False, default=0),
+    Column("report", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("repair", String(16), nullable=True),
+    Column("repaired", BigInteger, nullable=False, default=0),
+    Index(None, "flow", "id"),
 )

@@ -27,6 +27,11 @@ from erpbridge.store.read.ledger import (
     run_by_id,
     runs_page,
 )
+from erpbridge.store.read.reconciliations import (
+    latest_reconciliations,
+    reconciliation_by_id,
+    reconciliations_page,
+)
 from erpbridge.store.read.records import (
     FieldOrigin,
     RecordView,
@@ -58,6 +63,9 @@ __all__ = [
     "diff_payloads",
     "field_origins",
     "flow_activity",
+    "latest_reconciliations",
+    "reconciliation_by_id",
+    "reconciliations_page",
     "record_as_of",
     "record_transitions",
     "record_view",

@@ -12,6 +12,7 @@ from erpbridge.ui.pages import (
     login,
     lookup,
     problems,
+    reconciliations,
     records,
     sso,
 )
@@ -27,6 +28,7 @@ ROUTERS = (
     ledger.router,
     problems.router,
     records.router,
+    reconciliations.router,
     channels.router,
     lookup.router,
     clients.router,
