@@ -194,7 +194,7 @@ def test_oro_customers_and_orders_reach_the_erp(
     assert order["ship_to"] == "Rochester"
     assert order["lines"] == [
         {"sku": "4HC51", "description": "Physician's 5-Pocket Lab Coat", "quantity": "19",
-         "unit": "item", "unit_price": "23.55"}
+         "unit": "pcs", "unit_price": "23.55"}
     ]  # fmt: skip
     (refused,) = [r for r in hub_rows(tmp_path, rejected) if r["status"] == "open"]
     assert refused["flow"] == "orders-from-oro" and refused["field_path"] == "customer_code"
