@@ -69,3 +69,27 @@ def test_hub_rows_out_of_order_are_refused() -> None:
             spill.compare(iter([("b", b"[1]"), ("a", b"[1]")]), Tally(), 10)
     finally:
         spill.close()
+
+
+def test_unmappable_and_repeated_channel_rows_are_counted_not_compared(tmp_path: Path) -> None:
+    erp = sqlite3.connect(tmp_path / "erp.db")
+    erp.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, code TEXT, name TEXT)")
+    erp.executemany(
+        "INSERT INTO accounts VALUES (?, ?, ?)",
+        [(1, "A", "one"), (2, None, "no key"), (3, "A", "again"), (4, "B", "two")],
+    )
+    erp.commit()
+    erp.close()
+    path = tmp_path / "erpbridge.yaml"
+    path.write_text(CONFIG.format(hub=f"sqlite:///{tmp_path / 'hub.db'}"), encoding="utf-8")
+    config = load_config(path)
+    engine = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        comparison = Reconciler(config, engine).reconcile(config.reconcile["accounts-in"])
+        comparison.close()
+    finally:
+        engine.dispose()
+    report = comparison.report
+    assert report.rejected == 1 and report.tally.duplicates == 1
+    assert report.rejects == ["accounts#row=2: code: required field is missing"]
+    assert (report.tally.channel, report.tally.missing_in_hub) == (2, 2)
