@@ -69,4 +69,30 @@ for entry in "${servers[@]}"; do
 done
 export ERPBRIDGE_REQUIRE_SERVERS=1
 
-.venv/bin/pytest "$@"
+if [[ $# -gt 0 ]]; then
+  .venv/bin/pytest "$@"
+  exit
+fi
+
+# The whole suite runs as two pytest sessions side by side, so that it stays well inside CI's
+# 30 minutes: the tests that spend most of their time waiting on processes of their own (served
+# hubs, Chromium, pip installs, the network-namespace cluster) and touch no shared server but
+# fresh PostgreSQL databases, and everything else. Each session prints its own summary; the
+# run fails when either fails.
+own=(tests/ui tests/observe tests/events tests/test_packaging.py tests/cluster)
+ignored=()
+for path in "${own[@]}"; do ignored+=("--ignore=$path"); done
+own_log="$(mktemp "${TMPDIR:-/tmp}/erpbridge-tests-own.XXXXXX")"
+.venv/bin/pytest --durations=15 "${own[@]}" >"$own_log" 2>&1 &
+own_pid=$!
+trap 'kill "$own_pid" 2>/dev/null || true; stop_all' EXIT
+status=0
+.venv/bin/pytest --durations=25 "${ignored[@]}" || status=$?
+own_status=0
+wait "$own_pid" || own_status=$?
+echo
+echo "==== the tests with processes of their own (${own[*]}) ===="
+cat "$own_log"
+rm -f "$own_log"
+if ((status != 0)); then exit "$status"; fi
+exit "$own_status"
