@@ -1,6 +1,8 @@
-"""The sort-merge of a reconciliation on both hub stores: keys that a database collation orders
-differently from code points ("a-b" and "ab c" on PostgreSQL's default collation, upper and
-lower case, accents) still meet their partner, and nothing is reported twice."""
+"""Reconciliation on both hub stores (SQLite, PostgreSQL): the sort-merge meets every key's
+partner whatever a database collation would order differently from code points ("a-b" and
+"ab c", upper and lower case, accents); channel rows that cannot be mapped or repeat a key are
+counted apart; ``redeliver`` queues what an OUT flow's target lacks or holds stale, and the
+worker's deliveries make both sides agree."""
 
 from __future__ import annotations
 
@@ -93,3 +95,61 @@ def test_unmappable_and_repeated_channel_rows_are_counted_not_compared(tmp_path:
     assert report.rejected == 1 and report.tally.duplicates == 1
     assert report.rejects == ["accounts#row=2: code: required field is missing"]
     assert (report.tally.channel, report.tally.missing_in_hub) == (2, 2)
+
+
+OUT_CONFIG = """
+hub: {{database_url: "{hub}"}}
+entities:
+  account:
+    key: [code]
+    fields: {{code: {{type: string, required: true}}, name: string}}
+channels:
+  erp: {{system: sql, options: {{url: "sqlite:///erp.db"}}}}
+  out: {{system: sql, transport: sqlwrite, options: {{url: "sqlite:///erp.db"}}}}
+flows:
+  - {{name: accounts-in, channel: erp, entity: account, direction: in,
+     source: {{table: accounts}}}}
+  - {{name: accounts-out, channel: out, entity: account, direction: out,
+     target: {{table: copies, key: [code]}},
+     reconcile: {{channel: erp, source: {{table: copies}}}}}}
+"""
+
+
+def test_redeliver_queues_what_the_target_lacks_on_either_store(
+    hub_url: str, tmp_path: Path
+) -> None:
+    from erpbridge.engine.reconcile.repair import repair
+    from erpbridge.engine.worker import Worker
+
+    erp = sqlite3.connect(tmp_path / "erp.db")
+    erp.execute("CREATE TABLE accounts (code TEXT PRIMARY KEY, name TEXT)")
+    erp.execute("CREATE TABLE copies (code TEXT PRIMARY KEY, name TEXT)")
+    erp.executemany("INSERT INTO accounts VALUES (?, ?)", [(k, f"n {k}") for k in KEYS])
+    erp.commit()
+    path = tmp_path / "erpbridge.yaml"
+    path.write_text(OUT_CONFIG.format(hub=hub_url), encoding="utf-8")
+    config = load_config(path)
+    engine = open_store(hub_url)
+    worker = Worker(config, engine)
+    try:
+        FlowRunner(config, engine).run("accounts-in")
+        assert worker.run_once().delivered == len(KEYS)
+        erp.execute("DELETE FROM copies WHERE code IN ('ab c', 'é')")
+        erp.execute("UPDATE copies SET name = 'edited' WHERE code = 'B'")
+        erp.commit()
+        reconciler = Reconciler(config, engine)
+        plan = config.reconcile["accounts-out"]
+        comparison = reconciler.reconcile(plan)
+        try:
+            assert repair(config, engine, comparison, "redeliver") == 3
+        finally:
+            comparison.close()
+        assert worker.run_once().delivered == 3
+        again = reconciler.reconcile(plan)
+        again.close()
+    finally:
+        worker.close()
+        engine.dispose()
+        erp.close()
+    assert again.report.tally.matched == len(KEYS)
+    assert again.report.tally.differences == 0
