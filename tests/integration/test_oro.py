@@ -248,6 +248,8 @@ def test_erp_customers_prices_stock_and_statuses_reach_oro(
     assert customers["C-1001"]["id"] == "1"
     assert customers["C-1001"]["attributes"]["name"] == "Company AB GmbH"
     assert customers["C-1003"]["attributes"]["name"] == "Neukunde KG"  # created
+    # once: the batch failed on C-1004 and was written again record by record
+    assert len(fake.find("customers", erpCode="C-1003")) == 1
     assert "C-1004" not in customers
     list_price = fake.data["productprices"]["6390cd7b-7c1b-11e7-bda0-080027fb53ad-1"]
     assert list_price["attributes"]["value"] == "120"  # the hub's decimal, as text

@@ -38,7 +38,11 @@ from erpbridge.transports.base import (
 )
 from erpbridge.transports.http import HttpRefused, HttpRetriable, HttpUnreachable
 from erpbridge.transports.rest.cursor import dig
-from erpbridge.transports.rest.options import RestChannelOptions, RestTargetOptions
+from erpbridge.transports.rest.options import (
+    RestChannelOptions,
+    RestResource,
+    RestTargetOptions,
+)
 from erpbridge.transports.rest.paging import Page, json_body, plain_url
 from erpbridge.transports.rest.transport import RestTransport
 
@@ -188,8 +192,8 @@ class JsonApiTransport(RestTransport):
         kinds = {name: r.type for name, r in target.relationships.items()}
         return resource(target.type, data, item_id, kinds, included)
 
-    def _listed(self, body: Any, resource_: Any) -> list[Any]:
-        items = super()._listed(body, resource_)
+    def _listed(self, body: Any, resource: RestResource) -> list[Any]:
+        items = super()._listed(body, resource)
         return [identified(item) if isinstance(item, dict) else item for item in items]
 
     def _send(
