@@ -28,7 +28,7 @@ from erpbridge.transports.rpc.transport import (
     RpcTargetOptions,
     RpcTransport,
 )
-from transports.rpc.odooreplay import DATABASE, PASSWORD, USER, FakeOdoo, serve_odoo
+from transports.rpc.odooreplay import DATABASE, FIELDS, PASSWORD, USER, FakeOdoo, serve_odoo
 
 
 @pytest.fixture
@@ -304,3 +304,28 @@ def test_a_pass_resumes_after_the_last_committed_page(odoo: tuple[FakeOdoo, str]
         "until": None,
         "after_id": None,
     }
+
+
+def test_a_dotted_field_reads_its_relation_and_a_plain_field_cannot_be_followed(
+    odoo: tuple[FakeOdoo, str],
+) -> None:
+    fake, url = odoo
+    fake.fields = {
+        "res.partner": {**FIELDS, "parent_id": {"type": "many2one", "relation": "res.partner"}}
+    }
+    fake.partners.append({"id": 30, "name": "Michel", "parent_id": [7, "Agrolait"],
+                          "is_company": False, "write_date": "2024-05-01 10:00:00"})  # fmt: skip
+    rpc = transport(url, "jsonrpc")
+    stream = RpcStreamOptions(
+        model="res.partner", domain=[["is_company", "=", False]], fields=["parent_id.name"]
+    )
+    (batch,) = list(rpc.read(stream, None, 10, frozenset()))
+    assert batch.records[0].data == {"id": 30, "parent_id": {"id": 7, "name": "Agrolait"}}
+    assert model_calls(fake, "read") == [[[[7]], {"fields": ["name"]}]]
+
+    broken = RpcStreamOptions(model="res.partner", fields=["name.ref"])
+    with pytest.raises(FatalError) as caught:
+        list(rpc.read(broken, None, 10, frozenset()))
+    rpc.close()
+    assert "name.ref: name is not a relational field of res.partner" in str(caught.value)
+    assert getattr(caught.value, "category", None) == "schema"
