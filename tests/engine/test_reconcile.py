@@ -153,3 +153,26 @@ def test_redeliver_queues_what_the_target_lacks_on_either_store(
         erp.close()
     assert again.report.tally.matched == len(KEYS)
     assert again.report.tally.differences == 0
+
+
+def test_a_graceful_stop_ends_a_reconciliation_between_pages(tmp_path: Path) -> None:
+    import threading
+
+    from erpbridge.engine.reconcile.run import ReconcileFailed
+
+    erp = sqlite3.connect(tmp_path / "erp.db")
+    erp.execute("CREATE TABLE accounts (code TEXT PRIMARY KEY, name TEXT)")
+    erp.executemany("INSERT INTO accounts VALUES (?, ?)", [(k, k) for k in KEYS])
+    erp.commit()
+    erp.close()
+    path = tmp_path / "erpbridge.yaml"
+    path.write_text(CONFIG.format(hub=f"sqlite:///{tmp_path / 'hub.db'}"), encoding="utf-8")
+    config = load_config(path)
+    engine = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    stopping = threading.Event()
+    stopping.set()
+    try:
+        with pytest.raises(ReconcileFailed, match="stopped by a graceful shutdown after 0"):
+            Reconciler(config, engine, stopping).reconcile(config.reconcile["accounts-in"])
+    finally:
+        engine.dispose()

@@ -17,7 +17,6 @@ from datetime import datetime
 from sqlalchemy import Engine, update
 
 from erpbridge.config.loader import LoadedConfig
-from erpbridge.engine.reconcile.scheduled import ReconcileSchedule
 from erpbridge.engine.runner import FlowRunner, RunResult
 from erpbridge.errors import FlowBusy, FlowPaused
 from erpbridge.schedules import Schedule
@@ -44,18 +43,10 @@ class Scheduler:
             if flow.enabled and flow.direction == "in" and schedule is not None:
                 self.schedules[flow.name] = schedule
         self._next: dict[str, datetime] = {}
-        #: The flows' scheduled reconciliations (``reconcile.schedule``).
-        self.reconciliations = ReconcileSchedule(config, engine, name)
 
     def tick(self, moment: datetime | None = None) -> list[RunResult]:
-        """Run every flow whose fire time has come (and whose fire no one else took), then
-        the reconciliations whose fire time has come."""
+        """Run every flow whose fire time has come (and whose fire no one else took)."""
         moment = moment or now()
-        results = self._run_flows(moment)
-        self.reconciliations.tick(moment)
-        return results
-
-    def _run_flows(self, moment: datetime) -> list[RunResult]:
         results = []
         self.runner.close_pending()  # runs a store outage ended, marked failed once it is back
         paused: set[str] = set()

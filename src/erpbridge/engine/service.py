@@ -21,12 +21,14 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.alerting import AlertEvaluator
 from erpbridge.engine.backfill import Filler, backfill_new_flows
 from erpbridge.engine.failures import FailureLog
+from erpbridge.engine.reconcile.scheduled import ReconcileSchedule
 from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
 from erpbridge.engine.scheduler import Scheduler
 from erpbridge.engine.worker import Worker
 from erpbridge.store.deliveries import WAKE_CHANNEL
 from erpbridge.store.outage import masked_url
+from erpbridge.store.runs import now
 
 __all__ = ["COALESCE_S", "Service", "WakeListener", "worker_loop"]
 
@@ -137,6 +139,11 @@ class Service:
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
         )
         self.alerts = AlertEvaluator(config, engine)
+        #: Scheduled reconciliations, in a thread of their own: one can take a minute, and the
+        #: scheduler's heartbeat (``/healthz``) must not wait for it.
+        self.reconciliations = ReconcileSchedule(
+            config, engine, self.worker.name, stopping=self.stop
+        )
         #: ``backfill: on_create`` flows are filled by a thread of their own at start.
         self.filler = Filler(config, engine, on_queued=self.wake.set)
         self.beat: dict[str, float] = {}
@@ -151,6 +158,7 @@ class Service:
             ("worker", self._deliver),
             ("retention", self._prune),
             ("alerts", self._alert),
+            ("reconcile", self._reconcile),
         ]
         if any(f.backfill == "on_create" for f in self.filler.config.model.flows):
             loops.append(("backfill", self._backfill_new_flows))
@@ -171,6 +179,7 @@ class Service:
         retention = RetentionJob(
             self.engine, config.model.hub.retention, worker.name, stop=self.stop
         )
+        reconciliations = ReconcileSchedule(config, self.engine, worker.name, stopping=self.stop)
         if self.stop.is_set():
             return
         self.runner, self.worker, self.scheduler, self.retention = (
@@ -179,6 +188,7 @@ class Service:
             scheduler,
             retention,
         )
+        self.reconciliations = reconciliations
         self.wake.set()
 
     def _backfill_new_flows(self) -> None:
@@ -205,6 +215,17 @@ class Service:
             try:
                 self.retention.tick()
             except Exception as exc:  # noqa: BLE001 - logged; the next fire tries again
+                failures.failed(exc, masked_url(self.engine))
+            else:
+                failures.recovered()
+            self.stop.wait(1.0)
+
+    def _reconcile(self) -> None:
+        failures = FailureLog(log, "reconcile")
+        while not self.stop.is_set():
+            try:
+                self.reconciliations.tick(now())
+            except Exception as exc:  # noqa: BLE001 - logged; a failed one is stored as such
                 failures.failed(exc, masked_url(self.engine))
             else:
                 failures.recovered()

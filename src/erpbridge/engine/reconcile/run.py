@@ -14,6 +14,7 @@ repaired then.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -136,9 +137,13 @@ class Report:
 class Reconciler:
     """Reconciles the flows of one configuration against one hub store."""
 
-    def __init__(self, config: LoadedConfig, engine: Engine) -> None:
+    def __init__(
+        self, config: LoadedConfig, engine: Engine, stopping: threading.Event | None = None
+    ) -> None:
         self.config = config
         self.engine = engine
+        #: Set when the process stops gracefully: the comparison ends between two pages.
+        self.stopping = stopping or threading.Event()
 
     def plans(self, name: str) -> list[ReconcilePlan]:
         """The flows a ``FLOW|ENTITY`` argument names, each with its ``reconcile:`` block;
@@ -193,6 +198,7 @@ class Reconciler:
         def rows() -> Iterator[tuple[str, bytes]]:
             nonlocal read
             for batch in self._read(plan):
+                self._check_stop(plan, read)
                 for problem in batch.problems:
                     self._reject(report, f"{problem.position}: {problem.reason}")
                 for record in batch.records:
@@ -225,6 +231,13 @@ class Reconciler:
         finally:
             transport.close()
 
+    def _check_stop(self, plan: ReconcilePlan, read: int) -> None:
+        if self.stopping.is_set():
+            raise ReconcileFailed(
+                f"reconcile of flow {plan.flow!r}: stopped by a graceful shutdown after {read} "
+                "record(s) read; nothing was changed"
+            )
+
     @staticmethod
     def _reject(report: Report, reason: str) -> None:
         report.rejected += 1
@@ -246,6 +259,8 @@ class Reconciler:
         def rows(result: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
             nonlocal count
             for name, text in result:
+                if count % _HUB_FETCH == 0:
+                    self._check_stop(plan, count)
                 payload = loads(text)
                 if wanted is not None and not wanted(None, payload, frozenset()):
                     continue  # an OUT flow's `when:` does not send it: not expected there

@@ -1,11 +1,13 @@
-"""Scheduled reconciliations: a flow's ``reconcile.schedule`` (or ``interval``) fired by the
-scheduler of ``erpbridge run``, each fire once however many schedulers run (a
+"""Scheduled reconciliations: a flow's ``reconcile.schedule`` (or ``interval``) fired by a
+thread of ``erpbridge run`` of its own (beside the scheduler, whose heartbeat must not wait a
+minute for a comparison), each fire once however many schedulers run (a
 ``schedule_fires`` row named ``reconcile:<flow>``, as for scheduled flows). The result is
 stored; the ``reconcile_differences`` alert rule tells someone when it found differences."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -26,10 +28,17 @@ FIRE_PREFIX = "reconcile:"
 class ReconcileSchedule:
     """The configuration's scheduled reconciliations, fired by :meth:`tick`."""
 
-    def __init__(self, config: LoadedConfig, engine: Engine, name: str) -> None:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        engine: Engine,
+        name: str,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.name = name
+        self.stopping = stopping
         enabled = {f.name for f in config.model.flows if f.enabled}
         self.schedules: dict[str, Schedule] = {
             flow: plan.schedule
@@ -53,5 +62,9 @@ class ReconcileSchedule:
             if claim_fire(self.engine, f"{FIRE_PREFIX}{flow}", fire, self.name) is None:
                 continue
             plan = self.config.reconcile[flow]
-            done.append(reconcile_flow(self.config, self.engine, plan, trigger="schedule"))
+            done.append(
+                reconcile_flow(
+                    self.config, self.engine, plan, trigger="schedule", stopping=self.stopping
+                )
+            )
         return done

@@ -7,6 +7,7 @@ so every reconciliation (a failed one too) leaves its row in ``reconciliations``
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -41,12 +42,13 @@ def reconcile_flow(
     limit: int = DEFAULT_LIMIT,
     repair: Repair | None = None,
     on_queued: Callable[[], None] | None = None,
+    stopping: threading.Event | None = None,
 ) -> Outcome:
     """Reconcile ``plan``'s flow, repair its differences when ``repair`` is given (the caller
     has checked that it fits, :func:`~erpbridge.engine.reconcile.repair.check_repair`), and
     store the result. A failure is a report with status ``failed`` and the error, stored too."""
     try:
-        comparison = Reconciler(config, engine).reconcile(plan, limit=limit)
+        comparison = Reconciler(config, engine, stopping).reconcile(plan, limit=limit)
     except ReconcileFailed as exc:
         report = Report(
             plan.flow, plan.channel, plan.entity, plan.fields, datetime.now(UTC),
