@@ -29,6 +29,7 @@ from erpbridge.store.tables import (
     deliveries,
     delivery_attempts,
     idempotency_keys,
+    reconciliations,
     rejected,
     runs,
     schedule_fires,
@@ -112,6 +113,7 @@ def counts(engine: Engine) -> dict[str, int]:
         "schedule_fires": schedule_fires,
         "admin_audit": admin_audit,
         "alert_history": alert_history,
+        "reconciliations": reconciliations,
     }
     with engine.connect() as conn:
         return {
@@ -165,6 +167,17 @@ def test_prune_keeps_what_the_hub_works_with(tmp_path: Path, hub_url: str) -> No
                 for kind in ("fired", "resolved")
             ],
         )
+        # two old reconciliations of a flow: the newer stays (the alert rule reads it)
+        conn.execute(
+            insert(reconciliations),
+            [
+                {"flow": "products-in", "channel": "plm", "entity": "product",
+                 "trigger": "schedule", "status": "succeeded", "started_at": then,
+                 "hub_count": 0, "channel_count": 0, "missing_in_channel": 0,
+                 "missing_in_hub": 0, "differing": n, "report": "{}", "repaired": 0}
+                for n in (1, 2)
+            ],
+        )  # fmt: skip
     before = counts(engine)
     assert before["deliveries"] == 3 * KEYS and before["audit"] == 3 * KEYS
 
@@ -198,6 +211,7 @@ def test_prune_keeps_what_the_hub_works_with(tmp_path: Path, hub_url: str) -> No
     assert after["schedule_fires"] == 0 and after["admin_audit"] == 1  # admin audit: off
     with engine.connect() as conn:  # an alert's latest entry stays, however old
         assert conn.execute(select(alert_history.c.kind)).scalars().all() == ["resolved"]
+        assert conn.execute(select(reconciliations.c.differing)).scalars().all() == [2]
 
     # the hub goes on: a fourth revision is read and delivered over the kept history
     worker = Worker(config, engine)

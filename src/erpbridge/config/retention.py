@@ -69,6 +69,10 @@ class RetentionPolicy(BaseModel):
     admin_audit: Age = Field(
         default="off", description="Administrative actions (who paused, who added a client)."
     )
+    reconciliations: Age = Field(
+        default="90d",
+        description="Stored reconciliations (erpbridge reconcile); each flow's newest stays.",
+    )
 
     def ages(self) -> dict[str, timedelta | None]:
         """Rule name (``store.retention.RULES``) → its age, ``None`` when it is off."""

@@ -42,6 +42,7 @@ from erpbridge.store.tables import (
     deliveries,
     delivery_attempts,
     idempotency_keys,
+    reconciliations,
     records,
     rejected,
     runs,
@@ -131,6 +132,15 @@ def _admin_audit(cutoff: datetime) -> tuple[Table, ColumnElement[bool]]:
     return admin_audit, admin_audit.c.at < cutoff
 
 
+def _reconciliations(cutoff: datetime) -> tuple[Table, ColumnElement[bool]]:
+    # each flow's newest stays: the reconcile_differences alert rule reads it
+    later = aliased(reconciliations)
+    superseded = exists().where(
+        later.c.flow == reconciliations.c.flow, later.c.id > reconciliations.c.id
+    )
+    return reconciliations, and_(reconciliations.c.started_at < cutoff, superseded)
+
+
 _CANDIDATES: dict[str, Callable[[datetime], tuple[Table, ColumnElement[bool]]]] = {
     "deliveries": _deliveries,
     "attempts": _attempts,
@@ -141,6 +151,7 @@ _CANDIDATES: dict[str, Callable[[datetime], tuple[Table, ColumnElement[bool]]]] 
     "schedule_fires": _schedule_fires,
     "alert_history": _alert_history,
     "admin_audit": _admin_audit,
+    "reconciliations": _reconciliations,
 }
 
 #: The rules in the order a prune applies them: deliveries (with their attempts) first.
