@@ -135,3 +135,17 @@ def test_back_office_shows_differences_and_reconciles_now(
     expect(page.locator("#sums")).to_contain_text("37.00")  # the ERP's: A4 added
     page.screenshot(path=shots / "reconciliation.png", full_page=True)
     page.close()
+
+
+def test_the_alert_resolves_when_both_sides_agree_again(hub: ServedHub) -> None:
+    with sqlite3.connect(hub.root / "erp.db") as erp:
+        erp.execute("UPDATE accounts SET name = 'Beta' WHERE code = 'A2'")
+        erp.execute("DELETE FROM accounts WHERE code = 'A4'")
+
+    def resolved() -> bool:
+        with _Hook.lock:
+            return any(
+                a["rule"] == "erp-differs" and a["kind"] == "resolved" for a in _Hook.received
+            )
+
+    eventually(resolved, 40, "the erp-differs alert resolved")
