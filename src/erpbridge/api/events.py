@@ -1,6 +1,9 @@
 """Inbound events: ``POST /api/v1/events/{flow}`` (API clients) and ``POST /hooks/{channel}``
 (signed webhooks of a channel's system).
 
+``POST /api/v1/events/{flow}/deletes`` says records were deleted in the channel (tombstones,
+``store.tombstones``); a webhook says it with the flow's ``delete_marker``.
+
 Both validate the body through the flow's mapping and store the records and their deliveries in
 one transaction (:meth:`FlowRunner.ingest`), answering 202 with the record ids. A record that fails
 the mapping fails the whole request with 422 and the field path of each problem; nothing of it is
@@ -68,6 +71,11 @@ class Accepted(BaseModel):
     unchanged: int
     #: Records older than the stored version (the flow's ``version_field``): not applied.
     stale: int
+    #: Records the event deleted (tombstone versions).
+    deleted: int = 0
+    #: Ids of deletes naming no record the channel had sent: nothing to delete (recorded in
+    #: the event's run as a warning).
+    unknown: list[str] = []
     records: list[RecordRef]
 
 
@@ -86,39 +94,78 @@ class Rejected(BaseModel):
     problems: list[Problem]
 
 
-@router.post(
-    "/events/{flow}",
-    status_code=202,
-    tags=["events"],
-    responses={422: {"model": Rejected}, 409: {"description": "flow paused or not an IN flow"}},
-)
+_PUSHED = {
+    "status_code": 202,
+    "tags": ["events"],
+    "responses": {422: {"model": Rejected}, 409: {"description": "flow paused or not an IN flow"}},
+}
+EventsClient = Annotated[Principal, Depends(require("events", "events"))]
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+
+
+@router.post("/events/{flow}", **_PUSHED)  # type: ignore[arg-type]
 async def post_event(
     flow: Name,
     request: Request,
     hub: HubDep,
-    who: Annotated[Principal, Depends(require("events", "events"))],
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    who: EventsClient,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Push one record (a JSON object) or a batch (a JSON array) into an IN flow."""
+    return await _pushed(flow, request, hub, who, idempotency_key, deletes=False)
+
+
+@router.post("/events/{flow}/deletes", **_PUSHED)  # type: ignore[arg-type]
+async def post_deletes(
+    flow: Name,
+    request: Request,
+    hub: HubDep,
+    who: EventsClient,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Tell an IN flow that its channel deleted records: one object or an array, each holding
+    the flow's ``key`` fields (without a ``key``: what its mapping needs for the business key).
+    Each named record gets a tombstone version; ids the hub never had from the channel come back
+    in ``unknown`` and change nothing."""
+    return await _pushed(flow, request, hub, who, idempotency_key, deletes=True)
+
+
+async def _pushed(
+    flow: str,
+    request: Request,
+    hub: Hub,
+    who: Principal,
+    idempotency_key: str | None,
+    *,
+    deletes: bool,
+) -> JSONResponse:
     config = _in_flow(hub, flow)
     who.check_channel(config.channel)
     body = await _body(request, hub)
     # The store's work runs in a worker thread: the event loop keeps taking requests, and
     # concurrent events of the flow share one transaction (FlowRunner.ingest).
-    return await run_in_threadpool(_accept_event, hub, flow, who.name, body, idempotency_key)
+    return await run_in_threadpool(
+        _accept_event, hub, flow, who.name, body, idempotency_key, deletes=deletes
+    )
 
 
 def _accept_event(
-    hub: Hub, flow: str, client: str, body: bytes, idempotency_key: str | None
+    hub: Hub,
+    flow: str,
+    client: str,
+    body: bytes,
+    idempotency_key: str | None,
+    *,
+    deletes: bool = False,
 ) -> JSONResponse:
-    scope = f"events:{client}:{flow}"
+    scope = f"{'deletes' if deletes else 'events'}:{client}:{flow}"
     if idempotency_key:
         idempotency_key = mask_card_numbers(idempotency_key)  # stored: never a card number
         earlier = _earlier_answer(hub, scope, idempotency_key, body)
         if earlier is not None:
             return earlier
     items = _records(parse_json(body), None, hub.config.model.hub.api.max_batch)
-    answer = _ingest(hub, flow, items, f"event:{client}")
+    answer = _ingest(hub, flow, items, f"event:{client}", deletes=deletes)
     if idempotency_key:
         answer = _remember(hub, scope, idempotency_key, body, answer)
     return answer
@@ -220,10 +267,16 @@ def _records(data: Any, path: str | None, max_batch: int) -> list[dict[str, Any]
 
 
 def _ingest(
-    hub: Hub, flow: str, items: list[dict[str, Any]], origin: str, guard: Guard | None = None
+    hub: Hub,
+    flow: str,
+    items: list[dict[str, Any]],
+    origin: str,
+    guard: Guard | None = None,
+    *,
+    deletes: bool = False,
 ) -> JSONResponse:
     try:
-        done: Ingested = hub.runner.ingest(flow, items, origin, guard)
+        done: Ingested = hub.runner.ingest(flow, items, origin, guard, deletes=deletes)
     except EventRejected as exc:
         problems = [Problem(index=i, field=path, reason=reason) for i, path, reason in exc.problems]
         body = Rejected(
@@ -240,6 +293,8 @@ def _ingest(
         updated=done.updated,
         unchanged=done.unchanged,
         stale=done.stale,
+        deleted=done.deleted,
+        unknown=list(done.unknown),
         records=[RecordRef(key=k, id=i, version=v) for k, i, v in done.records],
     )
     return JSONResponse(accepted.model_dump(), status_code=202)

@@ -38,6 +38,7 @@ from erpbridge.store.read import (
     delivery_by_id,
     diff_payloads,
     field_origins,
+    is_deleted,
     record_as_of,
     record_view,
     run_by_id,
@@ -143,6 +144,8 @@ class RunOut(BaseModel):
     rejected: int
     #: Records older than the stored version (the flow's ``version_field``): not applied.
     stale: int = 0
+    #: Records the channel deleted that became tombstone versions.
+    deleted: int = 0
     cursor_before: Any = None
     cursor_after: Any = None
     warnings: list[str] = Field(default_factory=list)
@@ -277,6 +280,11 @@ class RecordOut(BaseModel):
     updated_at: Stamp
     bindings: list[BindingOut]
     versions: list[VersionOut]
+    deleted: bool = Field(
+        default=False,
+        description="Its channel deleted it: this version is a tombstone and the payload the "
+        "last one it had. A later record with its key recreates it, history kept.",
+    )
     fields: dict[str, FieldOriginOut] = Field(
         default_factory=dict,
         description="Per top-level field of the payload: the version (and the flow and "
@@ -646,6 +654,7 @@ def show_record(
         updated_at=row.at if moment is not None else row.updated_at,
         bindings=[BindingOut(channel=b.channel, external_id=b.external_id) for b in links],
         versions=[_version_out(v) for v in versions],
+        deleted=is_deleted(row.content_hash),
         fields={name: _origin_out(o) for name, o in field_origins(versions).items()},
         transitions=[transition_out(t) for t in view.transitions if t.version <= row.version],
         as_of=moment,

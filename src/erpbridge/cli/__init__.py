@@ -163,6 +163,7 @@ def _summary(results: list[RunResult]) -> Table:
         "created",
         "updated",
         "unchanged",
+        "deleted",
         "rejected",
         "seconds",
     ):
@@ -181,6 +182,7 @@ def _summary(results: list[RunResult]) -> Table:
             str(r.created),
             str(r.updated),
             str(r.unchanged),
+            str(r.deleted),
             str(r.rejected),
             f"{r.duration_s:.2f}",
         )
@@ -334,6 +336,7 @@ def list_runs(
         "created",
         "updated",
         "unchanged",
+        "deleted",
         "rejected",
         "cursor after",
         "error",
@@ -352,6 +355,7 @@ def list_runs(
                 str(r.created),
                 str(r.updated),
                 str(r.unchanged),
+                str(r.deleted),
                 str(r.rejected),
                 (r.cursor_after or "")[:40],
                 (r.error or "")[:80],
@@ -410,7 +414,13 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
     import orjson
     from rich.table import Table
 
-    from erpbridge.store.read import EVERYTHING, field_origins, record_view, records_page
+    from erpbridge.store.read import (
+        EVERYTHING,
+        field_origins,
+        is_deleted,
+        record_view,
+        records_page,
+    )
 
     with engine.connect() as conn:
         if key is None:
@@ -422,7 +432,7 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
                 table.add_row(
                     str(r.id),
                     r.key,
-                    str(r.version),
+                    f"{r.version} (deleted)" if is_deleted(r.content_hash) else str(r.version),
                     f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
                     r.payload[:80],
                 )
@@ -432,8 +442,10 @@ def _print_records(engine: Engine, entity: str, key: str | None, limit: int) -> 
         if view is None:
             raise _fail(f"no {entity} record with key {key!r}")
         row = view.row
+        gone = " [red]DELETED[/] (its last payload below)" if view.deleted else ""
         console.print(
             f"[bold]{entity} {key}[/] v{row.version} (record {row.id}, hash {row.content_hash})"
+            + gone
         )
         console.print_json(row.payload)
         table = Table(title="bindings")

@@ -22,7 +22,7 @@ from erpbridge.mapping.compiler import (
 from erpbridge.model.cards import CardAction
 from erpbridge.model.entities import EntityCatalog, EntitySpec
 from erpbridge.transports import StreamOptions, TransportClass
-from erpbridge.transports.base import TargetOptions
+from erpbridge.transports.base import Deleter, TargetOptions
 
 __all__ = ["FlowChecks", "check_flows"]
 
@@ -72,6 +72,7 @@ def check_flows(
         if not aside.entity(flow.entity):
             mapping_aside = aside.setting("flows", position, "mapping")
             _compile(flow, at, catalog, rates, found, problems, compile_it=not mapping_aside)
+        _check_deletes(flow, at, classes.get(flow.channel), problems)
         cls = classes.get(flow.channel)
         if cls is None:
             continue
@@ -100,6 +101,37 @@ def check_flows(
             _check_source(flow, at, cls, found.streams, problems)
     found.reconcile = check_reconcile(placed, catalog, classes, found.streams, rates, problems)
     return found
+
+
+def _check_deletes(
+    flow: FlowConfig, at: Loc, cls: TransportClass | None, problems: Problems
+) -> None:
+    """Delete settings fit the flow's direction, and its channel can do what they ask."""
+    if flow.direction == "in":
+        if flow.deactivate is not None:
+            problems.add((*at, "deactivate"), "an IN flow takes deletes from its channel; "
+                         "'deactivate' is what an OUT flow writes for one")  # fmt: skip
+        if flow.on_delete != "ignore":
+            problems.add((*at, "on_delete"), "an IN flow takes deletes from its channel "
+                         "(delete_marker, key_sweep); 'on_delete' is an OUT flow's")  # fmt: skip
+        return
+    for name in ("delete_marker", "key_sweep"):
+        if getattr(flow, name) is not None:
+            problems.add((*at, name), f"an OUT flow delivers deletes (on_delete); '{name}' is "
+                         "how an IN flow finds them")  # fmt: skip
+    if flow.on_delete == "deactivate" and not flow.deactivate:
+        problems.add((*at, "deactivate"), "on_delete: deactivate needs the fields to set, "
+                     "e.g. deactivate: {active: false}")  # fmt: skip
+    if flow.deactivate and flow.on_delete != "deactivate":
+        problems.add((*at, "deactivate"), "is used only with on_delete: deactivate")
+    if flow.on_delete == "delete" and cls is not None and not _deletes(cls):
+        problems.add((*at, "on_delete"), f"channel {flow.channel!r}'s transport cannot delete "
+                     "records: use on_delete: deactivate (or ignore)")  # fmt: skip
+
+
+def _deletes(cls: TransportClass) -> bool:
+    """Whether the transport class removes records (:class:`Deleter`)."""
+    return isinstance(cls, type) and issubclass(cls, Deleter)
 
 
 def _valid_cron(expression: str) -> bool:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from erpbridge.config.alerts import AlertsConfig
 from erpbridge.config.api import InboundConfig
+from erpbridge.config.deletes import DeleteMarker, OnDelete
 from erpbridge.config.hub import HubSettings
 from erpbridge.config.reconcile import ReconcileConfig
 from erpbridge.documents.spec import DocumentSpec
@@ -216,6 +217,31 @@ class FlowConfig(_Strict):
         "issued once per record version: file channels and the archive get its bytes; other "
         "channels' mappings see it as `document` (number, file_name, media_type, sha256, size, "
         "content_base64).",
+    )
+
+    delete_marker: DeleteMarker | None = Field(
+        default=None,
+        description="IN: the source field saying a record is deleted (soft-delete column, "
+        "`active` flag, deleted flag, operation code): such a record becomes a tombstone version "
+        "of the hub's record instead of an update.",
+    )
+    key_sweep: str | None = Field(
+        default=None,
+        pattern=r"^\d+(s|m|h|d)$",
+        description="IN: how often a run compares the source's whole key set with the hub's "
+        "(e.g. '1d'): a run due for it reads the source from the start, and the records this "
+        "channel had bound that it no longer returns become tombstones (hard deletes). A pass "
+        "that fails or returns nothing deletes nothing.",
+    )
+    on_delete: OnDelete = Field(
+        default="ignore",
+        description="OUT: what a deleted record does to the channel: 'delete' it there, "
+        "'deactivate' it (its last version with the `deactivate` fields set), or 'ignore'.",
+    )
+    deactivate: dict[str, Any] | None = Field(
+        default=None,
+        description="OUT, with on_delete: deactivate: the target fields (after the mapping) and "
+        "values that mark the record inactive, e.g. {active: false}.",
     )
 
     def schedule(self) -> Schedule | None:

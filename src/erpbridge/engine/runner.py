@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from erpbridge.pci import (
     mask_card_numbers,
     scrub_card_numbers,
 )
+from erpbridge.schedules import parse_interval
 from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.merge import FieldRules
@@ -45,6 +47,7 @@ from erpbridge.store.runs import (
     add_batch,
     add_rejections,
     close_run,
+    count_deleted,
     decode,
     finish_run,
     insert_run,
@@ -60,6 +63,7 @@ from erpbridge.store.runs import (
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.switches import check_not_paused, paused_refusal
 from erpbridge.store.tables import records as record_rows
+from erpbridge.store.tombstones import Gone, Tombstoned, bound_ids, sweep_due, tombstone
 from erpbridge.transports.base import Batch, SourceRecord, Transport
 from erpbridge.workflows.gate import FlowGate, StatusRefused
 
@@ -141,6 +145,9 @@ class Ingested:
     records: list[tuple[str, int, int]]
     #: Records older than the stored version (the flow's ``version_field``): not applied.
     stale: int = 0
+    #: Records the event deleted (tombstones), and channel ids it deleted that the hub never had.
+    deleted: int = 0
+    unknown: tuple[str, ...] = ()
 
 
 #: Run in an event's transaction before its records are written: an exception it returns is
@@ -155,6 +162,7 @@ class _Event:
     incoming: list[Incoming]
     read: int
     guard: Guard | None
+    gone: tuple[Gone, ...] = ()
 
 
 class FlowRunner:
@@ -209,7 +217,7 @@ class FlowRunner:
 
         started: list[int] = []  # a retried begin() keeps the run (and lock) it already has
 
-        def begin() -> tuple[int, Any, dict[str, list[int]], bool]:
+        def begin() -> tuple[int, Any, dict[str, list[int]], bool, bool]:
             # The run lock first: the cursor is read by the run that holds the flow.
             started[:] = started or [
                 start_run(
@@ -233,21 +241,30 @@ class FlowRunner:
                         superseding.setdefault(row.external_id, []).append(row.id)
                 # An initial migration runs full until it has completed once, then incrementally.
                 run_full = full or (flow.trigger == "initial" and not state.completed_once)
-                if run_full:
+                # A key sweep reads everything from the start: it must see every id there is.
+                sweep = (
+                    flow.key_sweep is not None
+                    and not dry_run
+                    and (full or sweep_due(conn, flow.name, parse_interval(flow.key_sweep), now()))
+                )
+                if sweep:
+                    run_full, start = True, None
+                elif run_full:
                     start = state.full_pass if state.full_pass_open else None
                 else:
                     start = state.value
-                set_start(conn, run_id, "full" if run_full else "incremental", start)
-            return run_id, start, superseding, run_full
+                set_start(conn, run_id, _mode(run_full, sweep), start)
+            return run_id, start, superseding, run_full, sweep
 
-        run_id, start, superseding, full = self.retry.call(begin, f"flow {flow.name!r}")
-        mode = "full" if full else "incremental"
+        run_id, start, superseding, full, sweep = self.retry.call(begin, f"flow {flow.name!r}")
+        mode = _mode(full, sweep)
         result = RunResult(
             run_id, flow.name, "running", mode, dry_run, cursor_before=start, cursor_after=start
         )
         self.heartbeat.add(run_id)
         job = _Job(self, flow, run_id, full, dry_run, superseding)
         job.locked = not dry_run
+        job.seen = set() if sweep else None
         result.preview = job.preview
         transport: Transport | None = None
         error: str | None = None
@@ -274,6 +291,8 @@ class FlowRunner:
                     )
                 if counts.stale:
                     result.warnings.append(_stale_warning(flow, counts.stale))
+                if counts.unknown_deletes:
+                    result.warnings.append(_unknown_warning(counts.unknown_deletes))
                 if counts.overruled:
                     result.warnings.append(
                         f"{counts.overruled} record(s): changes of fields another channel "
@@ -288,6 +307,10 @@ class FlowRunner:
                     progress(counts)
             if full and not dry_run:
                 job.close_full_pass(result.cursor_after)
+            if job.seen is not None:
+                deleted, warning = job.sweep(result.read)
+                result.deleted += deleted
+                result.warnings.extend([warning] if warning else [])
         except StoreUnavailable as exc:
             # One last try to close the run; else its lease runs out and it shows interrupted.
             exc.run_id = run_id
@@ -381,6 +404,8 @@ class FlowRunner:
         items: Sequence[Mapping[str, Any]],
         origin: str,
         guard: Guard | None = None,
+        *,
+        deletes: bool = False,
     ) -> Ingested:
         """Store records pushed to IN flow ``name`` (an event or webhook) as one batch.
 
@@ -394,13 +419,15 @@ class FlowRunner:
         fails alone. The flow's switch is read in that transaction: a flow paused through the
         API takes no event that commits after the pause. ``guard`` runs in the transaction
         before the event's records are written; an exception it returns is raised to this
-        caller and nothing of the event is stored (a webhook's replay check).
+        caller and nothing of the event is stored (a webhook's replay check). With ``deletes``,
+        every record names one the channel deleted (by the flow's ``key``); otherwise the flow's
+        ``delete_marker`` says which are deletes.
         """
         flow = self.config.flow(name)
         if flow.direction != "in":
             raise FatalError(f"flow {name!r} is an OUT flow: it cannot take events")
         batch = Batch([SourceRecord(item, f"{origin}[{i}]") for i, item in enumerate(items)])
-        incoming, rejections = self._job(flow).prepare(batch)
+        incoming, rejections, gone = self._job(flow).prepare(batch, deletes=deletes)
         if rejections:
             index = {record.position: i for i, record in enumerate(batch.records)}
             problems = [
@@ -410,7 +437,8 @@ class FlowRunner:
             ]
             raise EventRejected(name, problems)
         try:
-            return self._events.submit(name, _Event(incoming, len(batch.records), guard))
+            event = _Event(incoming, len(batch.records), guard, tuple(gone))
+            return self._events.submit(name, event)
         except StatusRefused as exc:  # the workflow refused a status change: nothing stored
             index = {record.position: i for i, record in enumerate(batch.records)}
             problems = [(index[r.position], r.field_path, r.reason) for r in exc.refused]
@@ -434,7 +462,9 @@ class FlowRunner:
                 return [self._ingest_group(name, [event])[0] for event in events]
             self._failed_event_run(flow, exc)
             return [exc] * len(events)
-        queued = any(isinstance(r, Ingested) and (r.created or r.updated) for r in results)
+        queued = any(
+            isinstance(r, Ingested) and (r.created or r.updated or r.deleted) for r in results
+        )
         if queued and self.on_queued is not None and subscribers_of(self.config, flow.entity):
             self.on_queued()
         return results
@@ -471,6 +501,8 @@ class FlowRunner:
                         for event, refusal in zip(events, refused, strict=True)
                     ]
                     warnings = [_stale_warning(flow, total.stale)] if total.stale else []
+                    if total.unknown_deletes:
+                        warnings.append(_unknown_warning(total.unknown_deletes))
                     close_run(conn, run_id, total, started=started, warnings=warnings)
                 return results
             except IntegrityError as exc:
@@ -592,9 +624,23 @@ def subscribers_of(config: LoadedConfig, entity: str) -> tuple[Subscriber, ...]:
             f.echo,
             f.schedule(),
             config.triggers.get(f.name),
+            f.on_delete != "ignore",
         )
         for f in config.model.flows
         if f.direction == "out" and f.entity == entity and f.enabled
+    )
+
+
+def _mode(full: bool, sweep: bool) -> str:
+    """A run's mode as stored: a key sweep is a full pass that also infers deletes."""
+    return "sweep" if sweep else "full" if full else "incremental"
+
+
+def _unknown_warning(ids: list[str]) -> str:
+    shown = ", ".join(repr(i) for i in ids[:10]) + (", …" if len(ids) > 10 else "")
+    return (
+        f"{len(ids)} delete(s) of record(s) the hub does not hold from this channel ({shown}): "
+        "nothing to delete"
     )
 
 
@@ -603,6 +649,13 @@ def _stale_warning(flow: FlowConfig, stale: int) -> str:
         f"{stale} record(s) older than the stored version ({flow.version_field}): skipped, "
         "not applied"
     )
+
+
+def _count_deletes(counts: BatchCounts, done: Tombstoned) -> None:
+    """Add what a batch's deletes did to its counters (one deleted before: unchanged)."""
+    counts.deleted += len(done.deleted)
+    counts.unchanged += len(done.already)
+    counts.unknown_deletes += [g.external_id for g in done.unknown]
 
 
 def field_rules(
@@ -655,6 +708,9 @@ class _Job:
         keys = [flow.key] if isinstance(flow.key, str) else flow.key
         self.external_id = [getter(k) for k in keys] if keys else None
         self.key_path = ", ".join(keys) if keys else ""
+        self.marked_deleted = flow.delete_marker.test() if flow.delete_marker else None
+        #: A key sweep's run: the channel ids read, deleted or rejected (all exist there).
+        self.seen: set[str] | None = None
 
     def _external_id(self, data: Mapping[str, Any]) -> str | None:
         if self.external_id is None:
@@ -667,15 +723,26 @@ class _Job:
             return None
         return "|".join(str(p) for p in parts)
 
-    def prepare(self, batch: Batch) -> tuple[list[Incoming], list[Rejection]]:
-        """Map a batch: the records that pass, and the rejections with their field paths."""
+    def prepare(
+        self, batch: Batch, *, deletes: bool = False
+    ) -> tuple[list[Incoming], list[Rejection], list[Gone]]:
+        """Map a batch: the records that pass, the rejections with their field paths, and the
+        records the channel deleted (all of them with ``deletes``; else those the flow's
+        ``delete_marker`` marks)."""
         incoming: list[Incoming] = []
+        gone: list[Gone] = []
         rejections = [
             Rejection(p.position, p.reason, p.field_path, p.payload) for p in batch.problems
         ]
         mapping, key_of = self.mapping, self.entity.key_of
+        marked = self.marked_deleted
         for record in batch.records:
             external_id = self._external_id(record.data)
+            if deletes or (marked is not None and marked(record.data)):
+                found = self._gone(record, external_id, rejections)
+                if found is not None:
+                    gone.append(found)
+                continue
             try:
                 if external_id is not None and "\x00" in external_id:
                     external_id = external_id.replace("\x00", "\\0")
@@ -710,17 +777,49 @@ class _Job:
                     record.position,
                 )
             )
-        return incoming, rejections
+        if self.seen is not None:
+            self.seen.update(i.external_id for i in incoming if i.external_id is not None)
+            self.seen.update(g.external_id for g in gone)
+            self.seen.update(r.external_id for r in rejections if r.external_id is not None)
+        return incoming, rejections, gone
+
+    def _gone(
+        self, record: SourceRecord, external_id: str | None, rejections: list[Rejection]
+    ) -> Gone | None:
+        """The delete a source record stands for, named by the channel's id (the flow's
+        ``key``; without one, the business key its mapping gives); or its rejection."""
+        try:
+            if self.external_id is None:
+                external_id = self._key_only(record.data)
+            if external_id is None:
+                raise DataError(self.key_path, "a deleted record without its id: nothing to delete")
+        except DataError as exc:
+            data = scrub_card_numbers(jsonable(record.data))
+            rejections.append(Rejection(record.position, exc.reason, exc.path, data, external_id))
+            return None
+        return Gone(external_id, record.position)
+
+    def _key_only(self, data: Mapping[str, Any]) -> str:
+        """The business key of a deleted record, from its key fields' mapping rules alone (a
+        delete names the record; it need not carry the fields a whole record must have)."""
+        rules = dict(self.mapping.rules)
+        key: dict[str, Any] = {}
+        for name in self.entity.key:
+            value = rules[name](data) if name in rules else data.get(name)
+            if value is None or value == "" or not isinstance(value, str | int | float | Decimal):
+                raise DataError(name, "a deleted record without its key: nothing to delete")
+            key[name] = value
+        return self.entity.key_of(key)
 
     def commit(self, batch: Batch, replayed: Iterable[int] = ()) -> BatchCounts:
         """Write one batch in one transaction (retried on a key clash), then acknowledge it."""
-        incoming, rejections = self.prepare(batch)
+        incoming, rejections, gone = self.prepare(batch)
         replayed = list(replayed)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 # A store outage (restart, full or read-only disk) is waited out with backoff.
                 counts = self.runner.retry.call(
-                    lambda: self._write(batch, incoming, rejections, replayed),
+                    lambda: self._write(batch, incoming, rejections, replayed, gone),
                     f"flow {self.flow.name!r}",
                 )
                 break
@@ -734,7 +833,7 @@ class _Job:
                     ) from exc
         if not self.dry_run:
             batch.acknowledge()
-            queued = self.subscribers and (counts.created or counts.updated)
+            queued = self.subscribers and (counts.created or counts.updated or counts.deleted)
             if queued and self.runner.on_queued is not None:
                 self.runner.on_queued()
         return counts
@@ -745,22 +844,10 @@ class _Job:
         incoming: list[Incoming],
         rejections: list[Rejection],
         replayed: list[int],
+        gone: list[Gone],
     ) -> BatchCounts:
         flow = self.flow
-        lineage = Lineage(
-            flow.entity,
-            flow.channel,
-            flow.name,
-            self.run_id,
-            now(),
-            self.subscribers,
-            flow.conflict,
-            self.search,
-            flow.version_field,
-            ledger_dispatcher(self.runner.engine.dialect.name),
-            fields=self.fields,
-            gate=self.gate,
-        )
+        lineage = self._lineage(self.run_id)
         with self.runner.engine.connect() as conn:
             transaction = conn.begin()
             try:
@@ -780,6 +867,8 @@ class _Job:
                     self.preview.after(conn, keys, before, changed)
                 counts = BatchCounts(read=len(batch.records), rejected=len(rejections))
                 counts.add(upserted)
+                if gone:
+                    _count_deletes(counts, tombstone(conn, lineage, gone))
                 self._bookkeeping(conn, batch, incoming, rejections, replayed, counts)
             except BaseException:
                 transaction.rollback()
@@ -796,26 +885,17 @@ class _Job:
         """Write one event of a group in the group's transaction (run ``run_id``): its records,
         its answer read back in the transaction; add its counters to ``total``."""
         flow = self.flow
-        lineage = Lineage(
-            flow.entity,
-            flow.channel,
-            flow.name,
-            run_id,
-            now(),
-            self.subscribers,
-            flow.conflict,
-            self.search,
-            flow.version_field,
-            ledger_dispatcher(self.runner.engine.dialect.name),
-            fields=self.fields,
-            gate=self.gate,
-        )
-        counts = upsert_records(conn, lineage, event.incoming)
+        lineage = self._lineage(run_id)
+        counts = BatchCounts()
+        counts.add(upsert_records(conn, lineage, event.incoming))
         if counts.refused:  # all or nothing: the group is tried again without this event
             raise StatusRefused(counts.refused)
+        done = tombstone(conn, lineage, event.gone)
+        _count_deletes(counts, done)
         total.add(counts)
         total.read += event.read
         keys = list(dict.fromkeys(item.key for item in event.incoming))
+        keys += [key for key, _, _ in done.deleted + done.already if key not in keys]
         found = {
             row.key: (row.id, row.version)
             for row in conn.execute(
@@ -831,6 +911,8 @@ class _Job:
             counts.unchanged,
             [(key, *found[key]) for key in keys],
             counts.stale,
+            counts.deleted,
+            tuple(counts.unknown_deletes),
         )
 
     def _bookkeeping(
@@ -874,6 +956,53 @@ class _Job:
             else:
                 save_cursor(conn, flow.name, self.run_id, value=batch.cursor)
         add_batch(conn, self.run_id, counts, batch.cursor)
+
+    def sweep(self, read: int) -> tuple[int, str | None]:
+        """End a key sweep: every live record this channel had bound whose id the full pass did
+        not see becomes a tombstone, in one transaction; return how many, and a warning when
+        it deleted nothing on purpose: a pass that read nothing deletes nothing (a source that
+        answers empty is more likely broken than emptied)."""
+        seen = self.seen or set()
+        flow = self.flow
+
+        def apply() -> tuple[int, str | None]:
+            with self.runner.engine.begin() as conn:
+                fence(conn, flow.name, self.run_id, now(), self.runner.lease)
+                bound = bound_ids(conn, flow.channel, flow.entity)
+                missing = [ext for ext in bound if ext not in seen]
+                if missing and read == 0:
+                    return 0, (
+                        f"key sweep: the source returned no records, so none of the "
+                        f"{len(bound)} record(s) bound to {flow.channel!r} was deleted"
+                    )
+                position = f"key sweep (run {self.run_id})"
+                gone = [Gone(ext, position) for ext in missing]
+                done = tombstone(conn, self._lineage(self.run_id), gone)
+                count_deleted(conn, self.run_id, len(done.deleted))
+            return len(done.deleted), None
+
+        deleted, warning = self.runner.retry.call(apply, f"flow {flow.name!r}")
+        if deleted and self.runner.on_queued is not None and self.subscribers:
+            self.runner.on_queued()
+        return deleted, warning
+
+    def _lineage(self, run_id: int) -> Lineage:
+        """Where this job's writes come from, stamped now."""
+        flow = self.flow
+        return Lineage(
+            flow.entity,
+            flow.channel,
+            flow.name,
+            run_id,
+            now(),
+            self.subscribers,
+            flow.conflict,
+            self.search,
+            flow.version_field,
+            ledger_dispatcher(self.runner.engine.dialect.name),
+            fields=self.fields,
+            gate=self.gate,
+        )
 
     def close_full_pass(self, cursor: Any) -> None:
         """A full pass reached the end: its last position becomes the incremental cursor."""

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -26,7 +26,7 @@ from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.documents import issue_for_delivery
 from erpbridge.engine.limits import ChannelLimiter
 from erpbridge.engine.retry import backoff
-from erpbridge.errors import DataError, ErpbridgeError, RetriableError
+from erpbridge.errors import DataError, ErpbridgeError, FatalError, RetriableError
 from erpbridge.observe.events import delivery_dead
 from erpbridge.observe.metrics import observe_attempts
 from erpbridge.store.deliveries import (
@@ -41,10 +41,18 @@ from erpbridge.store.deliveries import (
 from erpbridge.store.outage import StoreRetry
 from erpbridge.store.records import Lineage, bind
 from erpbridge.store.runs import now
+from erpbridge.store.states import is_deleted
 from erpbridge.store.superseding import BACKFILL_PRIORITY
 from erpbridge.store.switches import paused_flows
 from erpbridge.store.tables import audit
-from erpbridge.transports.base import OutgoingDocument, OutgoingRecord, Transport, Writer
+from erpbridge.transports.base import (
+    Deleter,
+    OutgoingDocument,
+    OutgoingRecord,
+    TargetOptions,
+    Transport,
+    Writer,
+)
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -71,6 +79,40 @@ class WorkerStats:
     lost: int = 0
     #: Claims given back unattempted because the worker is stopping.
     released: int = 0
+
+
+def _outgoing(
+    item: Claim,
+    data: Mapping[str, Any],
+    document: OutgoingDocument | None = None,
+    deleted: bool = False,
+) -> OutgoingRecord:
+    return OutgoingRecord(item.id, item.entity, item.key, item.version, item.idempotency_key,
+                          data, document, deleted)  # fmt: skip
+
+
+def _put(
+    flow: str, transport: Writer, target: TargetOptions, records: list[OutgoingRecord]
+) -> list[str | None]:
+    """Write ``records`` (their deletes through the transport's :class:`Deleter`); return each
+    one's id in the channel, in their order."""
+    deletes = [r for r in records if r.deleted]
+    if not deletes:
+        return transport.write(target, records)
+    if not isinstance(transport, Deleter):  # refused by the configuration check already
+        raise FatalError(f"flow {flow!r}: its channel's transport cannot delete records")
+    writes = [r for r in records if not r.deleted]
+    ids = dict(
+        zip(
+            (r.delivery_id for r in writes),
+            transport.write(target, writes) if writes else [],
+            strict=True,
+        )
+    )
+    ids.update(
+        zip((r.delivery_id for r in deletes), transport.delete(target, deletes), strict=True)
+    )
+    return [ids[r.delivery_id] for r in records]
 
 
 def worker_name() -> str:
@@ -247,13 +289,17 @@ class Worker:
             self._transports[channel] = self.config.open_transport(channel)
         return self._transports[channel]
 
-    def _payloads(self, items: list[Claim]) -> dict[tuple[int, int], dict[str, Any]]:
+    def _payloads(self, items: list[Claim]) -> dict[tuple[int, int], tuple[dict[str, Any], bool]]:
+        """Each claimed version's payload, and whether it is a tombstone (its last payload)."""
         pairs = [(i.record_id, i.version) for i in items]
-        query = select(audit.c.record_id, audit.c.version, audit.c.payload).where(
-            or_(*(and_(audit.c.record_id == r, audit.c.version == v) for r, v in pairs))
-        )
+        query = select(
+            audit.c.record_id, audit.c.version, audit.c.payload, audit.c.content_hash
+        ).where(or_(*(and_(audit.c.record_id == r, audit.c.version == v) for r, v in pairs)))
         with self.engine.connect() as conn:
-            return {(r.record_id, r.version): orjson.loads(r.payload) for r in conn.execute(query)}
+            return {
+                (r.record_id, r.version): (orjson.loads(r.payload), is_deleted(r.content_hash))
+                for r in conn.execute(query)
+            }
 
     def attempt(self, flow_name: str, items: list[Claim], stats: WorkerStats) -> None:
         """Deliver ``items`` of one flow as one write; record each outcome under its fence."""
@@ -262,15 +308,29 @@ class Worker:
         mapping = self.config.mappings[flow.name]
         payloads = self._payloads(items)
         outgoing: list[tuple[Claim, OutgoingRecord]] = []
+        skipped: list[tuple[Claim, OutgoingRecord]] = []  # nothing to send: delivered as is
         failures: list[Failure] = []
         for item in items:
-            payload = payloads.get((item.record_id, item.version))
-            if payload is None:
+            found = payloads.get((item.record_id, item.version))
+            if found is None:
                 missing = f"version {item.version} of record {item.record_id} is not in the audit"
                 failures.append(Failure(item, "dead", missing))
                 continue
+            payload, deleted = found
+            if deleted and flow.on_delete == "ignore":  # queued before the flow said so
+                skipped.append((item, _outgoing(item, {}, None, deleted)))
+                continue
+            if deleted and flow.on_delete == "deactivate":
+                # deactivate: the last version with the flow's fields set, written as an update.
+                try:
+                    data = {**mapping(payload), **(flow.deactivate or {})}
+                except DataError as exc:
+                    failures.append(Failure(item, "dead", f"mapping: {exc}"))
+                    continue
+                outgoing.append((item, _outgoing(item, data)))
+                continue
             document: OutgoingDocument | None = None
-            if flow.document is not None:
+            if flow.document is not None and not deleted:
                 try:
                     doc = self.config.documents[flow.document]
                     payload, document = issue_for_delivery(
@@ -289,20 +349,7 @@ class Worker:
             except DataError as exc:
                 failures.append(Failure(item, "dead", f"mapping: {exc}"))
                 continue
-            outgoing.append(
-                (
-                    item,
-                    OutgoingRecord(
-                        item.id,
-                        item.entity,
-                        item.key,
-                        item.version,
-                        item.idempotency_key,
-                        data,
-                        document,
-                    ),
-                )
-            )
+            outgoing.append((item, _outgoing(item, data, document, deleted)))
         external: list[str | None] = []
         if outgoing:
             try:
@@ -333,6 +380,7 @@ class Worker:
             finally:
                 with self._guard:
                     self._writing.clear()
+        outgoing, external = outgoing + skipped, external + [None] * len(skipped)
         self._record(flow_name, outgoing, external, failures, stats, started)
 
     def _still_ours(
@@ -366,7 +414,7 @@ class Worker:
         assert isinstance(transport, Writer)
         target = self.config.targets[flow.name]
         try:
-            return outgoing, transport.write(target, [record for _, record in outgoing])
+            return outgoing, _put(flow_name, transport, target, [record for _, record in outgoing])
         except RetriableError as exc:
             failures.extend(
                 Failure(item, "retry", str(exc), exc.retry_after) for item, _ in outgoing

@@ -95,6 +95,8 @@ class Subscriber:
     schedule: Schedule | None = None
     #: The flow's ``when:``; ``None``: every new version.
     when: VersionFilter | None = None
+    #: The flow takes tombstone versions (its ``on_delete`` is not ``ignore``).
+    deletes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +112,14 @@ class NewVersion:
     before: Mapping[str, Any] | None = None
     after: Mapping[str, Any] | None = None
     transitions: frozenset[str] = frozenset()
+    #: A tombstone (``store.tombstones``): only subscribers that take deletes get it, whatever
+    #: their ``when:``.
+    deleted: bool = False
 
     def wanted_by(self, subscriber: Subscriber) -> bool:
         """Whether ``subscriber``'s ``when:`` (if any) takes this version."""
+        if self.deleted:
+            return subscriber.deletes
         if subscriber.when is None:
             return True
         return subscriber.when(self.before, self.after or {}, self.transitions)

@@ -23,6 +23,7 @@ from erpbridge.store.merge import FieldRules, merge, restore
 from erpbridge.store.ordering import is_older
 from erpbridge.store.search import SearchSpec
 from erpbridge.store.searchindex import index_changed, index_created
+from erpbridge.store.states import TOMBSTONE_HASH
 from erpbridge.store.tables import audit, bindings, records
 from erpbridge.store.transitions import Move, Refused, StatusGate, log_moves
 
@@ -72,6 +73,8 @@ class UpsertCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Records that became tombstones (``store.tombstones``).
+    deleted: int = 0
     #: Changes that met an open delivery to their own channel (two-way conflicts), and
     #: changes of fields another channel owns settled by the flow's conflict policy.
     conflicts: int = 0
@@ -164,10 +167,11 @@ def _merged(
     merge equal to the stored record is counted unchanged and writes nothing."""
     merged: list[tuple[Incoming, Any, dict[str, Any], list[str]]] = []
     for item, row in changed:
-        stored = orjson.loads(row.payload)
+        # A deleted record comes back with only what the source sends now.
+        stored = {} if row.content_hash == TOMBSTONE_HASH else orjson.loads(row.payload)
         payload, trespassed = merge(rules, stored, item.payload)
         blob = dump_payload(payload)
-        if not trespassed and blob == row.payload.encode():
+        if not trespassed and blob == row.payload.encode() and row.content_hash != TOMBSTONE_HASH:
             counts.unchanged += 1  # the stored canonical JSON itself: no hash needed
             continue
         merged.append((Incoming(item.key, payload, blob, content_hash(blob), item.external_id,
@@ -299,14 +303,15 @@ def _upsert_round(
                 item,
                 item.blob.decode(),
                 row.version + 1,
-                "updated",
-                _changed_fields(row.payload, item.payload),
+                *_change_of(row, item),
             )
             for item, row in changed
         )
         if lineage.search is not None:
             index_changed(conn, lineage.search, [(r.id, i.key, i.payload) for i, r in changed])
-        counts.updated += len(changed)
+        recreated = sum(1 for _, row in changed if row.content_hash == TOMBSTONE_HASH)
+        counts.created += recreated
+        counts.updated += len(changed) - recreated
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
     if moves:
         _log(conn, lineage, moves, new, changed, ids)
@@ -329,12 +334,17 @@ def _versions(
     rows first, then the changed ones)."""
     if all(s.when is None for s in lineage.subscribers):
         return [NewVersion(row[0], lineage.entity, row[2], row[3]) for row in history]
-    pairs = [(None, i.payload) for i in new]
-    pairs += [(orjson.loads(row.payload), i.payload) for i, row in changed]
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any]]] = [(None, i.payload) for i in new]
+    pairs += [(_before(row), i.payload) for i, row in changed]
     return [
         NewVersion(row[0], lineage.entity, row[2], row[3], before, after, _fired(moves, row[2]))
         for row, (before, after) in zip(history, pairs, strict=True)
     ]
+
+
+def _before(row: Any) -> dict[str, Any] | None:
+    """A stored record's payload as the version before a change (``None``: it was deleted)."""
+    return None if row.content_hash == TOMBSTONE_HASH else orjson.loads(row.payload)
 
 
 def _fired(moves: Mapping[str, list[Move]], key: str) -> frozenset[str]:
@@ -369,7 +379,7 @@ def _gated(
     kept_new = [i for i in (admitted(item, None) for item in new) if i is not None]
     kept_changed = []
     for item, row in changed:
-        taken = admitted(item, orjson.loads(row.payload))
+        taken = admitted(item, _before(row))
         if taken is None:
             continue
         if taken.hash == row.content_hash:
@@ -430,6 +440,14 @@ _AUDIT_COLUMNS = (
 )
 _BINDING_COLUMNS = ("channel", "entity", "external_id", "record_id", "created_at", "updated_at")
 _BOUND_COLUMNS = ("id", "external_id", "record_id")
+
+
+def _change_of(row: Any, item: Incoming) -> tuple[str, list[str] | None]:
+    """The audit action and changed fields of a new version of a stored record: a tombstone
+    comes back ``recreated`` (every field new, as on creation), its history kept."""
+    if row.content_hash == TOMBSTONE_HASH:
+        return "recreated", None
+    return "updated", _changed_fields(row.payload, item.payload)
 
 
 def _audit_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,6 +78,9 @@ class BatchCounts(UpsertCounts):
 
     read: int = 0
     rejected: int = 0
+    #: Channel ids of deletes naming no record the channel had bound (``store.tombstones``):
+    #: nothing to delete, told in the run's warnings.
+    unknown_deletes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,7 @@ def close_run(
             unchanged=counts.unchanged,
             rejected=counts.rejected,
             stale=counts.stale,
+            deleted=counts.deleted,
             warnings=_json([redact_card_numbers(w) for w in warnings]) if warnings else None,
         )
     )
@@ -229,9 +233,18 @@ def add_batch(conn: Connection, run_id: int, counts: BatchCounts, cursor_after: 
             unchanged=runs.c.unchanged + counts.unchanged,
             rejected=runs.c.rejected + counts.rejected,
             stale=runs.c.stale + counts.stale,
+            deleted=runs.c.deleted + counts.deleted,
             cursor_after=_json(cursor_after),
         )
     )
+
+
+def count_deleted(conn: Connection, run_id: int, deleted: int) -> None:
+    """Add records a run turned into tombstones outside its batches (a key sweep's end)."""
+    if deleted:
+        conn.execute(
+            update(runs).where(runs.c.id == run_id).values(deleted=runs.c.deleted + deleted)
+        )
 
 
 def finish_run(

@@ -15,10 +15,12 @@ __all__ = [
     "OPEN_DELIVERY_STATES",
     "REJECTION_STATUSES",
     "RUN_STATUSES",
+    "TOMBSTONE_HASH",
     "ConflictStatus",
     "DeliveryState",
     "RejectionStatus",
     "RunStatus",
+    "is_deleted",
 ]
 
 #: A delivery's state. ``failed`` waits for a retry; ``held`` waits for a person (an open
@@ -42,3 +44,14 @@ REJECTION_STATUSES: tuple[RejectionStatus, ...] = get_args(RejectionStatus)
 #: A two-way conflict's status.
 ConflictStatus = Literal["open", "resolved"]
 CONFLICT_STATUSES: tuple[ConflictStatus, ...] = get_args(ConflictStatus)
+
+
+#: The content hash of a deleted record's version (a tombstone, ``store.tombstones``): that of JSON
+#: ``null`` (``content_hash(dump_payload(None))``), which no payload (always an object) has, so any
+#: incoming record differs from it and recreates the record.
+TOMBSTONE_HASH = "941dffce4e4308ceb33e87326003257d"
+
+
+def is_deleted(content_hash: str) -> bool:
+    """Whether a stored version with this content hash is a tombstone."""
+    return content_hash == TOMBSTONE_HASH

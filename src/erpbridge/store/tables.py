@@ -122,6 +122,8 @@ runs = Table(
     Column("rejected", Integer, nullable=False, default=0),
     # Records older than the stored version (the flow's version_field): skipped, not applied.
     Column("stale", Integer, nullable=False, default=0, server_default="0"),
+    # Records that became tombstones (deleted in the channel: ``store.tombstones``).
+    Column("deleted", Integer, nullable=False, default=0, server_default="0"),
     Column("cursor_before", Text, nullable=True),
     Column("cursor_after", Text, nullable=True),
     Column("warnings", Text, nullable=True),
@@ -170,7 +172,8 @@ audit = Table(
     Column("entity", String(64), nullable=False),
     Column("key", String(512), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("action", String(16), nullable=False),  # created | updated
+    # created | updated | deleted (a tombstone) | recreated (after a tombstone)
+    Column("action", String(16), nullable=False),
     Column("content_hash", String(32), nullable=False),
     Column("payload", Text, nullable=False),
     Column("changed_fields", Text, nullable=True),

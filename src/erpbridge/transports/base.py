@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "Batch",
     "CursorValue",
+    "Deleter",
     "Health",
     "HealthCategory",
     "OperationOptions",
@@ -130,6 +131,9 @@ class OutgoingRecord:
     data: Mapping[str, Any]
     #: The flow's document (its ``document:`` setting), when it delivers one.
     document: OutgoingDocument | None = None
+    #: The hub holds the record as deleted and the flow's ``on_delete`` is ``delete``:
+    #: ``data`` is its last version, mapped, to name the item that :meth:`Deleter.delete` removes.
+    deleted: bool = False
 
 
 @runtime_checkable
@@ -144,6 +148,20 @@ class Writer(Protocol):
 
         Raise :class:`~erpbridge.errors.RetriableError` for passing failures and
         :class:`~erpbridge.errors.FatalError` for permanent ones.
+        """
+        ...
+
+
+@runtime_checkable
+class Deleter(Protocol):
+    """What a transport that can remove records from its channel offers besides :class:`Writer`
+    (OUT flows with ``on_delete: delete``)."""
+
+    def delete(self, target: TargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """Remove each record's item from the channel; return each one's id there (or ``None``).
+
+        An item that is not there (never created, deleted already) counts as deleted: a retried
+        delivery must not fail on its own first attempt. Errors as for :meth:`Writer.write`.
         """
         ...
 

@@ -37,6 +37,7 @@ from erpbridge.store.read.records import (
     RecordView,
     Version,
     field_origins,
+    is_deleted,
     record_view,
     records_page,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "diff_payloads",
     "field_origins",
     "flow_activity",
+    "is_deleted",
     "latest_reconciliations",
     "reconciliation_by_id",
     "reconciliations_page",

@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Connection, Row, func, select
 
 from erpbridge.store.read.scope import Scope
+from erpbridge.store.states import TOMBSTONE_HASH
 from erpbridge.store.tables import audit, records
 
 __all__ = [
@@ -67,6 +68,8 @@ def _query(entity: str, at: datetime, scope: Scope) -> Any:
         select(audit.c.entity, audit.c.key, audit.c.version, audit.c.at, audit.c.payload)
         .select_from(records.join(audit, audit.c.record_id == records.c.id))
         .where(records.c.entity == entity, audit.c.version == _newest_then(at))
+        # Deleted then: absent, as before it was created.
+        .where(audit.c.content_hash != TOMBSTONE_HASH)
     )
     visible = scope.record_condition("records.id", "records.entity")
     return query if visible is None else query.where(visible)

@@ -10,9 +10,18 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, Row, TextClause, func, select
 
 from erpbridge.store.read.scope import Scope
+from erpbridge.store.states import is_deleted
 from erpbridge.store.tables import audit, bindings, records, transitions
 
-__all__ = ["FieldOrigin", "RecordView", "Version", "field_origins", "record_view", "records_page"]
+__all__ = [
+    "FieldOrigin",
+    "RecordView",
+    "Version",
+    "field_origins",
+    "is_deleted",
+    "record_view",
+    "records_page",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,12 @@ class RecordView:
     versions: list[Version]
     #: Its status changes (the transition log), oldest first.
     transitions: list[Row[Any]]
+
+    @property
+    def deleted(self) -> bool:
+        """Its channel deleted it: the current version is a tombstone (its payload the last
+        one it had)."""
+        return is_deleted(self.row.content_hash)
 
 
 @dataclass(frozen=True, slots=True)

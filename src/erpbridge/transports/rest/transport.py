@@ -210,6 +210,22 @@ class RestTransport(
             raise TypeError(f"expected RestTargetOptions, got {type(target).__name__}")
         return [self._write_one(target, record) for record in records]
 
+    def delete(self, target: TargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """DELETE each record's item (found as for an update); one not there is deleted."""
+        if not isinstance(target, RestTargetOptions):
+            raise TypeError(f"expected RestTargetOptions, got {type(target).__name__}")
+        return [self._delete_one(target, record) for record in records]
+
+    def _delete_one(self, target: RestTargetOptions, record: OutgoingRecord) -> str | None:
+        if target.lookup is not None:
+            item_id = self._lookup(target, record)
+        else:
+            item_id = self._own_id(target, record)
+        if item_id is not None:
+            path = self._path(target, record, "delete", item_id)
+            self._send(target, record, "DELETE", path, None, ok=frozenset({404, 410}))
+        return item_id
+
     def _write_one(self, target: RestTargetOptions, record: OutgoingRecord) -> str | None:
         record = self._prepared(target, record)
         data = dict(record.data)

@@ -19,6 +19,7 @@ from erpbridge.errors import ErpbridgeError
 from erpbridge.store.read import (
     Version,
     field_origins,
+    is_deleted,
     record_view,
     records_page,
     visible_record,
@@ -91,6 +92,7 @@ def records_lookup(
         "entity": entity,
         "total": total,
         "rows": rows,
+        "deleted": {r.key for r in rows if is_deleted(r.content_hash)},
     }
     return render(request, "records.html", context)
 
@@ -107,6 +109,7 @@ def record_detail(request: Request, entity: str, key: str, hub: HubDep, who: Rea
         "entity": entity,
         "key": key,
         "record": view.row,
+        "deleted": view.deleted,
         "payload": orjson.loads(view.row.payload),
         "origins": field_origins(view.versions),
         "bindings": view.bindings,
