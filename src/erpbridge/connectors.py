@@ -40,6 +40,7 @@ from erpbridge.incremental import DEFAULT_TIME_WINDOW, Incremental
 from erpbridge.transports.base import (
     Batch,
     CursorValue,
+    Deleter,
     Health,
     HealthCategory,
     OperationOptions,
@@ -56,6 +57,7 @@ __all__ = [
     "Connection",
     "ConnectorClass",
     "CursorValue",
+    "Deleter",
     "Health",
     "HealthCategory",
     "Incremental",

@@ -33,7 +33,18 @@ channels:
   erp:
     system: folder
     options: {{path: erp}}
+  drop:
+    system: folder
+    options: {{path: inbox}}
 flows:
+  - name: files-in
+    channel: drop
+    entity: article
+    direction: in
+    source: {{pattern: "*.csv"}}
+    key: id
+    delete_marker: {{field: op, value: D}}
+    mapping: {{code: sku, name: name}}
   - name: articles-in
     channel: shop
     entity: article
@@ -66,6 +77,7 @@ def engine(hub_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def runner(tmp_path: Path, hub_url: str, engine: Engine) -> FlowRunner:
     (tmp_path / "erp").mkdir()
+    (tmp_path / "inbox").mkdir()
     path = tmp_path / "erpbridge.yaml"
     path.write_text(CONFIG.format(url=hub_url), encoding="utf-8")
     return FlowRunner(load_config(path), engine)
@@ -150,3 +162,18 @@ def test_a_delete_without_the_channels_id_is_rejected_with_the_field(runner: Flo
     assert caught.value.problems == [
         (0, "id", "a deleted record without its id: nothing to delete")
     ]
+
+
+def test_a_file_row_with_the_delete_marker_deletes_its_record(
+    runner: FlowRunner, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "1.csv").write_text("id,sku,name,op\n7,A-1,Bolt,\n8,A-2,Nut,\n", encoding="utf-8")
+    assert runner.run("files-in").created == 2
+    # The ERP's export names the deleted article by its id and operation code only.
+    (inbox / "2.csv").write_text("id,sku,name,op\n8,,,D\n", encoding="utf-8")
+    done = runner.run("files-in")
+    assert (done.status, done.deleted, done.rejected) == ("succeeded", 1, 0), done.error
+    with runner.engine.connect() as conn:
+        view = record_view(conn, EVERYTHING, "article", "A-2")
+        assert view is not None and view.deleted

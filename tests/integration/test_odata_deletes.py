@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from erpbridge import FlowRunner, load_config, open_store
+from erpbridge.engine.worker import Worker
 from erpbridge.store.read import EVERYTHING, record_view
 from integration.cap_service import PASSWORD, USER, Service
 from integration.servers import require_server
@@ -47,7 +48,21 @@ channels:
       version: "{v}"
       auth: {{type: basic, username: {user}}}
     credentials: {{password: "${{CAP_PASSWORD}}"}}
+  shop:
+    system: platform
 flows:
+  - name: shop-in
+    channel: shop
+    entity: partner
+    direction: in
+  - name: partners-out
+    channel: s4_bp
+    entity: partner
+    direction: out
+    target: {{entity_set: A_BusinessPartner}}
+    on_delete: delete
+    retry: {{max_attempts: 3, backoff_s: 0.001, min_delay_s: 0}}
+    mapping: {{BusinessPartner: code, BusinessPartnerFullName: name}}
   - name: conditions-in
     channel: s4_prices
     entity: condition
@@ -132,3 +147,23 @@ def test_a_partner_removed_from_the_service_is_found_by_the_key_sweep(
     assert (swept.status, swept.deleted) == ("succeeded", 1), swept.error
     assert actions(runner, "partner", code) == ["created", "deleted", "(deleted)"]
     assert actions(runner, "partner", "1000002") == ["created"]  # still there: untouched
+
+
+def test_on_delete_delete_removes_the_entity_from_the_service(
+    runner: FlowRunner, service: Service
+) -> None:
+    code = "X" + uuid.uuid4().hex[:7].upper()
+    path = f"API_BUSINESS_PARTNER/A_BusinessPartner('{code}')"
+    runner.ingest("shop-in", [{"code": code, "name": "Short-lived AG"}], "t")
+    worker = Worker(runner.config, runner.engine)
+    try:
+        assert worker.run_once().delivered == 1
+        found = service.get(path)
+        assert found is not None and found["BusinessPartnerFullName"] == "Short-lived AG"
+        assert runner.ingest("shop-in", [{"code": code}], "t", deletes=True).deleted == 1
+        stats = worker.run_once()
+        assert (stats.delivered, stats.dead, stats.retried) == (1, 0, 0)
+        assert service.get(path) is None
+    finally:
+        worker.close()
+        service.client.delete(path, headers={"If-Match": "*"})

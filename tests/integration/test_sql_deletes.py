@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from erpbridge import FlowRunner, load_config, open_store
+from erpbridge.engine.worker import Worker
 from erpbridge.store.read import EVERYTHING, record_view
 from erpbridge.store.tables import runs
 from integration.sql_sites import Site, open_site
@@ -32,7 +33,18 @@ channels:
   mes:
     system: sql
     options: {{url: "{reader}", {schema} connect_timeout: 5}}
+  erp:
+    system: sql
+    transport: sqlwrite
+    options: {{url: "{writer}", {schema} connect_timeout: 5}}
 flows:
+  - name: orders-out
+    channel: erp
+    entity: plant_order
+    direction: out
+    target: {{table: erp_orders, key: [order_no], version_column: version}}
+    on_delete: delete
+    mapping: {{order_no: order_code, qty: quantity}}
   - name: orders-in
     channel: mes
     entity: plant_order
@@ -64,16 +76,25 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
                 f"ALTER TABLE {site.qualified('production_orders')} ADD deleted_at {column}"
             )
         site.add("production_orders", [order(i, minutes=i) for i in (1, 2, 3)])
+        writer = site.users["writer"]
+        if site.dialect == "postgresql":  # the ERP lets erpbridge delete its staging rows
+            with site.owner.begin() as conn:
+                conn.exec_driver_sql(f"GRANT DELETE ON mes.erp_orders TO {writer}")
+        else:
+            with site.admin.connect() as conn:
+                conn.exec_driver_sql(f"GRANT DELETE ON {site.database}.erp_orders TO {writer}")
         yield site
 
 
 @pytest.fixture
 def runner(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlowRunner]:
     monkeypatch.setenv("MES_DB_PASSWORD", site.passwords["reader"])
+    monkeypatch.setenv("ERP_DB_PASSWORD", site.passwords["writer"])
     path = tmp_path / "erpbridge.yaml"
     schema = f"schema: {site.schema}," if site.schema else ""
     reader = site.config_url("reader", "MES_DB_PASSWORD")
-    path.write_text(CONFIG.format(reader=reader, schema=schema), encoding="utf-8")
+    writer = site.config_url("writer", "ERP_DB_PASSWORD")
+    path.write_text(CONFIG.format(reader=reader, writer=writer, schema=schema), encoding="utf-8")
     engine = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
     yield FlowRunner(load_config(path), engine)
     engine.dispose()
@@ -110,6 +131,23 @@ def test_a_soft_deleted_row_becomes_a_tombstone_and_comes_back(
     assert (back.created, back.deleted) == (1, 0)
     assert actions(runner, "PO-2") == ["created", "deleted", "recreated"]
     assert actions(runner, "PO-1") == ["created"]
+
+
+def test_on_delete_delete_removes_the_erps_row(site: Site, runner: FlowRunner) -> None:
+    runner.run("orders-in")
+    worker = Worker(runner.config, runner.engine)
+    try:
+        assert worker.run_once().delivered == 3
+        staged = f"SELECT order_no, version FROM {site.qualified('erp_orders')} ORDER BY order_no"
+        assert site.query(staged) == [("PO-1", 1), ("PO-2", 1), ("PO-3", 1)]
+        site.change("production_orders", 2, deleted_at=T0 + timedelta(minutes=5),
+                    updated_at=T0 + timedelta(minutes=5))  # fmt: skip
+        assert runner.run("orders-in").deleted == 1
+        stats = worker.run_once()
+        assert (stats.delivered, stats.dead) == (1, 0)
+        assert site.query(staged) == [("PO-1", 1), ("PO-3", 1)]
+    finally:
+        worker.close()
 
 
 def test_a_key_sweep_tombstones_hard_deleted_rows_and_never_an_empty_answer(

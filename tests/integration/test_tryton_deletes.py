@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from erpbridge import FlowRunner, load_config, open_store
+from erpbridge.engine.worker import Worker
 from erpbridge.store.read import EVERYTHING, record_view
 from integration.servers import require_server
 from integration.test_tryton_masterdata import Tryton
@@ -29,7 +30,25 @@ channels:
     system: tryton
     options: {{base_url: "{base_url}", database: {database}, username: {username}}}
     credentials: {{password: "${{TRYTON_PASSWORD}}"}}
+  shop:
+    system: platform
 flows:
+  - name: shop-in
+    channel: shop
+    entity: party
+    direction: in
+  - name: parties-out
+    channel: tryton
+    entity: party
+    direction: out
+    target:
+      model: party.party
+      method: upsert
+      match_field: code
+      context: {{active_test: false}}
+    on_delete: deactivate
+    deactivate: {{active: false}}
+    mapping: {{code: code, name: name}}
   - name: parties-in
     channel: tryton
     entity: party
@@ -117,3 +136,22 @@ def test_a_party_deleted_in_tryton_is_found_by_the_key_sweep(
     assert (swept.status, swept.read, swept.deleted) == ("succeeded", 1, 1), swept.error
     assert actions(runner, f"{prefix}2") == ["created", "deleted", "(deleted)"]
     assert actions(runner, f"{prefix}1") == ["created"]
+
+
+def test_a_deleted_record_is_archived_in_tryton(
+    runner: FlowRunner, tryton: Tryton, prefix: str
+) -> None:
+    code = f"{prefix}9"
+    runner.ingest("shop-in", [{"code": code, "name": "To archive"}], "t")
+    worker = Worker(runner.config, runner.engine)
+    try:
+        assert worker.run_once().delivered == 1
+        assert bool(tryton.one("party.party", [["code", "=", code]], ["active"])["active"])
+        assert runner.ingest("shop-in", [{"code": code}], "t", deletes=True).deleted == 1
+        stats = worker.run_once()
+        assert (stats.delivered, stats.dead) == (1, 0)
+    finally:
+        worker.close()
+    archived = tryton.one("party.party", [["code", "=", code]], ["active", "name"],
+                          active_test=False)  # fmt: skip
+    assert (bool(archived["active"]), archived["name"]) == (False, "To archive")  # SQLite: 0

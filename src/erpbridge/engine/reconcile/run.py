@@ -38,6 +38,7 @@ from erpbridge.engine.reconcile.compare import (
     amount_of,
 )
 from erpbridge.errors import DataError, ErpbridgeError
+from erpbridge.store.states import TOMBSTONE_HASH
 from erpbridge.store.tables import records
 
 __all__ = [
@@ -252,8 +253,11 @@ class Reconciler:
         count = 0
         key = records.c.key
         ordered = key.collate("C") if self.engine.dialect.name == "postgresql" else key
+        # A record deleted in the hub (a tombstone) is expected in no channel.
         query = (
-            select(key, records.c.payload).where(records.c.entity == plan.entity).order_by(ordered)
+            select(key, records.c.payload)
+            .where(records.c.entity == plan.entity, records.c.content_hash != TOMBSTONE_HASH)
+            .order_by(ordered)
         )
 
         def rows(result: Iterable[Any]) -> Iterator[tuple[str, bytes]]:

@@ -260,11 +260,15 @@ class ODataClient:
         """PATCH the changed properties, with ``If-Match`` when the entity has an ETag."""
         self._write("PATCH", path, changes, {"If-Match": etag} if etag else {})
 
+    def delete(self, path: str, etag: str | None) -> None:
+        """DELETE the entity at ``path``, with ``If-Match`` (its ETag, else any version)."""
+        self._write("DELETE", path, None, {"If-Match": etag or "*"})
+
     def _write(
-        self, method: str, path: str, body: Mapping[str, Any], extra: Mapping[str, str]
+        self, method: str, path: str, body: Mapping[str, Any] | None, extra: Mapping[str, str]
     ) -> httpx.Response:
         headers = {"Content-Type": self.json_type, "Accept": self.json_type, **extra}
-        content = orjson.dumps(body)
+        content = None if body is None else orjson.dumps(body)
         if self._csrf_first() and self._token is None:
             self._fetch_token()
         refetched = False

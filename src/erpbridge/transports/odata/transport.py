@@ -147,6 +147,12 @@ class ODataTransport(Source[ODataStreamOptions], Sink[ODataTargetOptions]):
             raise TypeError(f"expected ODataTargetOptions, got {type(target).__name__}")
         return self._writer.write(target, records)
 
+    def delete(self, target: TargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """Delete each record's entity (by its key); return its key (values joined by ``|``)."""
+        if not isinstance(target, ODataTargetOptions):
+            raise TypeError(f"expected ODataTargetOptions, got {type(target).__name__}")
+        return self._writer.delete(target, records)
+
     def health(self) -> Health:
         """Fetch ``$metadata`` and look for the configured entity sets."""
         try:

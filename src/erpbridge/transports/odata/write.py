@@ -82,11 +82,34 @@ class ODataWriter:
                 body = self._wire(metadata, entity, record.data, "")
                 ids.append(self._one(metadata, entity, target, body))
             except _Refused as exc:
-                raise FatalError(
-                    f"channel {self.client.channel!r}: {target.entity_set}: {record.entity} "
-                    f"{record.key!r} v{record.version} (delivery {record.delivery_id}): {exc}"
-                ) from None
+                raise self._fatal(target, record, exc) from None
         return ids
+
+    def delete(self, target: ODataTargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """Delete each record's entity, found by its key as for an update; one that is not
+        there is deleted already."""
+        metadata = self.client.metadata()
+        entity = self.entity_type(metadata, target.entity_set)
+        ids: list[str | None] = []
+        for record in records:
+            try:
+                body = self._wire(metadata, entity, record.data, "")
+                path = target.entity_set + self._predicate(entity, body, "")
+            except _Refused as exc:
+                raise self._fatal(target, record, exc) from None
+            current, etag = self.client.entity(path)
+            if current is not None:
+                self.client.delete(path, etag)
+            ids.append(self._id(entity, body))
+        return ids
+
+    def _fatal(
+        self, target: ODataTargetOptions, record: OutgoingRecord, exc: Exception
+    ) -> FatalError:
+        return FatalError(
+            f"channel {self.client.channel!r}: {target.entity_set}: {record.entity} "
+            f"{record.key!r} v{record.version} (delivery {record.delivery_id}): {exc}"
+        )
 
     def _one(
         self,

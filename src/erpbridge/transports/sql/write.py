@@ -221,6 +221,38 @@ class SqlWriteTransport(Source[SqlWriteStreamOptions], Sink[SqlWriteTargetOption
             raise self._translate(exc) from exc
         return ids
 
+    def delete(self, target: TargetOptions, records: list[OutgoingRecord]) -> list[str | None]:
+        """Delete each record's row by the target's key, in one transaction; return the keys.
+
+        A row that is not there counts as deleted. With a ``version_column``, a row holding a
+        newer version than the delete (written by a later delivery that overtook it) stays.
+        """
+        if not isinstance(target, SqlWriteTargetOptions):
+            raise TypeError(f"expected SqlWriteTargetOptions, got {type(target).__name__}")
+        if target.mode != "upsert":
+            why = "mode append keeps every version: no row of a record to delete"
+            raise SqlFatal(f"channel {self._channel}: {why} (use on_delete: deactivate)", "schema")
+        if not records:
+            return []
+        found = self._target(target)
+        table = found.table
+        keys = [{c: self._row(found, target, r)[c] for c in target.key} for r in records]
+        condition = sa.and_(*(table.c[c] == sa.bindparam(f"k_{c}") for c in target.key))
+        params = [{f"k_{c}": key[c] for c in target.key} for key in keys]
+        if target.version_column is not None:
+            version = table.c[target.version_column]
+            condition = sa.and_(
+                condition, sa.or_(version.is_(None), version <= sa.bindparam("k_v"))
+            )
+            for param, record in zip(params, records, strict=True):
+                param["k_v"] = record.version
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                conn.execute(sa.delete(table).where(condition), params)
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            raise self._translate(exc) from exc
+        return ["|".join(str(key[c]) for c in target.key) for key in keys]
+
     # -- the table -------------------------------------------------------------------------------
 
     def _target(self, target: SqlWriteTargetOptions) -> _Target:
