@@ -244,3 +244,18 @@ def test_runs_reads_only_the_hub_block_of_the_configuration(project: Path) -> No
     (project / "erpbridge.yaml").write_text("flows: [\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["runs"])
     assert result.exit_code == 2 and result.stderr.startswith("erpbridge.yaml:"), result.stderr
+
+
+def test_a_deleted_record_shows_as_deleted(project: Path) -> None:
+    marked = "    key: Artikel\n    delete_marker: {field: Op, value: D}\n    mapping:\n"
+    config = CONFIG.replace("    mapping:\n", marked)
+    (project / "erpbridge.yaml").write_text(config, encoding="utf-8")
+    (project / "inbox" / "1.csv").write_text("Artikel,Bezeichnung,Gewicht,Op\nA-1,S,1,\n")
+    assert run("sync", "products-in")[0] == 0
+    (project / "inbox" / "2.csv").write_text("Artikel,Bezeichnung,Gewicht,Op\nA-1,,,D\n")
+    code, out = run("sync", "products-in")
+    assert code == 0 and "deleted" in out, out
+    code, out = run("records", "product")
+    assert code == 0 and "2 (deleted)" in out, out
+    code, out = run("records", "product", "--key", "A-1")
+    assert code == 0 and "DELETED" in out and "deleted" in out and "2.csv:2" in out, out

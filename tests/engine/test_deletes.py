@@ -177,3 +177,14 @@ def test_a_file_row_with_the_delete_marker_deletes_its_record(
     with runner.engine.connect() as conn:
         view = record_view(conn, EVERYTHING, "article", "A-2")
         assert view is not None and view.deleted
+
+
+def test_a_backfill_leaves_deleted_records_out(runner: FlowRunner, engine: Engine) -> None:
+    from erpbridge.engine.backfill import BackfillRequest, Filler
+
+    records = [{"id": i, "sku": f"A-{i}", "name": "x"} for i in (1, 2, 3)]
+    runner.ingest("articles-in", records, "event:t")
+    runner.ingest("articles-in", [{"id": 2}], "event:t", deletes=True)
+    result = Filler(runner.config, engine).backfill(BackfillRequest("articles-quiet"))
+    # A-2 is deleted in the hub: not looked at (the other two were queued live already).
+    assert (result.status, result.scanned, result.queued) == ("succeeded", 2, 0)

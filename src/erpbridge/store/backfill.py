@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Select, func, select
 
 from erpbridge.store.bulk import copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.deliveries import WAKE_CHANNEL, Dispatcher
-from erpbridge.store.states import OPEN_DELIVERY_STATES
+from erpbridge.store.states import OPEN_DELIVERY_STATES, TOMBSTONE_HASH
 from erpbridge.store.superseding import BACKFILL_PRIORITY
 from erpbridge.store.tables import audit, deliveries, records, runs
 
@@ -158,6 +158,8 @@ def backfill_step(
         select(records.c.id, records.c.key, records.c.version, records.c.payload,
                records.c.origin_channel)
         .where(records.c.entity == target.entity, records.c.id > after)
+        # Deleted in the hub: a target that has not had it has nothing to delete.
+        .where(records.c.content_hash != TOMBSTONE_HASH)
         .order_by(records.c.id)
         .limit(limit)
     )  # fmt: skip
