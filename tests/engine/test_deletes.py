@@ -188,3 +188,18 @@ def test_a_backfill_leaves_deleted_records_out(runner: FlowRunner, engine: Engin
     result = Filler(runner.config, engine).backfill(BackfillRequest("articles-quiet"))
     # A-2 is deleted in the hub: not looked at (the other two were queued live already).
     assert (result.status, result.scanned, result.queued) == ("succeeded", 2, 0)
+
+
+def test_a_delete_naming_a_card_number_or_a_nul_is_rejected_not_looked_up(
+    runner: FlowRunner, engine: Engine
+) -> None:
+    from erpbridge.engine.runner import EventRejected
+
+    bad = [{"id": "4111111111111111"}, {"id": "A\x00B"}]
+    with pytest.raises(EventRejected) as caught:
+        runner.ingest("articles-in", bad, "event:t", deletes=True)
+    reasons = [(index, path) for index, path, _ in caught.value.problems]
+    assert reasons == [(0, "id"), (1, "id")]
+    assert "card number" in caught.value.problems[0][2] and "NUL" in caught.value.problems[1][2]
+    with engine.connect() as conn:  # nothing of the request was stored
+        assert conn.execute(select(runs.c.id)).first() is None

@@ -16,9 +16,9 @@ import pytest
 
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.engine.worker import Worker
-from erpbridge.store.read import EVERYTHING, record_view
 from integration.cap_service import PASSWORD, USER, Service
 from integration.servers import require_server
+from integration.versions import actions
 
 CONFIG = """
 hub: {{database_url: "sqlite:///{hub}"}}
@@ -100,13 +100,6 @@ def service() -> Iterator[Service]:
     own.close()
 
 
-def actions(runner: FlowRunner, entity: str, key: str) -> list[str]:
-    with runner.engine.connect() as conn:
-        view = record_view(conn, EVERYTHING, entity, key)
-    assert view is not None
-    return [v.row.action for v in view.versions] + (["(deleted)"] if view.deleted else [])
-
-
 def test_a_condition_record_flagged_deleted_becomes_a_tombstone(
     runner: FlowRunner, service: Service
 ) -> None:
@@ -124,7 +117,7 @@ def test_a_condition_record_flagged_deleted_becomes_a_tombstone(
         assert (second.status, second.deleted, second.created, second.updated) == (
             "succeeded", 1, 0, 0
         )  # fmt: skip
-        assert actions(runner, "condition", record) == ["created", "deleted", "(deleted)"]
+        assert actions(runner.engine, "condition", record) == ["created", "deleted", "(deleted)"]
         assert runner.run("conditions-in").deleted == 0  # read again: deleted already
     finally:
         service.client.delete(path, headers={"If-Match": "*"})
@@ -140,13 +133,13 @@ def test_a_partner_removed_from_the_service_is_found_by_the_key_sweep(
     try:
         first = runner.run("partners-in")
         assert (first.mode, first.status, first.deleted) == ("sweep", "succeeded", 0), first.error
-        assert actions(runner, "partner", code) == ["created"]
+        assert actions(runner.engine, "partner", code) == ["created"]
     finally:
         service.client.delete(path, headers={"If-Match": "*"}).raise_for_status()
     swept = runner.run("partners-in", full=True)
     assert (swept.status, swept.deleted) == ("succeeded", 1), swept.error
-    assert actions(runner, "partner", code) == ["created", "deleted", "(deleted)"]
-    assert actions(runner, "partner", "1000002") == ["created"]  # still there: untouched
+    assert actions(runner.engine, "partner", code) == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "partner", "1000002") == ["created"]  # still there: untouched
 
 
 def test_on_delete_delete_removes_the_entity_from_the_service(

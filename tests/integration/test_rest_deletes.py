@@ -18,8 +18,8 @@ import yaml
 
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.engine.worker import Worker
-from erpbridge.store.read import EVERYTHING, record_view
 from integration.servers import require_server
+from integration.versions import actions
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +74,6 @@ def make_runner(api: str, tmp_path: Path) -> Iterator[Any]:
         engine.dispose()
 
 
-def actions(runner: FlowRunner, key: str) -> list[str]:
-    with runner.engine.connect() as conn:
-        view = record_view(conn, EVERYTHING, "customer", key)
-    assert view is not None
-    return [v.row.action for v in view.versions] + (["(deleted)"] if view.deleted else [])
-
-
 def test_a_deleted_flag_and_an_item_gone_from_the_pages_become_tombstones(
     api: str, make_runner: Any
 ) -> None:
@@ -92,9 +85,9 @@ def test_a_deleted_flag_and_an_item_gone_from_the_pages_become_tombstones(
     httpx.delete(f"{api}/open/api/{name}/3").raise_for_status()
     swept = runner.run("customers-in", full=True)
     assert (swept.status, swept.read, swept.deleted) == ("succeeded", 2, 2), swept.error
-    assert actions(runner, "C-2") == ["created", "deleted", "(deleted)"]
-    assert actions(runner, "C-3") == ["created", "deleted", "(deleted)"]
-    assert actions(runner, "C-1") == ["created"]
+    assert actions(runner.engine, "customer", "C-2") == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "customer", "C-3") == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "customer", "C-1") == ["created"]
 
 
 def test_on_delete_delete_removes_the_item_through_the_ledger(

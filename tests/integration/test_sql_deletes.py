@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.engine.worker import Worker
-from erpbridge.store.read import EVERYTHING, record_view
 from erpbridge.store.tables import runs
 from integration.sql_sites import Site, open_site
+from integration.versions import actions
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -106,13 +106,6 @@ def order(row_id: int, minutes: int = 0, **values: Any) -> dict[str, Any]:
     return {**row, **values}
 
 
-def actions(runner: FlowRunner, key: str) -> list[str]:
-    with runner.engine.connect() as conn:
-        view = record_view(conn, EVERYTHING, "plant_order", key)
-    assert view is not None
-    return [v.row.action for v in view.versions] + (["(deleted)"] if view.deleted else [])
-
-
 def test_a_soft_deleted_row_becomes_a_tombstone_and_comes_back(
     site: Site, runner: FlowRunner
 ) -> None:
@@ -121,7 +114,7 @@ def test_a_soft_deleted_row_becomes_a_tombstone_and_comes_back(
                 updated_at=T0 + timedelta(minutes=5))  # fmt: skip
     result = runner.run("orders-in")
     assert (result.status, result.deleted, result.created, result.updated) == ("succeeded", 1, 0, 0)
-    assert actions(runner, "PO-2") == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "plant_order", "PO-2") == ["created", "deleted", "(deleted)"]
     with runner.engine.connect() as conn:
         stored = conn.execute(sa.select(runs.c.deleted).where(runs.c.id == result.run_id))
         assert stored.scalar_one() == 1
@@ -129,8 +122,8 @@ def test_a_soft_deleted_row_becomes_a_tombstone_and_comes_back(
     site.change("production_orders", 2, deleted_at=None, updated_at=T0 + timedelta(minutes=9))
     back = runner.run("orders-in")
     assert (back.created, back.deleted) == (1, 0)
-    assert actions(runner, "PO-2") == ["created", "deleted", "recreated"]
-    assert actions(runner, "PO-1") == ["created"]
+    assert actions(runner.engine, "plant_order", "PO-2") == ["created", "deleted", "recreated"]
+    assert actions(runner.engine, "plant_order", "PO-1") == ["created"]
 
 
 def test_on_delete_delete_removes_the_erps_row(site: Site, runner: FlowRunner) -> None:
@@ -159,15 +152,15 @@ def test_a_key_sweep_tombstones_hard_deleted_rows_and_never_an_empty_answer(
         conn.exec_driver_sql(f"DELETE FROM {site.qualified('production_orders')} WHERE id = 3")
     # Not due again for a day: an ordinary incremental run infers nothing.
     assert runner.run("orders-sweep").mode == "incremental"
-    assert actions(runner, "PO-3") == ["created"]
+    assert actions(runner.engine, "plant_order", "PO-3") == ["created"]
     swept = runner.run("orders-sweep", full=True)  # `erpbridge sync --full`: sweep now
     assert (swept.mode, swept.status, swept.read, swept.deleted) == ("sweep", "succeeded", 2, 1)
-    assert actions(runner, "PO-3") == ["created", "deleted", "(deleted)"]
-    assert actions(runner, "PO-1") == ["created"]
+    assert actions(runner.engine, "plant_order", "PO-3") == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "plant_order", "PO-1") == ["created"]
     # A table that answers empty (truncated by mistake, a wrong view): nothing is deleted.
     with site.owner.begin() as conn:
         conn.exec_driver_sql(f"DELETE FROM {site.qualified('production_orders')}")
     empty = runner.run("orders-sweep", full=True)
     assert (empty.status, empty.deleted) == ("succeeded", 0)
     assert any("the source returned no records" in w for w in empty.warnings)
-    assert actions(runner, "PO-1") == ["created"]
+    assert actions(runner.engine, "plant_order", "PO-1") == ["created"]

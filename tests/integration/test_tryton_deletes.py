@@ -13,9 +13,9 @@ import pytest
 
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.engine.worker import Worker
-from erpbridge.store.read import EVERYTHING, record_view
 from integration.servers import require_server
 from integration.test_tryton_masterdata import Tryton
+from integration.versions import actions
 
 CONFIG = """
 hub: {{database_url: "sqlite:///{hub}"}}
@@ -96,13 +96,6 @@ def runner(tryton: Tryton, prefix: str, tmp_path: Path) -> Iterator[FlowRunner]:
     engine.dispose()
 
 
-def actions(runner: FlowRunner, key: str) -> list[str]:
-    with runner.engine.connect() as conn:
-        view = record_view(conn, EVERYTHING, "party", key)
-    assert view is not None
-    return [v.row.action for v in view.versions] + (["(deleted)"] if view.deleted else [])
-
-
 def ok(result: object) -> object:
     assert getattr(result, "status", None) == "succeeded", getattr(result, "error", None)
     return result
@@ -117,11 +110,11 @@ def test_an_archived_party_is_a_tombstone_until_it_is_restored(
     tryton.call("party.party", "write", [ids[1]], {"active": False})
     archived = runner.run("parties-in")
     assert (archived.status, archived.deleted, archived.unchanged) == ("succeeded", 1, 1)
-    assert actions(runner, f"{prefix}2") == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "party", f"{prefix}2") == ["created", "deleted", "(deleted)"]
     tryton.call("party.party", "write", [ids[1]], {"active": True})
     restored = runner.run("parties-in")
     assert (restored.created, restored.deleted) == (1, 0)
-    assert actions(runner, f"{prefix}2") == ["created", "deleted", "recreated"]
+    assert actions(runner.engine, "party", f"{prefix}2") == ["created", "deleted", "recreated"]
 
 
 def test_a_party_deleted_in_tryton_is_found_by_the_key_sweep(
@@ -134,8 +127,8 @@ def test_a_party_deleted_in_tryton_is_found_by_the_key_sweep(
     tryton.call("party.party", "delete", [ids[1]])
     swept = runner.run("parties-sweep", full=True)
     assert (swept.status, swept.read, swept.deleted) == ("succeeded", 1, 1), swept.error
-    assert actions(runner, f"{prefix}2") == ["created", "deleted", "(deleted)"]
-    assert actions(runner, f"{prefix}1") == ["created"]
+    assert actions(runner.engine, "party", f"{prefix}2") == ["created", "deleted", "(deleted)"]
+    assert actions(runner.engine, "party", f"{prefix}1") == ["created"]
 
 
 def test_a_deleted_record_is_archived_in_tryton(

@@ -631,6 +631,16 @@ def subscribers_of(config: LoadedConfig, entity: str) -> tuple[Subscriber, ...]:
     )
 
 
+def _unsafe_id(external_id: str | None) -> tuple[str, str] | None:
+    """A channel id the hub must not store or look up (a NUL, a card number): the id as it may be
+    shown, and why; ``None`` when it is fine."""
+    if external_id is not None and "\x00" in external_id:
+        return external_id.replace("\x00", "\\0"), _NUL_IN_KEY
+    if external_id is not None and has_card_number(external_id):
+        return mask_card_numbers(external_id), _ID_IS_A_CARD
+    return None
+
+
 def _mode(full: bool, sweep: bool) -> str:
     """A run's mode as stored: a key sweep is a full pass that also infers deletes."""
     return "sweep" if sweep else "full" if full else "incremental"
@@ -744,12 +754,9 @@ class _Job:
                     gone.append(found)
                 continue
             try:
-                if external_id is not None and "\x00" in external_id:
-                    external_id = external_id.replace("\x00", "\\0")
-                    raise DataError(self.key_path, _NUL_IN_KEY)
-                if external_id is not None and has_card_number(external_id):
-                    external_id = mask_card_numbers(external_id)
-                    raise DataError(self.key_path, _ID_IS_A_CARD)
+                if (unsafe := _unsafe_id(external_id)) is not None:
+                    external_id, reason = unsafe
+                    raise DataError(self.key_path, reason)
                 payload = mapping(record.data)
                 key = key_of(payload)
                 if "\x00" in key:
@@ -791,6 +798,9 @@ class _Job:
         try:
             if self.external_id is None:
                 external_id = self._key_only(record.data)
+            if (unsafe := _unsafe_id(external_id)) is not None:
+                external_id, reason = unsafe
+                raise DataError(self.key_path or "key", reason)
             if external_id is None:
                 raise DataError(self.key_path, "a deleted record without its id: nothing to delete")
         except DataError as exc:

@@ -4,8 +4,8 @@
   (``store.tombstones``). Tombstones themselves need no column: a deleted record's content hash
   is ``TOMBSTONE_HASH`` and its audit row's action ``deleted``.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-07 15:30:00.000000
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
