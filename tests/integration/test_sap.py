@@ -27,6 +27,7 @@ from erpbridge.store.tables import bindings, records, rejected
 from integration.cap_service import PASSWORD, USER, Service
 from integration.ledger import deliver, ledger
 from integration.servers import require_server
+from integration.versions import actions
 
 API = {
     "s4_bp": "API_BUSINESS_PARTNER",
@@ -359,6 +360,13 @@ def test_prices_in_reads_current_list_and_customer_prices(
     assert prices[f"1010/10|{sku}||EUR|1"] | {"amount": "21"} == payload_of(
         engine, "price", f"1010/10|{sku}||EUR|1"
     )
+
+    # VK11's deletion flag: the price is deleted in the hub (a tombstone), the other stays.
+    service.patch(f"{records_path}('{list_price}')", {"ConditionIsDeleted": True})
+    fourth = runner.run("prices-in")
+    assert (fourth.status, fourth.deleted, fourth.updated) == ("succeeded", 1, 0)
+    assert actions(engine, "price", f"1010/10|{sku}||EUR|1")[-1] == "(deleted)"
+    assert actions(engine, "price", f"1010/10|{sku}|1000002|EUR|1")[-1] == "created"
 
 
 # -- sales orders ------------------------------------------------------------------------------

@@ -291,8 +291,6 @@ class FlowRunner:
                     )
                 if counts.stale:
                     result.warnings.append(_stale_warning(flow, counts.stale))
-                if counts.unknown_deletes:
-                    result.warnings.append(_unknown_warning(counts.unknown_deletes))
                 if counts.overruled:
                     result.warnings.append(
                         f"{counts.overruled} record(s): changes of fields another channel "
@@ -662,9 +660,12 @@ def _stale_warning(flow: FlowConfig, stale: int) -> str:
 
 
 def _count_deletes(counts: BatchCounts, done: Tombstoned) -> None:
-    """Add what a batch's deletes did to its counters (one deleted before: unchanged)."""
+    """Add what a batch's deletes did to its counters: one deleted before, or one the hub never
+    had from the channel, changed nothing (unchanged). A source read again and again (condition
+    records, archived parties) names the same long-gone ids each time: only an event's run
+    warns about its unknown ids (its caller asked for them)."""
     counts.deleted += len(done.deleted)
-    counts.unchanged += len(done.already)
+    counts.unchanged += len(done.already) + len(done.unknown)
     counts.unknown_deletes += [g.external_id for g in done.unknown]
 
 

@@ -79,7 +79,7 @@ class BatchCounts(UpsertCounts):
     read: int = 0
     rejected: int = 0
     #: Channel ids of deletes naming no record the channel had bound (``store.tombstones``):
-    #: nothing to delete, told in the run's warnings.
+    #: nothing to delete (counted unchanged); an event's answer and run warnings name them.
     unknown_deletes: list[str] = field(default_factory=list)
 
 
