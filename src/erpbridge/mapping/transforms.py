@@ -64,6 +64,10 @@ def _parse_decimal(arg: Any) -> Transform:
     return parse
 
 
+#: ``decimal`` with the default separator, built once (``integer`` and ``unix_time`` use it).
+_to_decimal = _parse_decimal(None)
+
+
 def _round(arg: Any) -> Transform:
     if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg <= 12:
         raise ValueError("the argument is the number of decimal places (0–12)")
@@ -173,7 +177,7 @@ def _local_time(arg: Any) -> Transform:
 
 
 def _unix_time(value: Any) -> datetime:
-    return datetime.fromtimestamp(float(_parse_decimal(None)(value)), tz=UTC)
+    return datetime.fromtimestamp(float(_to_decimal(value)), tz=UTC)
 
 
 def _format_date(arg: Any) -> Transform:
@@ -266,9 +270,7 @@ TRANSFORMS: dict[str, Factory] = {
     "split": _string_arg("split", lambda sep: lambda v: [p.strip() for p in _text(v).split(sep)]),
     "decimal": _parse_decimal,
     # Half-up like ``round``: 12.5 → 13 (Decimal's default would give 12).
-    "integer": _no_arg(
-        lambda v: int(_parse_decimal(None)(v).to_integral_value(rounding=ROUND_HALF_UP))
-    ),
+    "integer": _no_arg(lambda v: int(_to_decimal(v).to_integral_value(rounding=ROUND_HALF_UP))),
     "round": _round,
     "multiply": _arithmetic("multiply"),
     "divide": _arithmetic("divide"),

@@ -327,6 +327,18 @@ def _compile_value(spec: FieldSpec, path: str) -> Callable[[Any], Any]:
             return result
 
         return matching
+    if spec.choices is not None and not (
+        spec.pattern or spec.max_length or spec.no_card_numbers or spec.type != "string"
+    ):
+        allowed, listed = frozenset(spec.choices), ", ".join(spec.choices)
+
+        def choosing(value: Any) -> Any:
+            result = scalar(value, path)
+            if result not in allowed:
+                raise DataError(path, f"{result!r} is not one of {listed}")
+            return result
+
+        return choosing
 
     def coerce(value: Any) -> Any:
         result = scalar(value, path)
