@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,29 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aio_pika.abc
+import nats
+import orjson
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from sqlalchemy import Engine, func, select
 
+from erpbridge.engine.worker import Worker
+from erpbridge.store.tables import deliveries, records
 from integration.servers import require_server
 
-__all__ = ["AmqpMessage", "AmqpPeer", "amqp_url", "free_url", "restart"]
+__all__ = [
+    "AmqpMessage",
+    "AmqpPeer",
+    "NatsMessage",
+    "NatsPeer",
+    "amqp_url",
+    "customers",
+    "deliver_all",
+    "free_url",
+    "hub_records",
+    "nats_url",
+    "restart",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,3 +187,119 @@ class AmqpPeer:
                 await connection.close()
 
         return asyncio.run(run())
+
+
+def nats_url() -> str:
+    """The test server's NATS URL (skip or fail without it, as for every test server)."""
+    return require_server("ERPBRIDGE_TEST_NATS_URL", "NATS with JetStream (scripts/nats.sh)")
+
+
+@dataclass(frozen=True)
+class NatsMessage:
+    """One message as a stream holds it."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    sequence: int
+
+
+class NatsPeer:
+    """A partner's client on the test server: streams of its own, publishes, reads back."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def stream(self, **config: Any) -> str:
+        """A new stream of its own (a fresh name) storing ``<name>.>``."""
+        name = f"T{uuid.uuid4().hex[:12]}"
+
+        async def add(js: JetStreamContext) -> None:
+            await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], **config))
+
+        self._with(add)
+        return name
+
+    def publish(
+        self, subject: str, bodies: Sequence[bytes], message_ids: Sequence[str | None] = ()
+    ) -> None:
+        """Publish ``bodies`` to ``subject`` (each acknowledged by JetStream), in this order."""
+        ids = list(message_ids) or [None] * len(bodies)
+
+        async def send(js: JetStreamContext) -> None:
+            for start in range(0, len(bodies), 500):
+                await asyncio.gather(
+                    *(
+                        js.publish(subject, body, headers={"Nats-Msg-Id": i} if i else None)
+                        for body, i in zip(
+                            bodies[start : start + 500], ids[start : start + 500], strict=True
+                        )
+                    )
+                )
+
+        self._with(send)
+
+    def messages(self, stream: str) -> list[NatsMessage]:
+        """Every message ``stream`` holds, in order (read by sequence; nothing acknowledged)."""
+
+        async def read(js: JetStreamContext) -> list[NatsMessage]:
+            info = await js.stream_info(stream)
+            got = []
+            for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+                raw = await js.get_msg(stream, sequence)
+                headers = dict(raw.headers or {})
+                got.append(NatsMessage(raw.subject or "", raw.data or b"", headers, sequence))
+            return got
+
+        return self._with(read)
+
+    def pending(self, stream: str, consumer: str) -> tuple[int, int]:
+        """(messages not yet delivered, delivered and not acknowledged) of a consumer."""
+
+        async def ask(js: JetStreamContext) -> tuple[int, int]:
+            info = await js.consumer_info(stream, consumer)
+            return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
+        return self._with(ask)
+
+    def _with(self, work: Any) -> Any:
+        async def run() -> Any:
+            client = await nats.connect(self.url, connect_timeout=10, allow_reconnect=False)
+            try:
+                return await work(client.jetstream(timeout=30))
+            finally:
+                await client.close()
+
+        return asyncio.run(run())
+
+
+# -- the hub's side in the streaming tests ---------------------------------------------------------
+
+
+def customers(keys: Iterable[Any], name: str = "Customer {key}") -> list[bytes]:
+    """One JSON message body per key: ``{"id": key, "name": name}``."""
+    return [orjson.dumps({"id": str(k), "name": name.format(key=k)}) for k in keys]
+
+
+def hub_records(hub: Engine) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The hub's records: key -> (version, payload)."""
+    with hub.connect() as conn:
+        rows = conn.execute(select(records.c.key, records.c.version, records.c.payload))
+        return {key: (version, orjson.loads(payload)) for key, version, payload in rows}
+
+
+def deliver_all(worker: Worker, until: float = 60) -> None:
+    """Run the worker until every delivery is delivered (retries wait out their backoff)."""
+    deadline = time.monotonic() + until
+    states: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        worker.run_once()
+        with worker.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+            )
+            states = {str(state): int(count) for state, count in rows}
+        if set(states) <= {"delivered"}:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"deliveries not all delivered after {until} s: {states}")

@@ -19,17 +19,17 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from erpbridge import FlowRunner, load_config, open_store
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.engine.worker import Worker
 from erpbridge.errors import FatalError, RetriableError
-from erpbridge.store.tables import deliveries, records, rejected
+from erpbridge.store.tables import rejected
 from erpbridge.transports.amqp.options import AmqpChannelOptions, AmqpTargetOptions
 from erpbridge.transports.amqp.transport import AmqpTransport
 from erpbridge.transports.base import Batch, OutgoingRecord
-from integration.brokers import AmqpPeer, amqp_url, restart
+from integration.brokers import AmqpPeer, amqp_url, customers, deliver_all, hub_records, restart
 
 
 @pytest.fixture(scope="module")
@@ -92,37 +92,6 @@ def config(tmp_path: Path, url: str, inbox: str, outbox: str, **source: Any) -> 
     return load_config(path, env={**os.environ, "AMQP_PASSWORD": urlsplit(url).password or ""})
 
 
-def customers(keys: range | list[str], name: str = "Customer {key}") -> list[bytes]:
-    return [orjson.dumps({"id": str(k), "name": name.format(key=k)}) for k in keys]
-
-
-def hub_records(hub: Engine) -> dict[str, tuple[int, dict[str, Any]]]:
-    with hub.connect() as conn:
-        rows = conn.execute(select(records.c.key, records.c.version, records.c.payload))
-        return {key: (version, orjson.loads(payload)) for key, version, payload in rows}
-
-
-def deliver_all(worker: Worker, until: float = 60) -> None:
-    """Run the worker until every delivery is delivered (retries wait out their backoff)."""
-    deadline = time.monotonic() + until
-    while time.monotonic() < deadline:
-        worker.run_once()
-        with worker.engine.connect() as conn:
-            open_ = conn.execute(
-                select(func.count()).where(deliveries.c.state != "delivered")
-            ).scalar_one()
-        if not open_:
-            return
-        time.sleep(0.1)
-    with worker.engine.connect() as conn:
-        states = dict(
-            conn.execute(
-                select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
-            ).all()
-        )
-    raise AssertionError(f"deliveries not all delivered after {until} s: {states}")
-
-
 # -- IN ------------------------------------------------------------------------------------------
 
 
@@ -170,11 +139,13 @@ def test_consumer_killed_before_ack_gets_them_again_and_skips_the_committed(
 ) -> None:
     """The process dies right after the hub committed a batch, before its acknowledgement:
     the broker delivers the batch again, and the flow's cursor knows those message ids. Every
-    key comes twice (v1 then v2): a committed v1 applied again would make a stale version 3."""
+    key comes twice in a row (v1, v2): a committed v1 applied again would make a stale v3."""
     inbox, outbox = peer.queue(), peer.queue()
     keys = [f"K{i:03d}" for i in range(300)]
-    bodies = customers(keys, "first {key}") + customers(keys, "second {key}")
-    peer.publish(inbox, bodies, [f"a-{k}" for k in keys] + [f"b-{k}" for k in keys])
+    bodies = [
+        b for k in keys for b in customers([k], "first {key}") + customers([k], "second {key}")
+    ]
+    peer.publish(inbox, bodies, [f"{v}-{k}" for k in keys for v in "ab"])
     loaded = config(tmp_path, peer.url, inbox, outbox)
 
     class Killed(BaseException):

@@ -78,6 +78,7 @@ _BUILTIN = (
     SystemType("odata", "odata", "An OData V4 or V2 service (SAP Gateway, SAP CAP, Dynamics)."),
     SystemType("sftp", "sftp", "Files (CSV, JSON, XML) in folders on an SFTP server."),
     SystemType("rabbitmq", "amqp", "A RabbitMQ (AMQP 0-9-1) broker: queues IN, exchanges OUT."),
+    SystemType("nats", "nats", "A NATS server with JetStream: streams IN and OUT."),
     SystemType(
         "tryton",
         "rpc",

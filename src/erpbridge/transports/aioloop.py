@@ -38,6 +38,8 @@ class LoopThread:
             # A little longer than wait_for's own deadline, which cancels the coroutine first.
             return future.result(timeout + 1)
         except concurrent.futures.TimeoutError:
+            if future.done():
+                raise  # the coroutine's own TimeoutError (the same class since Python 3.11)
             future.cancel()
             raise TimeoutError(f"no answer within {timeout:g} s") from None
 

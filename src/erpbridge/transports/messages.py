@@ -12,19 +12,23 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from erpbridge.transports.base import OutgoingRecord, SourceProblem, SourceRecord
+from erpbridge.transports.base import Batch, OutgoingRecord, SourceProblem, SourceRecord
 
 __all__ = [
     "WRITE_PLACEHOLDERS",
+    "Incoming",
     "Seen",
+    "batch_of",
     "body_of",
     "decode",
     "message_id_of",
     "outgoing_values",
+    "seen_ids",
 ]
 
 #: The placeholders of an OUT flow's templates (routing key, subject, headers).
@@ -82,6 +86,52 @@ def _kind(value: Any) -> str:
     return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
         type(value), "number"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message as a streaming transport got it: its de-duplication id, its place, its
+    body and what a rejection keeps about it (subject, routing key, …)."""
+
+    message_id: str
+    position: str
+    body: bytes
+    about: Mapping[str, Any]
+
+
+def batch_of(messages: Iterable[Incoming], seen: Seen, source: str) -> Batch:
+    """The batch of ``messages`` from ``source`` (``queue Q``, ``stream S``): records and
+    problems, the ids in ``seen`` skipped (and counted in a warning), the others remembered in
+    the cursor it carries."""
+    records: list[SourceRecord] = []
+    problems: list[SourceProblem] = []
+    committed: list[str] = []
+    skipped = 0
+    for message in messages:
+        if message.message_id in seen:
+            skipped += 1
+            continue
+        committed.append(message.message_id)
+        decoded = decode(message.body, message.position, message.about)
+        if isinstance(decoded, SourceRecord):
+            records.append(decoded)
+        else:
+            problems.append(decoded)
+    seen.add(committed)
+    batch = Batch(records, cursor={"seen": seen.ids()}, problems=problems)
+    if skipped:
+        batch.warnings.append(
+            f"{skipped} redelivered message(s) of {source} were committed already (their "
+            "acknowledgement was lost): skipped"
+        )
+    return batch
+
+
+def seen_ids(cursor: Any) -> list[str]:
+    """The ids a flow's cursor (``{"seen": [...]}``) remembers; none for any other cursor."""
+    if isinstance(cursor, dict) and isinstance(cursor.get("seen"), list):
+        return [str(i) for i in cursor["seen"]]
+    return []
 
 
 class Seen:

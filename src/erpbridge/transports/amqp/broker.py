@@ -15,35 +15,11 @@ import aio_pika.exceptions as amqp_errors
 from aiormq.exceptions import ChannelAccessRefused
 from yarl import URL
 
-from erpbridge.errors import ErpbridgeError, FatalError, RetriableError, SourceUnavailable
+from erpbridge.errors import ErpbridgeError, RetriableError
 from erpbridge.transports.amqp.options import PASSWORD, AmqpChannelOptions
-from erpbridge.transports.base import HealthCategory
+from erpbridge.transports.brokers import BrokerRefused, BrokerUnavailable
 
-__all__ = [
-    "Broker",
-    "BrokerRefused",
-    "BrokerUnavailable",
-    "broker_where",
-    "category_of",
-    "classify",
-]
-
-
-class BrokerRefused(FatalError):
-    """The broker refused for good: a login, a missing queue or exchange, arguments that
-    clash with an existing queue, an unroutable message. ``category`` is the health word."""
-
-    def __init__(self, message: str, category: HealthCategory) -> None:
-        super().__init__(message)
-        self.category: HealthCategory = category
-
-
-class BrokerUnavailable(SourceUnavailable):
-    """The broker could not be reached, went away or refused a message for now (a nack)."""
-
-    def __init__(self, message: str, category: HealthCategory) -> None:
-        super().__init__(message)
-        self.category: HealthCategory = category
+__all__ = ["Broker", "broker_where", "classify"]
 
 
 def broker_where(url: str) -> str:
@@ -52,13 +28,6 @@ def broker_where(url: str) -> str:
     port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
     vhost = parts.path[1:] if len(parts.path) > 1 else "/"
     return f"{parts.hostname}:{port} vhost {vhost}"
-
-
-def category_of(exc: ErpbridgeError) -> HealthCategory:
-    """The health word of a translated error (``error`` when it carries none)."""
-    if isinstance(exc, BrokerRefused | BrokerUnavailable):
-        return exc.category
-    return "error"
 
 
 def classify(exc: BaseException, where: str) -> ErpbridgeError:

@@ -23,24 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aio_pika
 import aio_pika.abc
 
 from erpbridge.connectors import Sink, Source
 from erpbridge.errors import ErpbridgeError, FatalError
-from erpbridge.transports.aioloop import LoopThread
-from erpbridge.transports.amqp.broker import (
-    Broker,
-    BrokerRefused,
-    broker_where,
-    category_of,
-    classify,
-)
+from erpbridge.transports.amqp.broker import Broker, broker_where, classify
 from erpbridge.transports.amqp.options import (
     AmqpChannelOptions,
     AmqpStreamOptions,
@@ -51,15 +44,21 @@ from erpbridge.transports.base import (
     CursorValue,
     Health,
     OutgoingRecord,
-    SourceProblem,
-    SourceRecord,
 )
-from erpbridge.transports.messages import Seen, body_of, decode, message_id_of, outgoing_values
+from erpbridge.transports.brokers import BrokerCalls
+from erpbridge.transports.messages import (
+    Incoming,
+    Seen,
+    batch_of,
+    body_of,
+    message_id_of,
+    outgoing_values,
+    seen_ids,
+)
 from erpbridge.transports.templates import render
 
 __all__ = ["AmqpTransport"]
 
-T = TypeVar("T")
 
 #: After a batch's first message, how long more messages may trickle in before the batch is
 #: cut (short: it is the latency a lone message pays on its way to the commit).
@@ -121,33 +120,14 @@ class AmqpTransport(Source[AmqpStreamOptions], Sink[AmqpTargetOptions]):
         self._options = options
         self._where = f"channel {channel}: broker {broker_where(options.url)}"
         self._broker = Broker(options)
-        self._loop: LoopThread | None = None
+        self._calls = BrokerCalls(f"amqp-{channel}", self._where, classify, self._reset)
         self._publisher: aio_pika.abc.AbstractChannel | None = None
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
 
-    # -- the event loop ------------------------------------------------------------------------
-
-    def _run(self, work: Callable[[], Awaitable[T]], timeout: float, doing: str) -> T:
-        """Run ``work`` on the loop; any failure as the engine's kind, naming ``doing``."""
-        if self._loop is None:
-            self._loop = LoopThread(f"amqp-{self._channel}")
-
-        async def guarded() -> T:
-            try:
-                return await work()
-            except BaseException as exc:
-                if not isinstance(exc, BrokerRefused | asyncio.CancelledError):
-                    await self._broker.reset()
-                    self._publisher = None
-                    self._exchanges.clear()
-                raise
-
-        try:
-            return self._loop.run(guarded(), timeout)
-        except ErpbridgeError:
-            raise
-        except Exception as exc:
-            raise classify(exc, f"{self._where}, {doing}") from exc
+    async def _reset(self) -> None:
+        await self._broker.reset()
+        self._publisher = None
+        self._exchanges.clear()
 
     def _timeout(self) -> float:
         return self._options.connect_timeout_s + self._options.confirm_timeout_s
@@ -162,13 +142,15 @@ class AmqpTransport(Source[AmqpStreamOptions], Sink[AmqpTargetOptions]):
         required_fields: frozenset[str],
     ) -> Iterator[Batch]:
         """Consume ``stream.queue`` in batches; each acknowledged after its commit."""
-        seen = Seen(_seen_ids(cursor), stream.dedup_window)
+        seen = Seen(seen_ids(cursor), stream.dedup_window)
         doing = f"queue {stream.queue}"
-        consumer = self._run(lambda: self._consume(stream, batch_size), self._timeout(), doing)
+        consumer = self._calls.run(
+            lambda: self._consume(stream, batch_size), self._timeout(), doing
+        )
         started = time.monotonic()
         try:
             while time.monotonic() - started < stream.max_run_s:
-                messages = self._run(
+                messages = self._calls.run(
                     lambda: consumer.take(batch_size, stream.wait_s),
                     stream.wait_s + self._timeout(),
                     doing,
@@ -177,10 +159,10 @@ class AmqpTransport(Source[AmqpStreamOptions], Sink[AmqpTargetOptions]):
                     return
                 yield self._batch(stream, consumer, messages, seen)
         finally:
-            if self._loop is not None:
+            if self._calls.running:
                 # A connection that is gone: the broker requeued what was not acknowledged.
                 with contextlib.suppress(ErpbridgeError):
-                    self._run(consumer.close, self._timeout(), doing)
+                    self._calls.run(consumer.close, self._timeout(), doing)
 
     async def _consume(self, stream: AmqpStreamOptions, batch_size: int) -> _Consumer:
         connection = await self._broker.connection()
@@ -209,35 +191,18 @@ class AmqpTransport(Source[AmqpStreamOptions], Sink[AmqpTargetOptions]):
         messages: list[aio_pika.abc.AbstractIncomingMessage],
         seen: Seen,
     ) -> Batch:
-        records: list[SourceRecord] = []
-        problems: list[SourceProblem] = []
-        committed: list[str] = []
-        skipped = 0
+        incoming = []
         for message in messages:
             message_id = message_id_of(message.message_id, message.body)
-            if message_id in seen:
-                skipped += 1
-                continue
-            committed.append(message_id)
-            position = f"queue {stream.queue} message {message_id}"
             about = {"message_id": message_id, "routing_key": message.routing_key or ""}
-            decoded = decode(message.body, position, about)
-            if isinstance(decoded, SourceRecord):
-                records.append(decoded)
-            else:
-                problems.append(decoded)
-        seen.add(committed)
-        batch = Batch(records, cursor={"seen": seen.ids()}, problems=problems)
-        if skipped:
-            batch.warnings.append(
-                f"{skipped} redelivered message(s) of queue {stream.queue} were committed "
-                "already (their acknowledgement was lost): skipped"
-            )
+            position = f"queue {stream.queue} message {message_id}"
+            incoming.append(Incoming(message_id, position, message.body, about))
+        batch = batch_of(incoming, seen, f"queue {stream.queue}")
         last = messages[-1]
         count = len(messages)
 
         def acknowledge() -> None:
-            self._run(
+            self._calls.run(
                 lambda: last.ack(multiple=True),
                 self._timeout(),
                 f"queue {stream.queue}, acknowledging {count} committed message(s) (they "
@@ -258,7 +223,7 @@ class AmqpTransport(Source[AmqpStreamOptions], Sink[AmqpTargetOptions]):
         if len(records) == 1:
             record = records[0]
             doing += f", {record.entity} {record.key} v{record.version}"
-        self._run(lambda: self._publish(target, messages), self._timeout(), doing)
+        self._calls.run(lambda: self._publish(target, messages), self._timeout(), doing)
         return [None] * len(records)
 
     def _message(
@@ -347,28 +312,11 @@ class AmqpTransport(Source[AmqpStreamOptions], Sink[AmqpTargetOptions]):
             await channel.close()
             return self._broker.server()
 
-        try:
-            server = self._run(check, self._timeout(), "connection check")
-        except ErpbridgeError as exc:
-            return Health(ok=False, detail=str(exc), category=category_of(exc))
-        return Health(ok=True, detail=f"{server} at {broker_where(self._options.url)}")
+        return self._calls.health(check, self._timeout(), broker_where(self._options.url))
 
     def close(self) -> None:
         """Close the connection and stop the transport's event loop."""
-        if self._loop is None:
-            return
-        try:
-            with contextlib.suppress(ErpbridgeError):  # a connection that already failed
-                self._run(self._broker.reset, self._options.connect_timeout_s, "closing")
-        finally:
-            self._loop.close()
-            self._loop = None
-
-
-def _seen_ids(cursor: CursorValue) -> list[str]:
-    if isinstance(cursor, dict) and isinstance(cursor.get("seen"), list):
-        return [str(i) for i in cursor["seen"]]
-    return []
+        self._calls.close(self._options.connect_timeout_s)
 
 
 def _header(value: Any) -> Any:
