@@ -27,6 +27,7 @@ entities:
     fields:
       code: {{type: string, required: true}}
       name: {{type: string}}
+    search: [code, name]
 channels:
   shop:
     system: platform
@@ -203,3 +204,23 @@ def test_a_delete_naming_a_card_number_or_a_nul_is_rejected_not_looked_up(
     assert "card number" in caught.value.problems[0][2] and "NUL" in caught.value.problems[1][2]
     with engine.connect() as conn:  # nothing of the request was stored
         assert conn.execute(select(runs.c.id)).first() is None
+
+
+def test_a_deleted_record_leaves_the_search_help_until_it_comes_back(
+    runner: FlowRunner, engine: Engine
+) -> None:
+    from erpbridge.store.search import SearchSpec, search
+
+    spec = SearchSpec.of("article", runner.config.entities["article"])
+    assert spec is not None
+
+    def found() -> list[str]:
+        with engine.connect() as conn:
+            return [hit.key for hit in search(conn, spec, "Bolt")]
+
+    runner.ingest("articles-in", [{"id": 7, "sku": "A-1", "name": "Bolt"}], "event:t")
+    assert found() == ["A-1"]
+    runner.ingest("articles-in", [{"id": 7}], "event:t", deletes=True)
+    assert found() == []
+    runner.ingest("articles-in", [{"id": 7, "sku": "A-1", "name": "Bolt"}], "event:t")
+    assert found() == ["A-1"]

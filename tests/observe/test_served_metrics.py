@@ -77,13 +77,13 @@ def _ledger(database: Path) -> dict[str, dict[frozenset[tuple[str, str]], float]
     )
     sums = query(
         database,
-        "SELECT flow, sum(read), sum(created), sum(updated), sum(unchanged), sum(rejected) "
-        "FROM runs WHERE NOT dry_run GROUP BY flow",
+        "SELECT flow, sum(read), sum(created), sum(updated), sum(unchanged), sum(rejected), "
+        "sum(deleted) FROM runs WHERE NOT dry_run GROUP BY flow",
     )
     states = query(
         database, "SELECT flow, channel, state, count(*) FROM deliveries GROUP BY 1, 2, 3"
     )
-    kinds = ("read", "created", "updated", "unchanged", "rejected")
+    kinds = ("read", "created", "updated", "unchanged", "rejected", "deleted")
     return {
         "erpbridge_runs_total": {
             frozenset({("flow", f), ("status", s)}): float(n) for f, s, n in runs

@@ -362,6 +362,7 @@ class FlowRunner:
                 "updated": result.updated,
                 "unchanged": result.unchanged,
                 "rejected": result.rejected,
+                "deleted": result.deleted,
             },
             error=error,
         )

@@ -169,13 +169,13 @@ class HubCollector(Collector):
         records = CounterMetricFamily(
             "erpbridge_records",
             "Records counted by the runs in the hub, by flow and kind "
-            "(read, created, updated, unchanged, rejected).",
+            "(read, created, updated, unchanged, rejected, deleted).",
             labels=["flow", "kind"],
         )
         sums: dict[tuple[str, str], int] = {}
         for t in totals:
             runs.add_metric([t.flow, t.status], t.runs)
-            for kind in ("read", "created", "updated", "unchanged", "rejected"):
+            for kind in ("read", "created", "updated", "unchanged", "rejected", "deleted"):
                 sums[(t.flow, kind)] = sums.get((t.flow, kind), 0) + getattr(t, kind)
         for (flow, kind), value in sorted(sums.items()):
             records.add_metric([flow, kind], value)

@@ -18,9 +18,10 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from erpbridge.store.bulk import copy_rows
 from erpbridge.store.search import SearchSpec, fts_table
+from erpbridge.store.states import TOMBSTONE_HASH
 from erpbridge.store.tables import records, search_index
 
-__all__ = ["count_indexed", "index_changed", "index_created", "rebuild_index"]
+__all__ = ["count_indexed", "index_changed", "index_created", "rebuild_index", "unindex"]
 
 Document = tuple[int, str, str, str]  # record id, key_folded, label_folded, text
 _COLUMNS = ("record_id", "entity", "key_folded", "label_folded", "text")
@@ -106,6 +107,22 @@ def index_changed(
         _fts_insert(conn, spec.entity, [(doc[0], doc[3]) for doc in moved])
 
 
+def unindex(conn: Connection, entity: str, record_ids: list[int]) -> None:
+    """Take records out of the index (deleted: a search help does not offer them); one that
+    comes back is indexed again by :func:`index_changed`."""
+    found: list[tuple[int, str]] = []
+    for start in range(0, len(record_ids), _CHUNK):
+        chunk = record_ids[start : start + _CHUNK]
+        query = select(search_index.c.record_id, search_index.c.text)
+        found += [
+            (rid, body)
+            for rid, body in conn.execute(query.where(search_index.c.record_id.in_(chunk)))
+        ]
+        conn.execute(delete(search_index).where(search_index.c.record_id.in_(chunk)))
+    if found and conn.dialect.name == "sqlite":
+        _fts_delete(conn, entity, found)
+
+
 def rebuild_index(conn: Connection, spec: SearchSpec, batch_size: int = 5000) -> int:
     """Index every record of ``spec.entity`` afresh (after its search fields changed, or for
     records stored before it had any); return how many."""
@@ -114,7 +131,7 @@ def rebuild_index(conn: Connection, spec: SearchSpec, batch_size: int = 5000) ->
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {fts_table(spec.entity)}")
     query = (
         select(records.c.id, records.c.key, records.c.payload)
-        .where(records.c.entity == spec.entity)
+        .where(records.c.entity == spec.entity, records.c.content_hash != TOMBSTONE_HASH)
         .order_by(records.c.id)
     )
     done = 0

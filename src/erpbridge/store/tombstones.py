@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from erpbridge.store.bulk import copy_rows, key_chunks, one_of, timestamp
 from erpbridge.store.deliveries import NewVersion, enqueue
 from erpbridge.store.records import Lineage
+from erpbridge.store.searchindex import unindex
 from erpbridge.store.states import TOMBSTONE_HASH, is_deleted
 from erpbridge.store.tables import audit, bindings, records, runs
 
@@ -104,6 +105,8 @@ def tombstone(conn: Connection, lineage: Lineage, gone: Iterable[Gone]) -> Tombs
     ]  # fmt: skip
     copy_rows(conn, audit, _AUDIT_COLUMNS, history)
     result.deleted = [(row.key, row.id, row.version + 1) for _, row in alive.values()]
+    if lineage.search is not None:
+        unindex(conn, lineage.entity, list(alive))
     if any(s.deletes for s in lineage.subscribers):
         versions = [
             NewVersion(row.id, lineage.entity, row.key, row.version + 1, deleted=True)

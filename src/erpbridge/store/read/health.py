@@ -53,6 +53,8 @@ class RunTotals:
     updated: int
     unchanged: int
     rejected: int
+    #: Records that became tombstones (deleted in the channel).
+    deleted: int
 
 
 def run_totals(conn: Connection, scope: Scope = EVERYTHING) -> list[RunTotals]:
@@ -68,6 +70,7 @@ def run_totals(conn: Connection, scope: Scope = EVERYTHING) -> list[RunTotals]:
             func.coalesce(func.sum(runs.c.updated), 0),
             func.coalesce(func.sum(runs.c.unchanged), 0),
             func.coalesce(func.sum(runs.c.rejected), 0),
+            func.coalesce(func.sum(runs.c.deleted), 0),
         )
         .where(runs.c.dry_run == false(), *_scoped(scope, runs.c.channel))
         .group_by(runs.c.flow, runs.c.status)
