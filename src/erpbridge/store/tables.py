@@ -248,8 +248,8 @@ deliveries = Table(
     Column("run_id", _Id, nullable=True),
     UniqueConstraint("idempotency_key"),
     Index(None, "state", "priority", "next_attempt_at", "id"),
-    # The dashboard's deliveries of the last day per flow, from the index alone.
-    Index(None, "state", "delivered_at", "flow"),
+    # The dashboard's backlog and deliveries of the last day per flow, from the index alone.
+    Index(None, "state", "flow", "delivered_at", "created_at", "updated_at"),
     Index(None, "ordering_key", "id"),
     # A channel-restricted reader's records (``store.read.scope``): by record, and by channel.
     Index(None, "record_id"),

@@ -61,7 +61,7 @@ def _channel(hub: HubDep, who: Operator, name: str) -> ChannelConfig:
 @router.get("/ui/channels", response_class=HTMLResponse)
 def channels_list(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
     """Every channel the user may see, with its health as its flows show it."""
-    _, channels = flow_lines(hub, who)
+    _, channels, _ = flow_lines(hub, who)
     return render(request, "channels.html", {"title": "Channels", "channels": channels})
 
 
@@ -69,7 +69,7 @@ def channels_list(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
 def channel_detail(request: Request, name: ChannelName, hub: HubDep, who: Reads) -> HTMLResponse:
     """One channel: settings without secrets, credentials by name, flows, test history."""
     channel = _channel(hub, who, name)
-    lines, channels = flow_lines(hub, who)
+    lines, channels, _ = flow_lines(hub, who)
     with hub.engine.connect() as conn:
         history = audit_page(conn, who.scope, action="channel.test", target=name, limit=20)
     context = {

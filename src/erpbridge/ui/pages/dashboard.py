@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse
 
 from erpbridge.api.context import Hub
 from erpbridge.config.models import FlowConfig
-from erpbridge.store.read import FlowActivity, flow_activity
+from erpbridge.store.read import FlowActivity
 from erpbridge.store.runlease import shown_status
-from erpbridge.store.runs import now
 from erpbridge.store.switches import all_switches
 from erpbridge.ui.auth import Operator
+from erpbridge.ui.pages.activity import recent_activity
 from erpbridge.ui.pages.common import HubDep, Reads, is_paused, trigger_text, visible_flows
 from erpbridge.ui.render import render
 
@@ -69,12 +69,12 @@ def _state(
     return "idle", ""
 
 
-def flow_lines(hub: Hub, who: Operator) -> tuple[list[FlowLine], list[ChannelLine]]:
-    """Every flow ``who`` may see with its state, and every channel with its health."""
-    at = now()
+def flow_lines(hub: Hub, who: Operator) -> tuple[list[FlowLine], list[ChannelLine], datetime]:
+    """Every flow ``who`` may see with its state, every channel with its health, and when the
+    flows' activity was read (``ui.pages.activity``: at most a couple of seconds ago)."""
     flows = visible_flows(hub, who)
+    at, activity = recent_activity(hub, who)
     with hub.engine.connect() as conn:
-        activity = flow_activity(conn, who.scope, at)
         switches = all_switches(conn)
     lines = []
     for flow in flows:
@@ -93,20 +93,20 @@ def flow_lines(hub: Hub, who: Operator) -> tuple[list[FlowLine], list[ChannelLin
             "failing" if failing else "paused" if all_paused else "ok"
         )
         channels.append(ChannelLine(name, channel.system, health, len(own), failing))
-    return lines, channels
+    return lines, channels, at
 
 
 @router.get("/ui/", response_class=HTMLResponse)
 def dashboard(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
     """The dashboard."""
-    flows, channels = flow_lines(hub, who)
-    context = {"title": "Dashboard", "flows": flows, "channels": channels, "at": now()}
+    flows, channels, at = flow_lines(hub, who)
+    context = {"title": "Dashboard", "flows": flows, "channels": channels, "at": at}
     return render(request, "dashboard.html", context)
 
 
 @router.get("/ui/dashboard/live", response_class=HTMLResponse)
 def dashboard_live(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
     """The dashboard's tables alone: what its htmx refresh swaps in."""
-    flows, channels = flow_lines(hub, who)
-    context = {"flows": flows, "channels": channels, "at": now()}
+    flows, channels, at = flow_lines(hub, who)
+    context = {"flows": flows, "channels": channels, "at": at}
     return render(request, "dashboard_live.html", context)

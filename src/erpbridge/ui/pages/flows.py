@@ -21,6 +21,7 @@ from erpbridge.store.runlease import shown_status
 from erpbridge.store.runs import now
 from erpbridge.store.switches import all_switches, flow_switch
 from erpbridge.ui.auth import Operator, Refused
+from erpbridge.ui.pages.activity import recent_activity
 from erpbridge.ui.pages.common import (
     Administers,
     HubDep,
@@ -56,9 +57,9 @@ class FlowRow:
 @router.get("/ui/flows", response_class=HTMLResponse)
 def flows_list(request: Request, hub: HubDep, who: Reads) -> HTMLResponse:
     """Every flow the user may see: paused or not, last run, backlog; pause, resume, run now."""
+    _, activity = recent_activity(hub, who)
     with hub.engine.connect() as conn:
         switches = all_switches(conn)
-        activity = flow_activity(conn, who.scope, now())
     rows = [
         FlowRow(
             flow,
@@ -95,7 +96,7 @@ def flow_detail(
     flow = visible_flow(hub, who, name)
     with hub.engine.connect() as conn:
         switch = flow_switch(conn, name)
-        activity = flow_activity(conn, who.scope, now()).get(name, FlowActivity())
+        activity = flow_activity(conn, who.scope, now(), [name]).get(name, FlowActivity())
         cursor = cursor_views(conn, [name])[0] if flow.direction == "in" else None
     runs = _recent(hub, who, name)
     context = {
