@@ -61,6 +61,8 @@ __all__ = ["NatsTransport"]
 
 #: The header JetStream de-duplicates publishes by.
 MSG_ID = "Nats-Msg-Id"
+#: How long one pull waits for messages (see ``_fetch``).
+_PULL_S = 0.05
 #: How long messages a run gives back wait before they are delivered again.
 _GIVE_BACK_DELAY_S = 0.1
 
@@ -150,14 +152,20 @@ class NatsTransport(Source[NatsStreamOptions], Sink[NatsTargetOptions]):
     async def _fetch(
         self, subscription: JetStreamContext.PullSubscription, size: int, wait_s: float
     ) -> list[Msg]:
-        """Up to ``size`` messages; none when none came within ``wait_s``."""
-        try:
-            return await subscription.fetch(size, timeout=wait_s)
-        except (TimeoutError, nats_errors.TimeoutError):
-            # Nothing came, or the connection is gone (a fetch cannot tell): ask the client.
-            if not self._server.client.is_connected:
-                raise nats_errors.ConnectionClosedError from None
-            return []
+        """Up to ``size`` messages; none when none came within ``wait_s``.
+
+        Short pulls, one after the other: a long one holds what came first until it is full or
+        expires (the latency a lone message would pay)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return await subscription.fetch(size, timeout=min(_PULL_S, wait_s))
+            except (TimeoutError, nats_errors.TimeoutError):
+                # Nothing came, or the connection is gone (a fetch cannot tell): ask the client.
+                if not self._server.client.is_connected:
+                    raise nats_errors.ConnectionClosedError from None
+            if time.monotonic() >= deadline:
+                return []
 
     def _batch(
         self, stream: NatsStreamOptions, messages: list[Msg], seen: Seen, doing: str
