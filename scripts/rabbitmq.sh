@@ -84,8 +84,9 @@ CONF
     setsid "$server" </dev/null >"$dir/server.log" 2>&1 &
     echo $! >"$dir/session.pid"
   )
+  # Bounded: 120 s (a node boots in 5-30 s on a busy 2-core machine).
   local i
-  for i in $(seq 1 600); do
+  for i in $(seq 1 1200); do
     if answers; then
       echo "amqp://guest:guest@127.0.0.1:$port/"
       return
@@ -93,9 +94,10 @@ CONF
     if ! kill -0 "$(cat "$dir/session.pid")" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  log "RabbitMQ did not answer on 127.0.0.1:$port within 60 s; its log:"
+  log "RabbitMQ did not answer on 127.0.0.1:$port within 120 s; its log:"
   tail -n 30 "$dir/server.log" "$dir"/log/*.log >&2 2>/dev/null || true
-  stop quiet
+  # The node goes; its data stays for a look (and for `restart`); `stop` removes it.
+  kill_node
   exit 1
 }
 

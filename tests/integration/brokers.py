@@ -10,11 +10,14 @@ starts it again on its data (the scripts' ``restart``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,8 @@ __all__ = [
     "deliver_all",
     "free_url",
     "hub_records",
+    "interleaved",
+    "kill_mid_stream_and_resume",
     "nats_url",
     "restart",
 ]
@@ -73,7 +78,7 @@ def restart(script: str, url: str) -> str:
         env={**os.environ, variable: port},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=True,
     )
     return started.stdout.strip()
@@ -303,3 +308,41 @@ def deliver_all(worker: Worker, until: float = 60) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"deliveries not all delivered after {until} s: {states}")
+
+
+def interleaved(keys: Sequence[str]) -> list[bytes]:
+    """Two versions of each key, one right after the other: ``first K``, ``second K``."""
+    return [b for k in keys for b in customers([k], "first {key}") + customers([k], "second {key}")]
+
+
+def kill_mid_stream_and_resume(root: Path, config: str, env: dict[str, str], keys: int) -> int:
+    """Serve ``config`` with ``erpbridge run`` (its IN flow on an interval), SIGKILL it once a
+    part of the ``keys`` is in the hub, serve it again until every key holds version 2.
+    Returns how many keys the hub held when the process was killed."""
+    from hubprocess import serve_hub
+
+    def held() -> dict[str, int]:
+        with sqlite3.connect(root / "erpbridge.db") as db:
+            return dict(db.execute("SELECT key, version FROM records").fetchall())
+
+    def until(done: Callable[[dict[str, int]], bool], what: str) -> dict[str, int]:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(sqlite3.Error):  # the store is being created
+                now = held()
+                if done(now):
+                    return now
+            time.sleep(0.05)
+        raise AssertionError(f"{what} within 90 s: {len(held())} keys in the hub")
+
+    with serve_hub(root, config, command="run", env=env) as served:
+        at_kill = until(lambda now: len(now) >= keys // 5, "part of the stream not consumed")
+        served.stop(signal.SIGKILL)
+    assert len(at_kill) < keys, "the stream was consumed before the kill"
+    with serve_hub(root, config, command="run", env=env):
+        final = until(
+            lambda now: len(now) == keys and set(now.values()) == {2},
+            "not every key at version 2",
+        )
+    assert set(final.values()) == {2}, "a redelivered message was applied again"
+    return len(at_kill)

@@ -29,7 +29,16 @@ from erpbridge.store.tables import rejected
 from erpbridge.transports.amqp.options import AmqpChannelOptions, AmqpTargetOptions
 from erpbridge.transports.amqp.transport import AmqpTransport
 from erpbridge.transports.base import Batch, OutgoingRecord
-from integration.brokers import AmqpPeer, amqp_url, customers, deliver_all, hub_records, restart
+from integration.brokers import (
+    AmqpPeer,
+    amqp_url,
+    customers,
+    deliver_all,
+    hub_records,
+    interleaved,
+    kill_mid_stream_and_resume,
+    restart,
+)
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +151,7 @@ def test_consumer_killed_before_ack_gets_them_again_and_skips_the_committed(
     key comes twice in a row (v1, v2): a committed v1 applied again would make a stale v3."""
     inbox, outbox = peer.queue(), peer.queue()
     keys = [f"K{i:03d}" for i in range(300)]
-    bodies = [
-        b for k in keys for b in customers([k], "first {key}") + customers([k], "second {key}")
-    ]
+    bodies = interleaved(keys)
     peer.publish(inbox, bodies, [f"{v}-{k}" for k in keys for v in "ab"])
     loaded = config(tmp_path, peer.url, inbox, outbox)
 
@@ -175,6 +182,39 @@ def test_consumer_killed_before_ack_gets_them_again_and_skips_the_committed(
     assert len(held) == 300
     assert {version for version, _ in held.values()} == {2}
     assert all(data["name"] == f"second {key}" for key, (_, data) in held.items())
+    assert peer.count(inbox) == 0
+
+
+def test_served_hub_killed_mid_stream_takes_every_message_once(
+    tmp_path: Path, peer: AmqpPeer
+) -> None:
+    """A served ``erpbridge run`` consuming on an interval, killed with SIGKILL mid-stream
+    (wherever it is: before a commit, between a commit and its acknowledgement, ...), then
+    started again: every key ends at version 2 (v1 and v2 each applied once)."""
+    inbox = peer.queue()
+    keys = [f"S{i:04d}" for i in range(1000)]
+    peer.publish(inbox, interleaved(keys), [f"{v}-{k}" for k in keys for v in "ab"])
+    broker = {
+        "system": "rabbitmq",
+        "options": {"url": peer.url.replace(":guest@", "@")},
+        "credentials": {"password": "${AMQP_PASSWORD}"},
+    }
+    flow = {
+        "name": "customers-in",
+        "channel": "shop",
+        "entity": "customer",
+        "direction": "in",
+        "trigger": {"interval": "1s"},
+        "batch_size": 100,
+        "source": {"queue": inbox, "wait_s": 0.3},
+        "key": "id",
+        "mapping": {"code": "id", "name": "name"},
+    }
+    config = yaml.safe_dump({"channels": {"shop": broker}, "flows": [flow]}, sort_keys=False)
+    env = {"AMQP_PASSWORD": urlsplit(peer.url).password or ""}
+
+    kill_mid_stream_and_resume(tmp_path / "hub", config, env, len(keys))
+
     assert peer.count(inbox) == 0
 
 

@@ -28,7 +28,16 @@ from erpbridge.store.tables import rejected
 from erpbridge.transports.base import Batch, OutgoingRecord
 from erpbridge.transports.nats.options import NatsChannelOptions, NatsTargetOptions
 from erpbridge.transports.nats.transport import NatsTransport
-from integration.brokers import NatsPeer, customers, deliver_all, hub_records, nats_url, restart
+from integration.brokers import (
+    NatsPeer,
+    customers,
+    deliver_all,
+    hub_records,
+    interleaved,
+    kill_mid_stream_and_resume,
+    nats_url,
+    restart,
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +154,7 @@ def test_consumer_killed_before_ack_gets_them_again_and_skips_the_committed(
     make a stale version 3."""
     inbox = peer.stream()
     keys = [f"K{i:03d}" for i in range(300)]
-    bodies = [
-        b for k in keys for b in customers([k], "first {key}") + customers([k], "second {key}")
-    ]
+    bodies = interleaved(keys)
     peer.publish(f"{inbox}.customers", bodies)
     loaded = config(tmp_path, peer.url, inbox, fresh(), ack_wait_s=1, wait_s=2)
 
@@ -173,6 +180,34 @@ def test_consumer_killed_before_ack_gets_them_again_and_skips_the_committed(
     assert len(held) == 300
     assert {version for version, _ in held.values()} == {2}
     assert all(data["name"] == f"second {key}" for key, (_, data) in held.items())
+    assert peer.pending(inbox, "hub") == (0, 0)
+
+
+def test_served_hub_killed_mid_stream_takes_every_message_once(
+    tmp_path: Path, peer: NatsPeer
+) -> None:
+    """A served ``erpbridge run`` consuming on an interval, killed with SIGKILL mid-stream,
+    then started again: what it held comes again after ack_wait_s, and every key ends at
+    version 2 (v1 and v2 each applied once)."""
+    inbox = peer.stream()
+    keys = [f"S{i:04d}" for i in range(1000)]
+    peer.publish(f"{inbox}.customers", interleaved(keys))
+    flow = {
+        "name": "customers-in",
+        "channel": "shop",
+        "entity": "customer",
+        "direction": "in",
+        "trigger": {"interval": "1s"},
+        "batch_size": 100,
+        "source": {"stream": inbox, "consumer": "hub", "wait_s": 0.3, "ack_wait_s": 1},
+        "key": "id",
+        "mapping": {"code": "id", "name": "name"},
+    }
+    channels = {"shop": {"system": "nats", "options": {"url": peer.url}}}
+    config = yaml.safe_dump({"channels": channels, "flows": [flow]}, sort_keys=False)
+
+    kill_mid_stream_and_resume(tmp_path / "hub", config, {}, len(keys))
+
     assert peer.pending(inbox, "hub") == (0, 0)
 
 

@@ -159,11 +159,14 @@ class NatsTransport(Source[NatsStreamOptions], Sink[NatsTargetOptions]):
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                return await subscription.fetch(size, timeout=min(_PULL_S, wait_s))
+                got = await subscription.fetch(size, timeout=min(_PULL_S, wait_s))
             except (TimeoutError, nats_errors.TimeoutError):
-                # Nothing came, or the connection is gone (a fetch cannot tell): ask the client.
-                if not self._server.client.is_connected:
-                    raise nats_errors.ConnectionClosedError from None
+                got = []
+            if got:
+                return got
+            # Nothing came, or the connection is gone (a fetch cannot tell): ask the client.
+            if not self._server.client.is_connected:
+                raise nats_errors.ConnectionClosedError
             if time.monotonic() >= deadline:
                 return []
 
