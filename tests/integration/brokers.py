@@ -28,7 +28,7 @@ import aio_pika.abc
 import nats
 import orjson
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from sqlalchemy import Engine, func, select
 
 from erpbridge.engine.worker import Worker
@@ -245,15 +245,21 @@ class NatsPeer:
         self._with(send)
 
     def messages(self, stream: str) -> list[NatsMessage]:
-        """Every message ``stream`` holds, in order (read by sequence; nothing acknowledged)."""
+        """Every message ``stream`` holds, in order, through a consumer of the test's own that
+        acknowledges nothing the hub's consumers see."""
 
         async def read(js: JetStreamContext) -> list[NatsMessage]:
             info = await js.stream_info(stream)
-            got = []
-            for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-                raw = await js.get_msg(stream, sequence)
-                headers = dict(raw.headers or {})
-                got.append(NatsMessage(raw.subject or "", raw.data or b"", headers, sequence))
+            reader = await js.pull_subscribe(
+                "", durable=None, stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+            )
+            got: list[NatsMessage] = []
+            while len(got) < info.state.messages:
+                for raw in await reader.fetch(1000, timeout=5):
+                    sequence = raw.metadata.sequence.stream
+                    headers = dict(raw.headers or {})
+                    got.append(NatsMessage(raw.subject, raw.data, headers, sequence))
+            await reader.unsubscribe()
             return got
 
         return self._with(read)

@@ -339,7 +339,7 @@ def test_ten_thousand_messages_each_way(tmp_path: Path, peer: NatsPeer, hub: Eng
     result = FlowRunner(loaded, hub).run("customers-in")
     assert (result.status, result.read, result.created) == ("succeeded", total, total)
     assert peer.pending(inbox, "hub") == (0, 0)
-    worker = Worker(loaded, hub)
+    worker = Worker(loaded, hub, batch_size=500)  # writes of 500: fewer confirm rounds
     try:
         deliver_all(worker)
     finally:

@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 #: How long closing waits for the loop's last tasks (closing a connection).
 _CLOSE_WAIT_S = 5.0
+#: How many rounds of cancelling closing goes through (tasks that start tasks).
+_CLOSE_ROUNDS = 10
 
 
 class LoopThread:
@@ -59,8 +61,15 @@ class LoopThread:
 
 
 async def _cancel_all() -> None:
+    # In rounds: a client library cleaning up after a lost connection starts new tasks (a
+    # close) from the ones cancelled; each must run or be cancelled before the loop stops, or
+    # its coroutine is dropped never awaited.
     current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    for _ in range(_CLOSE_ROUNDS):
+        await asyncio.sleep(0)
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -35,6 +36,12 @@ def classify(exc: BaseException, where: str) -> ErpbridgeError:
     if isinstance(exc, ErpbridgeError):
         return exc
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, amqp_errors.AMQPConnectionError) and exc.args:
+        # aiormq passes the socket error's number and text on, not the error itself.
+        if exc.args[0] == errno.ECONNREFUSED:
+            return BrokerUnavailable(f"{where}: connection refused ({text})", "refused")
+        if isinstance(exc.args[0], socket.gaierror):
+            return BrokerUnavailable(f"{where}: the host is not known ({text})", "dns")
     if isinstance(exc, amqp_errors.ProbableAuthenticationError | amqp_errors.AuthenticationError):
         return BrokerRefused(f"{where}: the broker refused the login ({text})", "auth")
     if isinstance(exc, ChannelAccessRefused):
@@ -91,10 +98,21 @@ class Broker:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect(
-                    self.url(), timeout=self._options.connect_timeout_s
-                )
+                self._connection = await self._connect()
             return self._connection
+
+    async def _connect(self) -> aio_pika.abc.AbstractConnection:
+        # As aio_pika.connect does, but a connection that failed to open is closed here: left
+        # to the garbage collector, its __del__ starts a close on whatever thread collects it,
+        # outside any event loop (a coroutine never awaited).
+        connection = aio_pika.Connection(self.url())
+        try:
+            await connection.connect(timeout=self._options.connect_timeout_s)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        return connection
 
     def server(self) -> str:
         """``RabbitMQ 3.10.8`` (product and version the broker announced)."""
