@@ -739,8 +739,8 @@ class _Job:
         self, batch: Batch, *, deletes: bool = False
     ) -> tuple[list[Incoming], list[Rejection], list[Gone]]:
         """Map a batch: the records that pass, the rejections with their field paths, and the
-        records the channel deleted (all of them with ``deletes``; else those the flow's
-        ``delete_marker`` marks)."""
+        records the channel deleted (all of them with ``deletes``; else those the transport
+        reports deleted and those the flow's ``delete_marker`` marks)."""
         incoming: list[Incoming] = []
         gone: list[Gone] = []
         rejections = [
@@ -750,7 +750,7 @@ class _Job:
         marked = self.marked_deleted
         for record in batch.records:
             external_id = self._external_id(record.data)
-            if deletes or (marked is not None and marked(record.data)):
+            if deletes or record.deleted or (marked is not None and marked(record.data)):
                 found = self._gone(record, external_id, rejections)
                 if found is not None:
                     gone.append(found)

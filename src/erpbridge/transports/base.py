@@ -51,11 +51,14 @@ class SourceRecord:
     """One record as the channel delivered it, before mapping.
 
     ``position`` says where it came from (``customers.csv:17``, ``orders#id=42``) so that a
-    rejection can name the place.
+    rejection can name the place. ``deleted``: the channel itself says the record is gone (an
+    OData delta answer's ``@removed`` entry); ``data`` then holds at least its key, and the
+    engine makes it a tombstone as it does a record the flow's ``delete_marker`` marks.
     """
 
     data: Mapping[str, Any]
     position: str
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,6 +194,44 @@ class ODataClient:
             )
         return rows, link if isinstance(link, str) and link else None
 
+    def delta_page(
+        self, url: str, what: str, *, stored: bool, page_size: int
+    ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+        """One page of a change-tracked read (V4): its entries, the next link and the delta
+        link (on the last page). The first read asks ``Prefer: odata.track-changes``; a stored
+        delta link (``stored``) the service no longer takes (410 Gone, or another 4xx but
+        401/403/408/429) is an error that tells the operator to reset the flow's cursor."""
+        prefer = f"odata.track-changes,odata.maxpagesize={page_size}"
+        headers = {"Accept": self.json_type, "Prefer": prefer}
+        response = self.http.request("GET", url, headers=headers, ok=_GET_ERRORS)
+        status = response.status_code
+        if stored and 400 <= status < 500 and status not in (401, 403, 408, 429):
+            raise HttpRefused(
+                f"{self.where('GET', what)}: the delta link stored in the flow's cursor was "
+                f"refused (HTTP {status} {response.reason_phrase}: {odata_message(response)}); "
+                "it expired or is no longer valid: reset the flow's cursor "
+                "(`erpbridge cursor reset <flow>`) so that the next run reads the entity set "
+                "anew and gets a fresh delta link",
+                status,
+                "error",
+            )
+        if not response.is_success:
+            raise self.failure("GET", what, response)
+        body = self._json(response, "GET", what)
+        rows, link, delta = (
+            body.get("value"),
+            body.get("@odata.nextLink"),
+            body.get("@odata.deltaLink"),
+        )
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise HttpRefused(
+                f"{self.where('GET', what)}: the answer has no 'value' list of entries",
+                None,
+                "protocol",
+            )
+        next_link = link if isinstance(link, str) and link else None
+        return rows, next_link, delta if isinstance(delta, str) and delta else None
+
     def entity(self, path: str) -> tuple[dict[str, Any] | None, str | None]:
         """One entity and its ETag, or ``(None, None)`` when it does not exist (404)."""
         response = self.http.request(

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from erpbridge.connectors import Sink, Source
 from erpbridge.errors import ErpbridgeError, FatalError
@@ -53,6 +53,7 @@ from erpbridge.transports.base import (
 )
 from erpbridge.transports.http import HttpRefused, health_of
 from erpbridge.transports.odata.client import ODataChannelOptions, ODataClient
+from erpbridge.transports.odata.delta import is_link, is_removed, removed_key
 from erpbridge.transports.odata.edm import (
     EntityType,
     Metadata,
@@ -108,6 +109,22 @@ class ODataStreamOptions(StreamOptions):
         ge=0,
         description="Start each incremental read this many seconds before the stored cursor.",
     )
+    delta: bool = Field(
+        default=False,
+        description="OData V4 change tracking: the first run asks `Prefer: odata.track-changes` "
+        "and keeps the answer's `@odata.deltaLink` as the flow's cursor; later runs read that "
+        "link: changed entities as records, `@removed` entries as deletes. Not with "
+        "cursor_field.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_of_tracking(self) -> ODataStreamOptions:
+        if self.delta and self.cursor_field is not None:
+            raise ValueError(
+                "delta: true reads changes through the service's delta links: "
+                "leave out cursor_field"
+            )
+        return self
 
 
 class ODataTransport(Source[ODataStreamOptions], Sink[ODataTargetOptions]):
@@ -137,6 +154,12 @@ class ODataTransport(Source[ODataStreamOptions], Sink[ODataTargetOptions]):
         entity = self._writer.entity_type(metadata, stream.entity_set)
         reader = _Reader(self._client, metadata, entity, stream, stream.page_size or batch_size)
         reader.check(required_fields)
+        if stream.delta:
+            if self._client.version != "4":
+                raise reader.refused(
+                    "delta: true needs OData V4 change tracking; this channel is version 2"
+                )
+            return reader.delta(cursor)
         if stream.cursor_field is None:
             return reader.by_keys(None)
         return reader.incremental(cursor)
@@ -321,6 +344,63 @@ class _Reader:
             previous = keys
             lower, skip = group, group_rows
 
+    def delta(self, stored: CursorValue) -> Iterator[Batch]:
+        """A change-tracked read: without a stored delta link the whole entity set (as
+        ``Prefer: odata.track-changes``), else the changes since that link; each page one
+        batch, the last one carrying the new delta link as the cursor."""
+        if stored is None:
+            params = self._params([self.stream.filter], [], 0)
+            params.pop("$top", None)
+            params.pop("$orderby", None)
+            url: str | None = self.client.url(self.label, params)
+        elif isinstance(stored, dict) and isinstance(stored.get("delta_link"), str):
+            url = self.client.follow(stored["delta_link"])
+        else:
+            raise self.refused(
+                f"the stored cursor {stored!r} is not a delta link (was the flow read by "
+                "cursor_field before?): reset the flow's cursor (`erpbridge cursor reset "
+                "<flow>`) to read the entity set anew"
+            )
+        while url is not None:
+            rows, link, delta = self.client.delta_page(
+                url, self.label, stored=stored is not None, page_size=self.page_size
+            )
+            if link is None and delta is None:
+                raise self.refused(
+                    "delta: true, but the service answered without an @odata.deltaLink (it "
+                    "does not track changes of this entity set); remove `delta` from the "
+                    "flow's source, or read by cursor_field"
+                )
+            yield self._delta_batch(rows, {"delta_link": delta} if link is None else None)
+            url = self.client.follow(link) if link else None
+
+    def _delta_batch(self, rows: list[dict[str, Any]], cursor: CursorValue) -> Batch:
+        """A delta page, in its order: changed entities as records, removed ones as deletes
+        by key (links between entities are left out)."""
+        batch = Batch([], cursor=cursor)
+        for index, row in enumerate(rows):
+            if is_link(row):
+                continue
+            if not is_removed(row):
+                self._add(batch, row)
+                continue
+            try:
+                key = removed_key(row, self.entity)
+                position = self.label + key_predicate(key, self.entity, self.version)
+                data = _clean(key, self.entity, self.metadata, "")
+            except ValueError as exc:
+                where = f"{self.label} (delta entry {index})"
+                batch.problems.append(SourceProblem(where, str(exc), as_json(row)))
+                continue
+            batch.records.append(SourceRecord(data, f"{position} (removed)", deleted=True))
+        return batch
+
+    def refused(self, problem: str) -> HttpRefused:
+        """A read this stream's options or the service's answer cannot go on with."""
+        return HttpRefused(
+            f"channel {self.client.channel!r}: {self.label}: {problem}", None, "error"
+        )
+
     def _stuck(self) -> FatalError:
         return FatalError(
             f"channel {self.client.channel!r}: {self.label}: paging does not advance; the "
@@ -384,20 +464,23 @@ class _Reader:
         return key_text({k: row.get(k) for k in self.entity.keys}, self.entity)
 
     def _batch(self, rows: list[dict[str, Any]], cursor: CursorValue) -> Batch:
-        records: list[SourceRecord] = []
-        problems: list[SourceProblem] = []
+        batch = Batch([], cursor=cursor)
         for row in rows:
-            try:
-                position = self.label + key_predicate(row, self.entity, self.version)
-            except ValueError:
-                position = f"{self.label}[{len(records) + len(problems)}]"
-            try:
-                data = _clean(row, self.entity, self.metadata, "")
-            except ValueError as exc:
-                problems.append(SourceProblem(position, str(exc), as_json(row)))
-                continue
-            records.append(SourceRecord(data, position))
-        return Batch(records, cursor=cursor, problems=problems)
+            self._add(batch, row)
+        return batch
+
+    def _add(self, batch: Batch, row: dict[str, Any]) -> None:
+        """An entity as a record of ``batch`` (or, when a value does not parse, a problem)."""
+        try:
+            position = self.label + key_predicate(row, self.entity, self.version)
+        except ValueError:
+            position = f"{self.label}[{len(batch.records) + len(batch.problems)}]"
+        try:
+            data = _clean(row, self.entity, self.metadata, "")
+        except ValueError as exc:
+            batch.problems.append(SourceProblem(position, str(exc), as_json(row)))
+            return
+        batch.records.append(SourceRecord(data, position))
 
 
 def _clean(
