@@ -4,7 +4,8 @@ tombstone through the flow's ``delete_marker``; a business partner removed from 
 found by a key sweep and becomes one too (issue 19, item 2).
 
 CAP has no OData change tracking, so a V4 delta answer's ``@removed`` entries cannot be produced
-by this service: that form is not tested here (and not read: see the issue's report)."""
+by this service: that form (``delta: true``) is tested against the OData specification's delta
+payloads in tests/transports/odata/test_delta.py."""
 
 from __future__ import annotations
 
