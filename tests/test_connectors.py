@@ -20,6 +20,7 @@ EXAMPLE = ROOT / "examples" / "connector-jsonl"
 
 def test_connectors_exports_exactly_the_contract() -> None:
     assert set(erpbridge.connectors.__all__) == {
+        "Deleter",
         "DEFAULT_TIME_WINDOW",
         "Batch",
         "Connection",
