@@ -79,7 +79,8 @@ fi
 # hubs, Chromium, pip installs, the network-namespace cluster) and touch no shared server but
 # fresh PostgreSQL databases, and everything else. Each session prints its own summary; the
 # run fails when either fails.
-own=(tests/ui tests/observe tests/events tests/test_packaging.py tests/cluster)
+own=(tests/ui tests/observe tests/events tests/test_packaging.py tests/cluster
+  tests/engine/test_backfill_served.py tests/engine/test_worker_crash.py)
 ignored=()
 for path in "${own[@]}"; do ignored+=("--ignore=$path"); done
 own_log="$(mktemp "${TMPDIR:-/tmp}/erpbridge-tests-own.XXXXXX")"
