@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from erpbridge.config.problems import Problems
+from erpbridge.config.strict import Strict
 
 __all__ = [
     "AlertRule",
@@ -50,11 +51,7 @@ __all__ = [
 _NAME = r"^[A-Za-z][A-Za-z0-9_.-]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class WebhookNotifier(_Strict):
+class WebhookNotifier(Strict):
     """POST the alert as JSON, signed: ``X-Erpbridge-Signature: t=<unix time>,v1=<hex>`` where
     ``<hex>`` is HMAC-SHA256 of ``<unix time>.<body>`` with ``secret``."""
 
@@ -66,7 +63,7 @@ class WebhookNotifier(_Strict):
     )
 
 
-class EmailNotifier(_Strict):
+class EmailNotifier(Strict):
     """Send the alert by mail over SMTP, upgraded with STARTTLS (never sent in clear)."""
 
     host: str = Field(min_length=1, description="SMTP server.")
@@ -81,14 +78,14 @@ class EmailNotifier(_Strict):
     )
 
 
-class NotifierConfig(_Strict):
+class NotifierConfig(Strict):
     """One notifier: exactly one of ``webhook`` or ``email``."""
 
     webhook: WebhookNotifier | None = None
     email: EmailNotifier | None = None
 
 
-class _Rule(_Strict):
+class _Rule(Strict):
     name: str = Field(pattern=_NAME, description="The rule's name (in notifications, history).")
     notify: list[str] = Field(min_length=1, description="Notifier names.")
     cooldown_s: float | None = Field(
@@ -166,7 +163,7 @@ def _rules_as_any_of(schema: dict[str, Any]) -> None:
         items.pop("discriminator", None)
 
 
-class AlertsConfig(_Strict):
+class AlertsConfig(Strict):
     """Alert rules, evaluated by the scheduler (``erpbridge run``) on a tick."""
 
     model_config = ConfigDict(

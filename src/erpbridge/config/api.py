@@ -5,9 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from erpbridge.config.saml import SamlSettings
+from erpbridge.config.strict import Strict
 
 __all__ = [
     "ApiSettings",
@@ -30,11 +31,7 @@ def _network(value: object) -> object:
 Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class RateLimits(_Strict):
+class RateLimits(Strict):
     """Request limits in the ``limits`` notation: ``"20/second; 10000/day"``.
 
     Each part is a moving window, so ``20/second`` is a burst of 20 and ``10000/day`` a daily
@@ -82,7 +79,7 @@ class RateLimits(_Strict):
 Scope = Literal["read", "write", "events", "operations", "admin"]
 
 
-class IdentityGrant(_Strict):
+class IdentityGrant(Strict):
     """What a provider's identities that no ``identities`` entry maps get: a ceiling on the
     token's scopes, and the channels they may touch."""
 
@@ -92,7 +89,7 @@ class IdentityGrant(_Strict):
     )
 
 
-class IdentityProvider(_Strict):
+class IdentityProvider(Strict):
     """An external identity provider whose JWTs the API accepts (OAuth 2.0 / OIDC).
 
     A token's identity is its issuer plus its ``client_claim`` (``sub`` by default). It acts as a
@@ -119,7 +116,7 @@ class IdentityProvider(_Strict):
     )
 
 
-class ApiSettings(_Strict):
+class ApiSettings(Strict):
     """The REST API served by ``erpbridge run`` and ``erpbridge api``."""
 
     trusted_proxies: list[Network] = Field(
@@ -154,7 +151,7 @@ class ApiSettings(_Strict):
     )
 
 
-class WebhookConfig(_Strict):
+class WebhookConfig(Strict):
     """A signed webhook from the channel's system, fed into one IN flow."""
 
     flow: str = Field(description="The IN flow the webhook's records go to.")
@@ -174,7 +171,7 @@ class WebhookConfig(_Strict):
     )
 
 
-class InboundConfig(_Strict):
+class InboundConfig(Strict):
     """What a channel may send to the hub: webhooks, and from which networks."""
 
     allowed_ips: list[Network] | None = Field(
@@ -183,7 +180,7 @@ class InboundConfig(_Strict):
     webhook: WebhookConfig | None = None
 
 
-class OperationSettings(_Strict):
+class OperationSettings(Strict):
     """What every real-time operation has, whatever its transport."""
 
     description: str = ""

@@ -6,19 +6,16 @@ this block without building the models of the whole file (:mod:`erpbridge.config
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from erpbridge.config.api import ApiSettings
 from erpbridge.config.retention import RetentionPolicy
+from erpbridge.config.strict import Strict
 
 __all__ = ["HubSettings"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class HubSettings(_Strict):
+class HubSettings(Strict):
     """Where the hub keeps its store. ``ERPBRIDGE_DATABASE_URL`` overrides ``database_url``."""
 
     database_url: str | None = Field(

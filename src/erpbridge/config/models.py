@@ -5,13 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from erpbridge.config.alerts import AlertsConfig
 from erpbridge.config.api import InboundConfig
 from erpbridge.config.deletes import DeleteMarker, OnDelete
 from erpbridge.config.hub import HubSettings
 from erpbridge.config.reconcile import ReconcileConfig
+from erpbridge.config.strict import Strict
 from erpbridge.documents.spec import DocumentSpec
 from erpbridge.mapping.spec import MappingSpec
 from erpbridge.model.cards import CardSetting
@@ -35,18 +36,14 @@ __all__ = [
 _NAME = r"^[A-Za-z][A-Za-z0-9_.-]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class CurrencyRatesConfig(_Strict):
+class CurrencyRatesConfig(Strict):
     """Exchange rates for the mapping's ``currency`` conversion: ``1 base = rate × currency``."""
 
     base: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
 
 
-class ChannelLimits(_Strict):
+class ChannelLimits(Strict):
     """Outbound limits of a channel, shared by every worker on the same hub store."""
 
     requests_per_second: float | None = Field(
@@ -60,7 +57,7 @@ class ChannelLimits(_Strict):
     )
 
 
-class ChannelConfig(_Strict):
+class ChannelConfig(Strict):
     """One configured external system: its system type, transport, options and credentials."""
 
     system: str = Field(description="System type: folder, sql, … (see `erpbridge check`).")
@@ -84,19 +81,19 @@ class ChannelConfig(_Strict):
     )
 
 
-class ScheduleTrigger(_Strict):
+class ScheduleTrigger(Strict):
     """Run on a cron schedule (five fields, UTC)."""
 
     schedule: str = Field(description="Cron expression, e.g. '*/15 * * * *'.")
 
 
-class IntervalTrigger(_Strict):
+class IntervalTrigger(Strict):
     """Run every fixed interval."""
 
     interval: str = Field(pattern=r"^\d+(s|m|h|d)$", description="E.g. '90s', '15m', '12h', '1d'.")
 
 
-class CursorConfig(_Strict):
+class CursorConfig(Strict):
     """The incremental cursor of a flow: a column plus a unique tiebreaker (see DESIGN.md)."""
 
     column: str = Field(description="Cursor column, e.g. updated_at or a sequence.")
@@ -111,7 +108,7 @@ class CursorConfig(_Strict):
     )
 
 
-class RetryPolicy(_Strict):
+class RetryPolicy(Strict):
     """How an OUT flow retries passing failures: exponential backoff with jitter, then dead."""
 
     max_attempts: int = Field(default=10, ge=1, le=1000)
@@ -122,7 +119,7 @@ class RetryPolicy(_Strict):
     )
 
 
-class FlowConfig(_Strict):
+class FlowConfig(Strict):
     """One entity, one direction, one channel, one trigger, one mapping."""
 
     name: str = Field(pattern=_NAME)
@@ -253,7 +250,7 @@ class FlowConfig(_Strict):
         return None
 
 
-class ConfigFile(_Strict):
+class ConfigFile(Strict):
     """An erpbridge configuration file."""
 
     version: Literal[1] = 1

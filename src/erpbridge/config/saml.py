@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from erpbridge.config.strict import Strict
 
 __all__ = ["BackofficeRole", "SamlBackoffice", "SamlGrant", "SamlRole", "SamlSettings"]
 
@@ -18,11 +20,7 @@ __all__ = ["BackofficeRole", "SamlBackoffice", "SamlGrant", "SamlRole", "SamlSet
 BackofficeRole = Literal["viewer", "operator", "admin"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class SamlGrant(_Strict):
+class SamlGrant(Strict):
     """One rule of the attribute mapping: an assertion whose ``attribute`` holds ``value`` gets
     ``scopes``, restricted to ``channels``. The rules an assertion matches add up."""
 
@@ -36,7 +34,7 @@ class SamlGrant(_Strict):
     )
 
 
-class SamlRole(_Strict):
+class SamlRole(Strict):
     """One rule of the back office's role mapping: a user whose assertion's ``attribute`` holds
     ``value`` gets ``role``, restricted to ``channels``. Of the rules a user matches, the highest
     role wins and the channels add up (a matching rule without ``channels``: every channel)."""
@@ -51,7 +49,7 @@ class SamlRole(_Strict):
     )
 
 
-class SamlBackoffice(_Strict):
+class SamlBackoffice(Strict):
     """Single sign-on into the back office (``/ui``) with the same identity provider: the login
     page offers a button that sends the browser to the IdP (SP-initiated, HTTP-Redirect), and the
     signed answer comes back to ``acs_url`` (HTTP-POST)."""
@@ -76,7 +74,7 @@ class SamlBackoffice(_Strict):
     )
 
 
-class SamlSettings(_Strict):
+class SamlSettings(Strict):
     """SAML 2.0 bearer assertions (RFC 7522) as API credentials, and single sign-on into the
     back office (``backoffice``)."""
 
