@@ -313,7 +313,18 @@ def deliver_all(worker: Worker, until: float = 60) -> None:
         if set(states) <= {"delivered"}:
             return
         time.sleep(0.1)
-    raise AssertionError(f"deliveries not all delivered after {until} s: {states}")
+    with worker.engine.connect() as conn:
+        reasons = conn.execute(
+            select(deliveries.c.state, deliveries.c.last_error, func.count())
+            .where(deliveries.c.state != "delivered")
+            .group_by(deliveries.c.state, deliveries.c.last_error)
+            .limit(5)
+        ).all()
+    # The reasons name the cause when this fails in CI, where the hub's file is gone afterwards.
+    raise AssertionError(
+        f"deliveries not all delivered after {until} s: {states}; why: "
+        + "; ".join(f"{count} {state}: {error}" for state, error, count in reasons)
+    )
 
 
 def interleaved(keys: Sequence[str]) -> list[bytes]:
