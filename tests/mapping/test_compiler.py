@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from erpbridge.errors import DataError
@@ -826,3 +826,129 @@ class TestFusedPass:
 
         assert outcome(fused) == outcome(two_passes)
         assert fused.__dict__["_fused"] is not None
+
+    # -- the columnar pass (a whole batch at once) agrees with the per-record pass -------------
+
+    BATCH_ENTITY = EntitySpec(
+        key=("number",),
+        fields={
+            **ENTITY.fields,
+            "code": {"type": "string", "pattern": "[A-Z]{3}"},
+            "count": {"type": "integer", "required": True},
+            "flag": {"type": "boolean"},
+            "label": {"type": "string", "default": "none"},
+            "ref": {"type": "string", "required": True},
+            "unmapped": {"type": "string", "default": "fixed"},
+            "nothing": {"type": "integer"},
+        },
+    )
+    BATCH_SPEC: dict[str, Any] = {
+        **SPEC,
+        "note": "x",
+        "code": fm(**{"from": "c", "transforms": ["upper"]}),
+        "count": "k",
+        "flag": "f",
+        "label": fm(template="{n}-{c}"),  # reads two columns: per record
+        "ref": fm(**{"from": "r", "required": True}),
+    }
+    TEXTS = st.one_of(
+        st.sampled_from(["eur", "EUR", "abc", "x" * 14, "0", "card 4111 1111 1111 1111"]),
+        st.text(max_size=6),
+    )
+    CELLS = st.one_of(
+        st.none(),
+        st.sampled_from(["", " "]),
+        TEXTS,
+        st.integers(-3, 3),
+        st.booleans(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=6),
+    )
+
+    @settings(max_examples=300)
+    @given(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "n": st.one_of(
+                        st.none(), st.sampled_from(["A", "B", " ", ""]), st.text(max_size=3)
+                    ),
+                    "d": st.one_of(st.none(), st.sampled_from(["01.12.2019", "2019-12-01", "x"])),
+                    "t": st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-5, 10**6)),
+                    "s": st.one_of(st.none(), st.sampled_from([10, 20, 30, 40, "10", "", True])),
+                    "w": st.one_of(st.none(), st.floats(), st.text(max_size=4), st.booleans()),
+                    "u": st.one_of(st.none(), st.sampled_from(["2020-01-01 00:00:00", "soon"])),
+                    "x": TEXTS,  # text only: the column's texts are checked at once
+                    "c": CELLS,
+                    "k": st.one_of(
+                        st.integers(0, 3),
+                        st.none(),
+                        st.integers(-(10**102), 10**102),
+                        st.sampled_from([1, True, 1.0, "1"]),
+                    ),
+                    "f": CELLS,
+                    "r": st.one_of(TEXTS, CELLS),
+                }
+            ),
+            min_size=1,
+            max_size=40,
+        ),
+        st.sampled_from(["reject", "mask"]),
+    )
+    def test_columnar_pass_agrees_with_the_record_pass(
+        self, records: list[dict[str, Any]], cards: str
+    ) -> None:
+        """Payloads, problems (with their field paths) and card-number handling: the same for
+        every record whether the batch is mapped column by column or record by record."""
+        mapping = compile_mapping(self.BATCH_SPEC, self.BATCH_ENTITY, cards=cards)  # type: ignore[arg-type]
+        # Repeated values take the path that maps each distinct value once.
+        batch = records + records
+        plan = mapping._columnar
+        assert plan is not None
+        columnar = plan.map(batch)
+
+        def outcome(record: dict[str, Any]) -> Any:
+            try:
+                return ("payload", list(mapping(record).items()))
+            except DataError as exc:
+                return ("problems", exc.problems)
+
+        for record, payload in zip(batch, columnar, strict=True):
+            expected = outcome(record)
+            if payload is None:  # the caller maps it per record: it must have a problem
+                assert expected[0] == "problems", record
+            else:
+                assert ("payload", list(payload.items())) == expected, record
+
+    def test_map_batch_maps_a_batch_with_a_bad_row_and_keeps_the_others(self) -> None:
+        mapping = compiled(self.SPEC, self.ENTITY)
+        good = {"n": "A", "d": "01.12.2019", "t": 1.5, "s": 10, "w": 2.5, "u": None}
+        bad = {**good, "n": "B", "d": "32.13.2019"}
+        batch = [{**good, "n": f"N{i}"} for i in range(40)] + [bad]
+        payloads = mapping.map_batch(batch)
+        assert payloads[-1] is None
+        with pytest.raises(DataError) as failed:
+            mapping(bad)
+        assert failed.value.path == "day"
+        assert [p["number"] for p in payloads[:-1] if p is not None] == [f"N{i}" for i in range(40)]
+        assert payloads[0] == mapping(batch[0])
+        # A small batch (an event) is mapped record by record.
+        assert mapping.map_batch(batch[:3]) == [None, None, None]
+
+    @pytest.mark.parametrize("cards", ["reject", "mask"])
+    def test_columnar_pass_finds_a_card_number_in_one_record_of_a_text_column(
+        self, cards: str
+    ) -> None:
+        mapping = compile_mapping(self.BATCH_SPEC, self.BATCH_ENTITY, cards=cards)  # type: ignore[arg-type]
+        good = {"n": "A", "x": "plain note text", "c": "eur", "k": 1, "f": True, "r": "z"}
+        batch = [{**good, "n": f"N{i}"} for i in range(40)]
+        batch[7]["x"] = "card 4111 1111 1111 1111"
+        payloads = mapping._columnar.map(batch)
+        if cards == "reject":
+            assert payloads[7] is None
+            with pytest.raises(DataError, match="payment card number"):
+                mapping(batch[7])
+        else:
+            assert payloads[7] == mapping(batch[7])
+            assert payloads[7] is not None and "4111 1111 1111 1111" not in payloads[7]["note"]
+        assert payloads[8] == mapping(batch[8])

@@ -748,18 +748,29 @@ class _Job:
         ]
         mapping, key_of = self.mapping, self.entity.key_of
         marked = self.marked_deleted
-        for record in batch.records:
+        records = batch.records
+        dropped = [
+            deletes or record.deleted or (marked is not None and marked(record.data))
+            for record in records
+        ]
+        # The whole batch mapped column by column; None: that record is mapped on its own below.
+        mapped = iter(
+            mapping.map_batch([r.data for r, d in zip(records, dropped, strict=True) if not d])
+        )
+        for record, is_gone in zip(records, dropped, strict=True):
             external_id = self._external_id(record.data)
-            if deletes or record.deleted or (marked is not None and marked(record.data)):
+            if is_gone:
                 found = self._gone(record, external_id, rejections)
                 if found is not None:
                     gone.append(found)
                 continue
+            payload = next(mapped)
             try:
                 if (unsafe := _unsafe_id(external_id)) is not None:
                     external_id, reason = unsafe
                     raise DataError(self.key_path, reason)
-                payload = mapping(record.data)
+                if payload is None:
+                    payload = mapping(record.data)
                 key = key_of(payload)
                 if "\x00" in key:
                     raise DataError("key", _NUL_IN_KEY)

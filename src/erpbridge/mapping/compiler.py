@@ -9,13 +9,14 @@ raises :class:`~erpbridge.errors.DataError` naming the canonical field path and 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
 from erpbridge.errors import DataError, DataErrors
+from erpbridge.mapping.columnar import ColumnarPlan
 from erpbridge.mapping.paths import getter as getter  # re-exported: engine, API
 from erpbridge.mapping.spec import FieldMapping, MappingSpec
 from erpbridge.mapping.transforms import Transform, build_transform
@@ -36,7 +37,10 @@ __all__ = [
 _MISSING: Any = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
+_NO_RECORD: Mapping[str, Any] = {}
+
 Rule = Callable[[Mapping[str, Any]], Any]
+ValueRule = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class _Compiler:
     def __init__(self, rates: CurrencyRates) -> None:
         self.rates = rates
         self.problems: list[tuple[str, str]] = []
+        #: Top-level field -> the one source column its rule reads (and nothing else), and the
+        #: rule as a function of that column's value.
+        self.columns: dict[str, tuple[str, ValueRule]] = {}
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append((path, message))
@@ -92,14 +99,15 @@ class _Compiler:
             return None
         default, required = entry.default, entry.required
         source = entry.from_ or entry.each or entry.template or "value"
+        one_column = "." not in where and _reads_one_column(entry)
         if not steps and default is None and not required:
-            plain = entry.each is None and entry.items is None and entry.fields is None
-            if plain and entry.from_ is not None and not {".", "["} & set(entry.from_):
-                return _column_rule(entry.from_)
+            if _reads_one_column(entry):
+                if one_column:
+                    self.columns[where] = (str(entry.from_), _plain_value)
+                return _column_rule(str(entry.from_))
             return _plain_rule(raw)
 
-        def rule(record: Mapping[str, Any]) -> Any:
-            value = raw(record)
+        def finish(value: Any, record: Mapping[str, Any]) -> Any:
             # _empty(value) inlined here (a call per step adds up over millions of records)
             if value is not None and not (isinstance(value, str) and not value.strip()):
                 try:
@@ -119,7 +127,9 @@ class _Compiler:
                 raise DataError(where, f"required, but {source!r} is empty")
             return _MISSING
 
-        return rule
+        if one_column:  # its steps never look at the record
+            self.columns[where] = (str(entry.from_), lambda value: finish(value, _NO_RECORD))
+        return lambda record: finish(raw(record), record)
 
     def raw_rule(self, entry: FieldMapping, target: FieldSpec, where: str) -> Rule | None:
         if entry.each is not None:
@@ -274,6 +284,20 @@ class _Compiler:
         return convert
 
 
+def _reads_one_column(entry: FieldMapping) -> bool:
+    """The rule is a function of one plain source column's value (transforms are pure; a unit
+    or currency named in the mapping, not read from another column)."""
+    return (
+        entry.from_ is not None
+        and not {".", "["} & set(entry.from_)
+        and entry.each is None
+        and entry.items is None
+        and entry.fields is None
+        and (entry.unit is None or entry.unit.from_ is not None)
+        and (entry.currency is None or entry.currency.from_path is None)
+    )
+
+
 def _plain_rule(raw: Rule) -> Rule:
     """The common case, a value taken as it is: the same result as the full rule, less work."""
 
@@ -284,6 +308,13 @@ def _plain_rule(raw: Rule) -> Rule:
         return value
 
     return rule
+
+
+def _plain_value(value: Any) -> Any:
+    """:func:`_column_rule` given the column's value."""
+    if value is None or (value.__class__ is str and not value.strip()):
+        return _MISSING
+    return value
 
 
 def _column_rule(name: str) -> Rule:
@@ -368,6 +399,37 @@ class CompiledMapping:
     whole: bool = False
     #: What a card number in the result does (PCI DSS): reject the record or mask the number.
     cards: CardPolicy = field(default_factory=CardPolicy)
+    #: Top-level field -> the one source column its rule reads, and the rule as a function of
+    #: that column's value (see :mod:`.columnar`).
+    columns: Mapping[str, tuple[str, ValueRule]] = field(default_factory=dict)
+
+    #: Batches smaller than this are mapped record by record (an event, a replayed rejection).
+    COLUMNAR_FROM = 32
+
+    def map_batch(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
+        """Each record's payload, as :meth:`__call__` gives it, or ``None`` where the record
+        must go through :meth:`__call__` itself (it has a problem, whose paths that names; or
+        there is no batch path for this mapping or batch size)."""
+        plan = self._columnar
+        if plan is None or len(records) < self.COLUMNAR_FROM:
+            return [None] * len(records)
+        return plan.map(records)
+
+    @cached_property
+    def _columnar(self) -> ColumnarPlan | None:
+        entity = self.entity
+        if entity is None or self.whole:
+            return None
+        return ColumnarPlan(
+            entity.field_plan,
+            entity.fields,
+            dict(self.rules),
+            self.columns,
+            entity.key,
+            _MISSING,
+            self.cards,
+            _plain_value,
+        )
 
     def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if self.whole:
@@ -538,5 +600,9 @@ def compile_mapping(
     if compiler.problems:
         raise MappingCompileError(compiler.problems)
     return CompiledMapping(
-        entity=entity, rules=tuple(rules), required_fields=required, cards=policy
+        entity=entity,
+        rules=tuple(rules),
+        required_fields=required,
+        cards=policy,
+        columns=dict(compiler.columns),
     )
