@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from erpbridge.config.loader import LoadedConfig
 from erpbridge.config.models import FlowConfig
+from erpbridge.engine.canonical import dump_payloads
 from erpbridge.engine.dispatcher import ledger_dispatcher
 from erpbridge.engine.groupcommit import GroupCommit
 from erpbridge.engine.heartbeat import Heartbeat
@@ -39,7 +40,7 @@ from erpbridge.store.conflicts import take_hub, take_source_payload
 from erpbridge.store.deliveries import Subscriber
 from erpbridge.store.merge import FieldRules
 from erpbridge.store.outage import StoreRetry, is_outage
-from erpbridge.store.records import Incoming, Lineage, content_hash, dump_payload, upsert_records
+from erpbridge.store.records import Incoming, Lineage, content_hash, upsert_records
 from erpbridge.store.runlease import fence
 from erpbridge.store.runs import (
     BatchCounts,
@@ -741,7 +742,7 @@ class _Job:
         """Map a batch: the records that pass, the rejections with their field paths, and the
         records the channel deleted (all of them with ``deletes``; else those the transport
         reports deleted and those the flow's ``delete_marker`` marks)."""
-        incoming: list[Incoming] = []
+        ready: list[tuple[str, dict[str, Any], str | None, str]] = []
         gone: list[Gone] = []
         rejections = [
             Rejection(p.position, p.reason, p.field_path, p.payload) for p in batch.problems
@@ -786,17 +787,12 @@ class _Job:
                     )
                 )
                 continue
-            blob = dump_payload(payload)
-            incoming.append(
-                Incoming(
-                    key,
-                    payload,
-                    blob,
-                    content_hash(blob),
-                    external_id if self.external_id else key,
-                    record.position,
-                )
-            )
+            ready.append((key, payload, external_id if self.external_id else key, record.position))
+        blobs = dump_payloads([payload for _, payload, _, _ in ready], mapping.flat)
+        incoming = [
+            Incoming(key, payload, blob, content_hash(blob), external_id, position)
+            for (key, payload, external_id, position), blob in zip(ready, blobs, strict=True)
+        ]
         if self.seen is not None:
             self.seen.update(i.external_id for i in incoming if i.external_id is not None)
             self.seen.update(g.external_id for g in gone)

@@ -34,7 +34,7 @@ from erpbridge.model.cards import CardPolicy
 from erpbridge.model.fields import FieldPlan, FieldSpec
 from erpbridge.pci import has_card_number
 
-__all__ = ["ColumnarPlan"]
+__all__ = ["SCALAR_TYPES", "ColumnarPlan"]
 
 Rule = Callable[[Mapping[str, Any]], Any]
 ValueRule = Callable[[Any], Any]
@@ -53,7 +53,8 @@ _NONE = type(None)
 #: across zones do not: those columns run per value).
 _SAME_KIND = (frozenset({str}), frozenset({int}), frozenset({bool}))
 _NULL = frozenset({_NONE})
-_SCALAR_TYPES = frozenset({"string", "integer", "decimal", "boolean", "date", "datetime"})
+#: Field types whose canonical value is a string, an integer or a boolean.
+SCALAR_TYPES = frozenset({"string", "integer", "decimal", "boolean", "date", "datetime"})
 _MIN_TEXT = 13  # shorter texts cannot hold a card number (erpbridge.pci)
 _INT_LIMIT = 10**101  # integers the "integer" field type takes as they are (model.fields)
 _ONLY_STR, _ONLY_INT = frozenset({str}), frozenset({int})
@@ -112,7 +113,7 @@ class ColumnarPlan:
         self.names = [f.name for f in self.fields]
         self.cards = cards
         #: Every field is a scalar: the card check need not walk nested values.
-        self.flat = all(specs[f.name].type in _SCALAR_TYPES for f in self.fields)
+        self.flat = all(specs[f.name].type in SCALAR_TYPES for f in self.fields)
 
     def map(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
         """The canonical payload of each record, or ``None`` for a record with any problem."""

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from erpbridge.errors import DataError, DataErrors
-from erpbridge.mapping.columnar import ColumnarPlan
+from erpbridge.mapping.columnar import SCALAR_TYPES, ColumnarPlan
 from erpbridge.mapping.paths import getter as getter  # re-exported: engine, API
 from erpbridge.mapping.spec import FieldMapping, MappingSpec
 from erpbridge.mapping.transforms import Transform, build_transform
@@ -414,6 +414,16 @@ class CompiledMapping:
         if plan is None or len(records) < self.COLUMNAR_FROM:
             return [None] * len(records)
         return plan.map(records)
+
+    @cached_property
+    def flat(self) -> bool:
+        """Every payload holds scalars only: no object, list or JSON field in the entity."""
+        entity = self.entity
+        return (
+            entity is not None
+            and not self.whole
+            and all(spec.type in SCALAR_TYPES for spec in entity.fields.values())
+        )
 
     @cached_property
     def _columnar(self) -> ColumnarPlan | None:
