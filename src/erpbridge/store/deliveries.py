@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -190,6 +191,15 @@ class Claim:
     taken_over: bool = False
     #: Below every flow's own (-100..100): a backfill's or replay's, not a live change.
     priority: int = 0
+    #: When the lease given at the claim ends (``None``: not known here).
+    expires_at: datetime | None = None
+
+    def fresh(self, at: datetime) -> bool:
+        """Less than half of the lease given at the claim has passed at ``at``: no one can have
+        taken it over (that needs it expired), and half a lease is still ahead."""
+        if self.expires_at is None:
+            return False
+        return at - self.started_at < (self.expires_at - self.started_at) / 2
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -202,8 +212,10 @@ def _expired(now: datetime) -> ColumnElement[bool]:
     return and_(deliveries.c.state == "in_flight", deliveries.c.lease_expires_at < now)
 
 
+@lru_cache(maxsize=1)
 def _head_of_key() -> ColumnElement[bool]:
-    """No earlier delivery of the same ordering key is still open."""
+    """No earlier delivery of the same ordering key is still open (built once: building the
+    aliased subquery cost more than running it, measured)."""
     earlier = aliased(deliveries)
     return ~exists().where(
         earlier.c.ordering_key == deliveries.c.ordering_key,
@@ -251,7 +263,7 @@ def _take(
     return [
         Claim(r.id, r.flow, r.channel, r.entity, r.record_id, r.key, r.version,
               r.idempotency_key, r.attempts, r.max_attempts, r.fence, now, taken_over,
-              r.priority)
+              r.priority, now + lease)
         for r in rows
     ]  # fmt: skip
 
@@ -353,24 +365,67 @@ def claim(
     # it made PostgreSQL anti-join and sort every pending row on each claim (162 ms at 20 000
     # pending, measured). A window of blocked rows alone falls back to the full query below.
     size = limit * _WINDOW
-    window = select(deliveries.c.id).where(due).order_by(*order).limit(size).subquery()
-    query = (
-        select(deliveries.c.id)
-        # `due` again out here: PostgreSQL re-checks only the outer conditions on a row another
-        # claimer changed meanwhile (FOR UPDATE), so without it a row just taken would be
-        # taken twice (measured: 3 155 lost leases among 4 workers).
-        .where(deliveries.c.id.in_(select(window.c.id)), due, _head_of_key())
-        .order_by(*order)
-        .limit(limit)
-    )
-    claims = _take(conn, query, worker, lease, now)
-    if claims:
-        return claims
-    windowed = conn.execute(select(func.count()).select_from(window)).scalar_one()
-    if windowed < size:
+    window = _window(conn, now, flows, size)
+    if window:
+        # `due` again here on PostgreSQL: it re-checks only the outer conditions on a row
+        # another claimer changed meanwhile (FOR UPDATE), so without it a row just taken would
+        # be taken twice (measured: 3 155 lost leases among 4 workers). SQLite's window was
+        # read in this transaction, under its write lock: still due, and without `due` its
+        # planner looks the ids up by primary key instead of going through every due row of
+        # the flow (30-40 ms at 100 000 waiting, measured).
+        again = [due] if conn.dialect.name == "postgresql" else []
+        query = (
+            select(deliveries.c.id)
+            .where(deliveries.c.id.in_(window), *again, _head_of_key())
+            .order_by(*order)
+            .limit(limit)
+        )
+        claims = _take(conn, query, worker, lease, now)
+        if claims:
+            return claims
+    if len(window) < size:
         return []  # the window held every due row: nothing more is claimable
     full = select(deliveries.c.id).where(due, _head_of_key()).order_by(*order).limit(limit)
     return _take(conn, full, worker, lease, now)
+
+
+def _window(conn: Connection, now: datetime, flows: Sequence[str] | None, size: int) -> list[int]:
+    """The ids of the first ``size`` due deliveries (of ``flows``) in claim order: higher
+    priority first, then the oldest.
+
+    Read one state and one priority level at a time, so that each read is a range of the
+    ``(state, priority, next_attempt_at, id)`` index already in order. One query over both
+    states and every priority sorted every due row instead: 170-500 ms per claim with 100 000
+    backfilled deliveries waiting on SQLite, 0.4 ms per level this way (measured).
+    """
+    found: list[tuple[int, datetime, int]] = []  # (-priority, next attempt, id)
+    for state in ("pending", "failed"):
+        level: int | None = None
+        taken = 0
+        while taken < size:
+            top = select(func.max(deliveries.c.priority)).where(deliveries.c.state == state)
+            if level is not None:
+                top = top.where(deliveries.c.priority < level)
+            level = conn.execute(top).scalar()
+            if level is None:
+                break
+            query = (
+                select(deliveries.c.id, deliveries.c.next_attempt_at)
+                .where(
+                    deliveries.c.state == state,
+                    deliveries.c.priority == level,
+                    deliveries.c.next_attempt_at <= now,
+                )
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                .limit(size - taken)
+            )
+            if flows is not None:
+                query = query.where(deliveries.c.flow.in_(list(flows)))
+            rows = conn.execute(query).all()
+            found += [(-level, r.next_attempt_at, r.id) for r in rows]
+            taken += len(rows)
+    found.sort()
+    return [delivery_id for _, _, delivery_id in found[:size]]
 
 
 def claim_ids(

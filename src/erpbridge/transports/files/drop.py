@@ -299,8 +299,7 @@ class DropFolder:
                 )
         self._sweep(folder)
         try:
-            for name, content in files.items():
-                self.fs.write_atomically(folder, name, content)
+            self.fs.write_all_atomically(folder, files)
             self.fs.sync_folder(folder)
         except OSError as exc:
             raise self.fs.failure(

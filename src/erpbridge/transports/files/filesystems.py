@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import IO, Protocol
 
 from erpbridge.errors import ErpbridgeError, FatalError, SourceUnavailable
-from erpbridge.transports.files.writers import sync_folder, write_atomically
+from erpbridge.transports.files.writers import (
+    sync_folder,
+    write_all_atomically,
+    write_atomically,
+)
 
 __all__ = ["NAME_MAX", "PERMANENT_ERRNOS", "FileEntry", "FileSystem", "LocalFileSystem"]
 
@@ -78,6 +83,10 @@ class FileSystem(Protocol):
 
     def write_atomically(self, folder: PurePath, name: str, content: bytes) -> None:
         """Put ``folder/name`` in place through a temporary name, never visible half-written."""
+        ...
+
+    def write_all_atomically(self, folder: PurePath, files: Mapping[str, bytes]) -> None:
+        """:meth:`write_atomically` for each of ``files`` (name → content), in order."""
         ...
 
     def remove(self, path: PurePath) -> None:
@@ -141,6 +150,11 @@ class LocalFileSystem:
     def write_atomically(self, folder: PurePath, name: str, content: bytes) -> None:
         """Hidden temporary file, fsync, rename (:func:`~.writers.write_atomically`)."""
         write_atomically(Path(folder), name, content)
+
+    def write_all_atomically(self, folder: PurePath, files: Mapping[str, bytes]) -> None:
+        """Temporary files, their fsyncs side by side, renames in order
+        (:func:`~.writers.write_all_atomically`)."""
+        write_all_atomically(Path(folder), files)
 
     def remove(self, path: PurePath) -> None:
         """``unlink``."""

@@ -16,7 +16,7 @@ import errno
 import io
 import logging
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import PurePath, PurePosixPath
@@ -204,6 +204,11 @@ class SftpFileSystem:
                 raise
 
         self.call(upload, f"writing {target}")
+
+    def write_all_atomically(self, folder: PurePath, files: Mapping[str, bytes]) -> None:
+        """:meth:`write_atomically` for each of ``files``, one after the other."""
+        for name, content in files.items():
+            self.write_atomically(folder, name, content)
 
     def remove(self, path: PurePath) -> None:
         """Delete the file at ``path``."""
