@@ -259,3 +259,29 @@ def test_a_deleted_record_shows_as_deleted(project: Path) -> None:
     assert code == 0 and "2 (deleted)" in out, out
     code, out = run("records", "product", "--key", "A-1")
     assert code == 0 and "DELETED" in out and "deleted" in out and "2.csv:2" in out, out
+
+
+def test_sync_runs_its_flows_with_the_bulk_collector_settings_and_restores_them(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync` moves records in bulk: the cyclic collector runs less often during its runs
+    (issue 18: 0.37 of 4.2 s CPU per 100 000 records went to it) and as before afterwards."""
+    import gc
+
+    from erpbridge.cli.common import BULK_GC_THRESHOLD
+    from erpbridge.engine.runner import FlowRunner
+
+    seen: list[tuple[int, ...]] = []
+    real_run = FlowRunner.run
+
+    def run_and_look(self: FlowRunner, *args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowRunner, "run", run_and_look)
+    before = gc.get_threshold()
+    (project / "inbox" / "p.csv").write_text("Artikel,Bezeichnung\nA-1,Schraube\n", "utf-8")
+    code, out = run("sync", "products-in")
+    assert code == 0, out
+    assert seen == [BULK_GC_THRESHOLD]
+    assert gc.get_threshold() == before

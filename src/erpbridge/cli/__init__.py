@@ -23,6 +23,7 @@ from erpbridge.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
     actor,
+    bulk_gc,
     console,
     errors,
     known_choice,
@@ -229,15 +230,18 @@ def sync(
     runner = FlowRunner(config, _store(config))
     results = []
     busy: list[FlowBusy | FlowPaused] = []
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[read]} read, {task.fields[rejected]} rejected"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with (
+        bulk_gc(),
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[read]} read, {task.fields[rejected]} rejected"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         for name in names:
             task = progress.add_task(name, total=None, read=0, rejected=0)
 
