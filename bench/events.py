@@ -181,6 +181,15 @@ class Hub:
                 process.wait(10)
         self.processes.clear()
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the hub's processes have used so far."""
+        total = 0
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def log_lines(self, word: str) -> int:
         """Lines holding ``word`` in the hub's logs (e.g. 'Traceback')."""
         return sum(path.read_text(errors="replace").count(word) for path in self.root.glob("*.log"))
@@ -500,6 +509,10 @@ class Level:
     delivered: int = 0
     expected: int = 0
     load: float = 0.0
+    #: CPU seconds the hub's processes used during the level (sending and the arrival wait).
+    hub_cpu_s: float = 0.0
+    #: Of those, per accepted event (record), in milliseconds.
+    cpu_ms_per_event: float | None = None
 
     @property
     def sustained(self) -> bool:
@@ -518,6 +531,7 @@ async def run_level(
     watcher = Watcher(made, loop)
     tag = f"{phase.replace('/', '_')}-{int(rate)}-{uuid.uuid4().hex[:4]}"
     build = hook_request(tag) if kind == "hook" else event_request(made, tag, batch)
+    cpu_before = made.cpu_s()
     try:
         sent, t0 = await offer(made.ports, build, rate / batch, duration, concurrency)
         accepted = [s for s in sent if s.status == 202]
@@ -527,6 +541,7 @@ async def run_level(
             await asyncio.sleep(0.05)
     finally:
         watcher.close()
+    cpu = made.cpu_s() - cpu_before
     answered = [s for s in sent if s.status]
     overload = [s for s in answered if s.status in (429, 503)]
     latency = [s.answered - s.scheduled for s in answered]
@@ -551,6 +566,8 @@ async def run_level(
         delivered=len(e2e),
         expected=len(expected),
         load=round(os.getloadavg()[0], 2),
+        hub_cpu_s=round(cpu, 2),
+        cpu_ms_per_event=round(cpu * 1000 / (len(accepted) * batch), 2) if accepted else None,
     )
 
 
@@ -562,13 +579,15 @@ def show(level: Level) -> None:
         f"{level.phase:<26} {level.offered:>6g} {level.accepted_per_s:>8g} {level.overload:>6} "
         f"{level.other:>5} {level.timeouts:>5} {f(level.post_p50_ms):>8} "
         f"{f(level.post_p99_ms):>8} {f(level.e2e_p50_ms):>8} {f(level.e2e_p99_ms):>8} "
-        f"{level.delivered:>6}/{level.expected:<6} {level.load:>5}"
+        f"{level.delivered:>6}/{level.expected:<6} {level.load:>5} {level.hub_cpu_s:>6g} "
+        f"{f(level.cpu_ms_per_event):>6}"
     )
 
 
 HEADER = (
     f"{'phase':<26} {'offer':>6} {'acc/s':>8} {'429/3':>6} {'other':>5} {'tmo':>5} "
-    f"{'post50':>8} {'post99':>8} {'e2e50':>8} {'e2e99':>8} {'delivered':>13} {'load':>5}"
+    f"{'post50':>8} {'post99':>8} {'e2e50':>8} {'e2e99':>8} {'delivered':>13} {'load':>5} "
+    f"{'cpu_s':>6} {'ms/ev':>6}"
 )
 
 
@@ -604,6 +623,8 @@ def embedded(
         ]
     )
     for phase, target, kind, levels, batch in plans:
+        if args.phases and phase.split("/")[1] not in args.phases:
+            continue
         try:
             with hub(target) as made:
                 made.start("run", "--interval", "1", port=free_port())
@@ -694,6 +715,11 @@ def main() -> None:
     )
     parser.add_argument("--shapes", default="embedded,scaled", help="embedded, scaled or both.")
     parser.add_argument("--procs", type=lambda t: [int(v) for v in t.split(",")], default=[1, 2, 4])
+    parser.add_argument(
+        "--phases",
+        type=lambda t: t.split(","),
+        help="Only these embedded phases (folder, sqlwrite, batch100, hook); default all.",
+    )
     parser.add_argument("--pg-url", help="A PostgreSQL server (else one is started).")
     parser.add_argument("--concurrency", type=int, default=256, help="Connections open at once.")
     args = parser.parse_args()

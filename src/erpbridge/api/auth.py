@@ -22,13 +22,16 @@ provider's ``unmapped`` grant allows, or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import Depends, Request
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from erpbridge.api.context import ApiError, Hub, get_hub
+from erpbridge.api.keycache import KeyCache
 from erpbridge.api.network import allowed as address_allowed
 from erpbridge.api.network import client_address
 from erpbridge.api.ratelimit import Decision
@@ -36,15 +39,19 @@ from erpbridge.api.tokens import ISSUER, Claims, TokenRefused
 from erpbridge.store.apiclients import (
     ApiClient,
     ClientRefused,
+    client_in,
     expand_scopes,
     usable_client,
     verify_key,
 )
+from erpbridge.store.runs import now
 
-__all__ = ["Principal", "authenticate", "require"]
+__all__ = ["Principal", "authenticate", "client_guard", "require"]
 
 #: Where the embedded server puts a verified client certificate's subject CN (see api.tls).
 CLIENT_CERT_SCOPE_KEY = "erpbridge.client_cert_cn"
+#: The header of every 401.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="erpbridge"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +83,30 @@ class Principal:
             )
 
 
-def authenticate(request: Request, hub: Hub) -> Principal:
-    """The caller of ``request``, checked against allow-lists; raise :class:`ApiError`."""
+def authenticate(request: Request, hub: Hub, *, remember: bool = False) -> Principal:
+    """The caller of ``request``, checked against allow-lists; raise :class:`ApiError`. With
+    ``remember``, an API key that opens the API is noted in ``request.state.key_checked``, to
+    be remembered (:class:`KeyCache`) once the request is admitted."""
+    shown = _admitted_address(request, hub)
+    try:
+        principal = _credential(request, hub, shown, remember)
+    except (ClientRefused, TokenRefused) as exc:
+        _count_failure(hub, shown)
+        raise ApiError(401, "unauthenticated", str(exc), _CHALLENGE) from None
+    if principal is None:
+        _count_failure(hub, shown)
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "no credentials: send X-API-Key, Authorization: Bearer <token>, or a client "
+            "certificate",
+            _CHALLENGE,
+        )
+    return principal
+
+
+def _admitted_address(request: Request, hub: Hub) -> str | None:
+    """The caller's address, shown; refused unless allowed and not blocked for failed logins."""
     settings = hub.config.model.hub.api
     address = client_address(request, settings.trusted_proxies)
     shown = str(address) if address else None
@@ -86,60 +115,86 @@ def authenticate(request: Request, hub: Hub) -> Principal:
     blocked = hub.limiter.blocked(shown or "unknown")
     if blocked is not None:
         raise _too_many(shown, blocked)
-    try:
-        principal = _credential(request, hub, shown)
-    except (ClientRefused, TokenRefused) as exc:
-        _count_failure(hub, shown)
-        raise ApiError(
-            401, "unauthenticated", str(exc), {"WWW-Authenticate": 'Bearer realm="erpbridge"'}
-        ) from None
-    if principal is None:
-        _count_failure(hub, shown)
-        raise ApiError(
-            401,
-            "unauthenticated",
-            "no credentials: send X-API-Key, Authorization: Bearer <token>, or a client "
-            "certificate",
-            {"WWW-Authenticate": 'Bearer realm="erpbridge"'},
-        )
+    return shown
+
+
+def _remembered(request: Request, hub: Hub) -> Principal | None:
+    """The caller of an event route by an API key the process remembers, checked without the
+    store (on the event loop); None: look the credential up. The client found is kept in
+    ``request.state.cached_client`` for :func:`client_guard`."""
+    key = request.headers.get("x-api-key")
+    if not key or request.headers.get("authorization"):
+        return None
+    client = hub.keys.get(key)
+    if client is None:
+        return None
+    principal = _from_client(client, "key", _admitted_address(request, hub))
+    request.state.cached_client = client
     return principal
 
 
-def require(scope: str, group: str = "api") -> Callable[..., Principal]:
-    """A dependency that authenticates, rate-limits and checks ``scope``."""
+def require(scope: str, group: str = "api") -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates, rate-limits and checks ``scope``.
 
-    def dependency(request: Request, hub: Hub = Depends(get_hub)) -> Principal:  # noqa: B008
-        principal = authenticate(request, hub)
-        decision = hub.limiter.hit(principal.name, group, principal.rate_limit)
-        request.state.rate_limit = decision
-        if not decision.allowed:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"client {principal.name!r} exceeded its limit of {decision.limit} requests; "
-                f"retry in {decision.reset_s} s",
-                decision.headers(),
-            )
-        if not principal.may(scope):
-            raise ApiError(
-                403,
-                "missing_scope",
-                f"client {principal.name!r} lacks the scope {scope!r} "
-                f"(it has: {', '.join(sorted(principal.scopes)) or 'none'})",
-            )
-        request.state.principal = principal
-        return principal
+    The event routes (``group == "events"``) remember API keys (:mod:`erpbridge.api.keycache`):
+    a remembered key is checked on the event loop; any other credential, and every other route,
+    is looked up in the store in a worker thread, as before."""
+    remember = group == "events"
+
+    async def dependency(request: Request, hub: Hub = Depends(get_hub)) -> Principal:  # noqa: B008
+        # Rate limits kept in another process's storage (redis) are not counted on the loop.
+        principal = _remembered(request, hub) if remember and hub.limiter.local else None
+        if principal is not None:
+            return _admit(request, hub, principal, scope, group)
+        return await run_in_threadpool(_checked, request, hub, scope, group, remember)
 
     return dependency
 
 
-def _credential(request: Request, hub: Hub, address: str | None) -> Principal | None:
+def _checked(request: Request, hub: Hub, scope: str, group: str, remember: bool) -> Principal:
+    principal = _admit(request, hub, authenticate(request, hub, remember=remember), scope, group)
+    checked = getattr(request.state, "key_checked", None)
+    if checked is not None:
+        hub.keys.put(*checked)
+    return principal
+
+
+def _admit(request: Request, hub: Hub, principal: Principal, scope: str, group: str) -> Principal:
+    """Rate-limit ``principal`` and check ``scope``; raise :class:`ApiError` when refused."""
+    decision = hub.limiter.hit(principal.name, group, principal.rate_limit)
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"client {principal.name!r} exceeded its limit of {decision.limit} requests; "
+            f"retry in {decision.reset_s} s",
+            decision.headers(),
+        )
+    if not principal.may(scope):
+        raise ApiError(
+            403,
+            "missing_scope",
+            f"client {principal.name!r} lacks the scope {scope!r} "
+            f"(it has: {', '.join(sorted(principal.scopes)) or 'none'})",
+        )
+    request.state.principal = principal
+    return principal
+
+
+def _credential(
+    request: Request, hub: Hub, address: str | None, remember: bool = False
+) -> Principal | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return _from_token(hub, header[7:].strip(), address)
     key = request.headers.get("x-api-key")
     if key:
-        return _from_client(verify_key(hub.engine, key), "key", address)
+        client = verify_key(hub.engine, key)
+        principal = _from_client(client, "key", address)
+        if remember:  # once the request is admitted (require): a refused one is not remembered
+            request.state.key_checked = (key, client)
+        return principal
     common_name = request.scope.get(CLIENT_CERT_SCOPE_KEY)
     if common_name:
         client = usable_client(hub.engine, common_name, "certificate CN")
@@ -243,3 +298,31 @@ def _too_many(address: str | None, decision: Decision) -> ApiError:
         f"too many failed logins from {address}; retry in {decision.reset_s} s",
         decision.headers(),
     )
+
+
+def client_guard(cache: KeyCache, cached: ApiClient) -> Callable[[Connection], ApiError | None]:
+    """The guard an event authenticated from the cache runs in its transaction: the client's
+    row, read again, must still be usable and grant what it granted when its key was cached."""
+
+    def check(conn: Connection) -> ApiError | None:
+        transaction = conn.get_transaction()
+        if cache.checked.get(cached.id) is transaction:
+            return None  # checked for an earlier event of the same group (transaction)
+        current = client_in(conn, cached.id)
+        if current is None or current.revoked_at is not None:
+            why = f"client {cached.name!r} was revoked"
+        elif current.expires_at is not None and current.expires_at <= now():
+            why = f"the credential of client {cached.name!r} has expired"
+        elif (current.scopes, current.channels, current.allowed_ips) != (
+            cached.scopes,
+            cached.channels,
+            cached.allowed_ips,
+        ):
+            why = f"client {cached.name!r} changed since its key was checked; send again"
+        else:
+            cache.checked[cached.id] = transaction
+            return None
+        cache.forget(cached.id)
+        return ApiError(401, "unauthenticated", why, _CHALLENGE)
+
+    return check

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import Engine
 
+from erpbridge.api.keycache import KeyCache
 from erpbridge.api.ratelimit import Limiter
 from erpbridge.api.tokens import Keyring
 from erpbridge.config.loader import LoadedConfig
@@ -20,7 +21,7 @@ from erpbridge.saml import SamlTrust
 from erpbridge.store.adminaudit import record_action
 from erpbridge.store.secretbox import SecretBox
 
-__all__ = ["ApiError", "Hub", "get_engine", "get_hub"]
+__all__ = ["ApiError", "Hub", "get_engine", "get_hub", "hub_of"]
 
 
 class ApiError(Exception):
@@ -52,6 +53,8 @@ class Hub:
     saml: SamlTrust | None = None
     runner: FlowRunner = field(init=False)
     operations: Operations = field(init=False)
+    #: API keys of event senders this process checked lately (``hub.api.key_cache_s``).
+    keys: KeyCache = field(init=False)
 
     #: Reloads this process's configuration (``erpbridge run``/``api``); None: it cannot.
     reloader: Reloader | None = None
@@ -59,6 +62,7 @@ class Hub:
     def __post_init__(self) -> None:
         self.runner = FlowRunner(self.config, self.engine, on_queued=self.wake)
         self.operations = Operations(self.config)
+        self.keys = KeyCache(self.config.model.hub.api.key_cache_s)
 
     def reload(self, config: LoadedConfig) -> None:
         """Serve ``config`` from the next request on (one under way keeps the old one).
@@ -82,12 +86,19 @@ class Hub:
         record_action(self.engine, actor, address, action, target, outcome, detail)
 
 
-def get_hub(request: Request) -> Hub:
-    """FastAPI dependency: the app's :class:`Hub`."""
+def hub_of(request: Request) -> Hub:
+    """The app's :class:`Hub` (for code outside dependency injection)."""
     hub: Hub = request.app.state.hub
     return hub
 
 
-def get_engine(request: Request) -> Engine:
+# The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in a worker thread,
+# one trip there and back per request for a dictionary read.
+async def get_hub(request: Request) -> Hub:
+    """FastAPI dependency: the app's :class:`Hub`."""
+    return hub_of(request)
+
+
+async def get_engine(request: Request) -> Engine:
     """FastAPI dependency: the hub store's engine."""
-    return get_hub(request).engine
+    return hub_of(request).engine

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from erpbridge.api.auth import Principal, require
+from erpbridge.api.auth import Principal, client_guard, require
 from erpbridge.api.body import parse_json, read_body
 from erpbridge.api.context import ApiError, Hub, get_hub
 from erpbridge.api.network import allowed, client_address
@@ -142,10 +142,13 @@ async def _pushed(
     config = _in_flow(hub, flow)
     who.check_channel(config.channel)
     body = await _body(request, hub)
+    # A sender authenticated by a remembered key: its client is read again in the transaction.
+    cached = getattr(request.state, "cached_client", None)
+    guard = client_guard(hub.keys, cached) if cached is not None else None
     # The store's work runs in a worker thread: the event loop keeps taking requests, and
     # concurrent events of the flow share one transaction (FlowRunner.ingest).
     return await run_in_threadpool(
-        _accept_event, hub, flow, who.name, body, idempotency_key, deletes=deletes
+        _accept_event, hub, flow, who.name, body, idempotency_key, guard, deletes=deletes
     )
 
 
@@ -155,6 +158,7 @@ def _accept_event(
     client: str,
     body: bytes,
     idempotency_key: str | None,
+    guard: Guard | None = None,
     *,
     deletes: bool = False,
 ) -> JSONResponse:
@@ -165,7 +169,7 @@ def _accept_event(
         if earlier is not None:
             return earlier
     items = _records(parse_json(body), None, hub.config.model.hub.api.max_batch)
-    answer = _ingest(hub, flow, items, f"event:{client}", deletes=deletes)
+    answer = _ingest(hub, flow, items, f"event:{client}", guard, deletes=deletes)
     if idempotency_key:
         answer = _remember(hub, scope, idempotency_key, body, answer)
     return answer

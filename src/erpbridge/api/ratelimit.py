@@ -55,6 +55,8 @@ class Limiter:
         self.settings = settings
         self.limiter = MovingWindowRateLimiter(storage.storage_from_string(settings.storage))
         self._parsed: dict[str, list[RateLimitItem]] = {}
+        #: Counts kept in this process (``memory://``): counting does no I/O.
+        self.local = settings.storage.startswith("memory://")
 
     def hit(self, who: str, group: str, client_limit: str | None = None) -> Decision:
         """Count one request of ``who`` to route ``group``; the tightest limit decides."""

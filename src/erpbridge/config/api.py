@@ -149,6 +149,13 @@ class ApiSettings(Strict):
         description="Event and webhook requests one API process works on at once; one more "
         "is answered 503 with Retry-After.",
     )
+    key_cache_s: float = Field(
+        default=60,
+        ge=0,
+        description="Seconds an API key checked for an event stays known to the API process "
+        "(0: look it up on every event); the event's transaction still refuses a revoked or "
+        "expired client.",
+    )
 
 
 class WebhookConfig(Strict):

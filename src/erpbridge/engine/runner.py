@@ -151,6 +151,14 @@ class Ingested:
     unknown: tuple[str, ...] = ()
 
 
+#: The counters a merged group's events derive from the records before and after (_Job).
+_MERGED_COUNTS = ("created", "updated", "unchanged", "stale")
+
+
+class MergedCountsDiffer(RuntimeError):
+    """A group's events written as one batch counted otherwise than the store did."""
+
+
 #: Run in an event's transaction before its records are written: an exception it returns is
 #: raised to the event's caller instead, and nothing of the event is stored.
 Guard = Callable[[Connection], BaseException | None]
@@ -496,10 +504,7 @@ class FlowRunner:
                         lease=self.lease,
                     )
                     total = BatchCounts()
-                    results: list[Ingested | BaseException] = [
-                        refusal or job.write_event(conn, run_id, event, total)
-                        for event, refusal in zip(events, refused, strict=True)
-                    ]
+                    results = job.write_events(conn, run_id, events, refused, total)
                     warnings = [_stale_warning(flow, total.stale)] if total.stale else []
                     if total.unknown_deletes:
                         warnings.append(_unknown_warning(total.unknown_deletes))
@@ -897,6 +902,82 @@ class _Job:
             else:
                 transaction.commit()
         return counts
+
+    def write_events(
+        self,
+        conn: Connection,
+        run_id: int,
+        events: list[_Event],
+        refused: list[BaseException | None],
+        total: BatchCounts,
+    ) -> list[Ingested | BaseException]:
+        """Write a group's events (those its guards did not refuse) in the group's transaction.
+
+        Events of plain records (no deletes, no workflow, no conflict policy; not both field
+        rules and a version field) whose keys all differ are written as one batch: one upsert,
+        one read of the records before and one after, whatever the group's size; each event's
+        counters come from those reads. Otherwise each event is written on its own."""
+        todo = [event for event, refusal in zip(events, refused, strict=True) if refusal is None]
+        merged = self._merged_events(conn, run_id, todo, total) if len(todo) > 1 else None
+        if merged is None:
+            merged = [self.write_event(conn, run_id, event, total) for event in todo]
+        answers = iter(merged)
+        return [refusal or next(answers) for refusal in refused]
+
+    def _merged_events(
+        self, conn: Connection, run_id: int, events: list[_Event], total: BatchCounts
+    ) -> list[Ingested] | None:
+        """The events written as one batch, or None (nothing written) when they cannot be."""
+        flow = self.flow
+        # A change that is not applied is stale by its version field, or unchanged (merged
+        # into the stored fields, or equal); with both, the two could not be told apart.
+        versioned = flow.version_field is not None
+        if self.gate is not None or flow.conflict is not None or (versioned and self.fields):
+            return None
+        items = [item for event in events for item in event.incoming]
+        keys = [item.key for item in items]
+        if any(event.gone for event in events) or len(set(keys)) != len(keys):
+            return None
+        where = (record_rows.c.entity == flow.entity, record_rows.c.key.in_(keys))
+        columns = (record_rows.c.key, record_rows.c.id, record_rows.c.version)
+        before = {row.key: row.version for row in conn.execute(select(*columns).where(*where))}
+        counts = BatchCounts()
+        counts.add(upsert_records(conn, self._lineage(run_id), items))
+        after = {
+            row.key: (row.id, row.version, row.content_hash)
+            for row in conn.execute(select(*columns, record_rows.c.content_hash).where(*where))
+        }
+        answers = []
+        for event in events:
+            each = BatchCounts(read=event.read)
+            for item in event.incoming:
+                _, version, content_hash = after[item.key]
+                if item.key not in before:
+                    each.created += 1
+                elif version > before[item.key]:
+                    each.updated += 1
+                elif versioned and content_hash != item.hash:
+                    each.stale += 1
+                else:
+                    each.unchanged += 1
+            answers.append(
+                Ingested(
+                    run_id,
+                    each.created,
+                    each.updated,
+                    each.unchanged,
+                    [(i.key, *after[i.key][:2]) for i in event.incoming],
+                    each.stale,
+                )
+            )
+            total.read += event.read
+        derived = [sum(getattr(a, n) for a in answers) for n in _MERGED_COUNTS]
+        if counts.refused or derived != [getattr(counts, n) for n in _MERGED_COUNTS]:
+            # Cannot happen for plain records; if it did, the group is tried again event by
+            # event (the transaction is rolled back), never answered with wrong counters.
+            raise MergedCountsDiffer(f"{derived} != {counts}")
+        total.add(counts)
+        return answers
 
     def write_event(
         self, conn: Connection, run_id: int, event: _Event, total: BatchCounts

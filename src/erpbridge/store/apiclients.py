@@ -40,6 +40,7 @@ __all__ = [
     "ClientRefused",
     "ScopeRefused",
     "check_secret",
+    "client_in",
     "create_client",
     "expand_scopes",
     "find_client",
@@ -185,6 +186,13 @@ def usable_client(engine: Engine, name: str, credential: str) -> ApiClient:
     if row is None:
         raise ClientRefused(f"no API client named {name!r} ({credential})")
     return _usable(engine, row)
+
+
+def client_in(conn: Connection, client_id: int) -> ApiClient | None:
+    """The client with id ``client_id`` as the caller's transaction sees it, whatever its state
+    (one read by primary key; an API process's cached key is re-checked with it)."""
+    row = conn.execute(select(api_clients).where(api_clients.c.id == client_id)).first()
+    return _client(row) if row is not None else None
 
 
 def find_client(engine: Engine, name: str) -> ApiClient | None:

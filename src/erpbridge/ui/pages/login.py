@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from erpbridge.api.context import Hub, get_hub
+from erpbridge.api.context import Hub, get_hub, hub_of
 from erpbridge.api.network import client_address
 from erpbridge.store.users import User, check_password, end_session, open_session
 from erpbridge.ui.auth import Current, cookie_name, secure, set_session_cookie
@@ -42,7 +42,7 @@ def next_path(target: str | None) -> str:
 def login_form(request: Request, target: str | None, error: str | None, status: int) -> Response:
     """The sign-in page (with ``error`` in red), answered with ``status``."""
     token = secrets.token_urlsafe(32)
-    trust = get_hub(request).saml
+    trust = hub_of(request).saml
     backoffice = trust.settings.backoffice if trust is not None and trust.sso else None
     context = {
         "title": "Sign in",
