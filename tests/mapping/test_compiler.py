@@ -952,3 +952,26 @@ class TestFusedPass:
             assert payloads[7] == mapping(batch[7])
             assert payloads[7] is not None and "4111 1111 1111 1111" not in payloads[7]["note"]
         assert payloads[8] == mapping(batch[8])
+
+    @settings(max_examples=300)
+    @given(
+        st.lists(
+            st.one_of(
+                st.floats(),
+                st.sampled_from([0.0, -0.0, 1e-5, 1e16, 100.0, 0.1, -2.5, 123456789012345.6]),
+            ),
+            min_size=1,
+            max_size=30,
+        )
+    )
+    def test_a_float_column_into_a_decimal_field_gives_the_record_pass_texts(
+        self, weights: list[float]
+    ) -> None:
+        mapping = compiled(self.SPEC, self.ENTITY)
+        batch = [{"n": f"N{i}", "w": w} for i, w in enumerate(weights)]
+        for record, payload in zip(batch, mapping._columnar.map(batch), strict=True):
+            try:
+                expected: Any = mapping(record)
+            except DataError:
+                expected = None
+            assert payload == expected, record

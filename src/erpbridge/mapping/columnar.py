@@ -57,7 +57,7 @@ _NULL = frozenset({_NONE})
 SCALAR_TYPES = frozenset({"string", "integer", "decimal", "boolean", "date", "datetime"})
 _MIN_TEXT = 13  # shorter texts cannot hold a card number (erpbridge.pci)
 _INT_LIMIT = 10**101  # integers the "integer" field type takes as they are (model.fields)
-_ONLY_STR, _ONLY_INT = frozenset({str}), frozenset({int})
+_ONLY_STR, _ONLY_INT, _ONLY_FLOAT = frozenset({str}), frozenset({int}), frozenset({float})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,8 @@ class _Field:
     unmapped: bool
     constant: Any
     #: ``str``/``int``: a plain column into an unconstrained field of that type, whose values
-    #: are the payload's as they are when all of them are of that type (and not blank).
+    #: are the payload's as they are when all of them are of that type (and not blank);
+    #: ``float``: a plain column into an unconstrained decimal field, whose floats' texts are.
     passthrough: type | None
 
 
@@ -180,6 +181,10 @@ def _column(spec: _Field, values: list[Any]) -> tuple[list[Any], Any]:
         and -_INT_LIMIT < min(values) <= max(values) < _INT_LIMIT
     ):
         return values, values
+    if through is float and kinds == _ONLY_FLOAT:
+        texts = _float_texts(values)
+        if texts is not None:
+            return texts, texts
     cell = spec.cell
     if kinds - _NULL in _SAME_KIND:
         distinct = set(values)
@@ -201,7 +206,21 @@ def _passthrough(spec: FieldSpec) -> type | None:
     )
     if not unconstrained:
         return None
-    return {"string": str, "integer": int}.get(spec.type)
+    return {"string": str, "integer": int, "decimal": float}.get(spec.type)
+
+
+def _float_texts(values: list[float]) -> list[str] | None:
+    """The canonical decimal text of each float (``Decimal(repr(x))`` in plain notation
+    without trailing zeros, ``"0"`` for either zero), straight from ``repr``; ``None`` when
+    one of them is written with an exponent or is not finite (the per-value path then)."""
+    texts = list(map(repr, values))
+    joined = "".join(texts)
+    if "e" in joined or "n" in joined:  # 1e-05, 1.5e+16, inf, nan
+        return None
+    return [
+        text.rstrip("0").rstrip(".") if value else "0"
+        for value, text in zip(values, texts, strict=True)
+    ]
 
 
 def _finisher(
