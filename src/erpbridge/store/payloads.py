@@ -7,7 +7,9 @@ compile and plan. Here the pairs are one key list joined on the audit trail's
 two arrays ``unnest``-ed on PostgreSQL (one cached statement for any count).
 
 This module is the one place that knows where a version's payload is stored: whoever reads
-versions by ``(record, version)`` goes through :func:`version_payloads`.
+versions by ``(record, version)`` goes through :func:`version_payloads`. The audit row of a
+record's current version stores no payload (migration 0025, ``store.tables.AuditPayload``): it
+is the record's, read here through ``COALESCE`` with the record joined by its primary key.
 """
 
 from __future__ import annotations
@@ -62,18 +64,19 @@ def version_payloads(
     }
 
 
-_SELECT = "SELECT a.record_id, a.version, a.payload, a.content_hash"
+_SELECT = "SELECT a.record_id, a.version, COALESCE(a.payload, r.payload), a.content_hash"
+_JOIN = (
+    " JOIN audit AS a ON a.record_id = k.r AND a.version = k.v"
+    " JOIN records AS r ON r.id = a.record_id"
+)
 
 _PG_QUERY = text(
     f"{_SELECT} FROM unnest(CAST(:records AS bigint[]), CAST(:versions AS integer[])) AS k(r, v)"
-    " JOIN audit AS a ON a.record_id = k.r AND a.version = k.v"
+    + _JOIN
 )
 
 
 @lru_cache(maxsize=64)
 def _sqlite_query(count: int) -> str:
     values = ", ".join(["(?, ?)"] * count)
-    return (
-        f"WITH k(r, v) AS (VALUES {values}) "
-        f"{_SELECT} FROM k JOIN audit AS a ON a.record_id = k.r AND a.version = k.v"
-    )
+    return f"WITH k(r, v) AS (VALUES {values}) {_SELECT} FROM k{_JOIN}"

@@ -269,7 +269,7 @@ def _upsert_round(
                     at,
                 )
             )
-            history.append(_audit_row(lineage, at, record_id, item, payload, 1, "created", None))
+            history.append(_audit_row(lineage, at, record_id, item, 1, "created", None))
         copy_rows(conn, records, _RECORD_COLUMNS, rows)
         if lineage.search is not None:
             index_created(conn, lineage.search, [(ids[i.key], i.key, i.payload) for i in new])
@@ -301,7 +301,6 @@ def _upsert_round(
                 at,
                 row.id,
                 item,
-                item.blob.decode(),
                 row.version + 1,
                 *_change_of(row, item),
             )
@@ -455,11 +454,13 @@ def _audit_row(
     at: Any,
     record_id: int,
     item: Incoming,
-    payload: str,
     version: int,
     action: str,
     changed: list[str] | None,
 ) -> tuple[Any, ...]:
+    """The audit row of a version just written: no payload, it is the record's current one
+    (``store.tables.AuditPayload``; the trigger of migration 0025 moves it here once a later
+    version supersedes it)."""
     return (
         record_id,
         lineage.entity,
@@ -467,7 +468,7 @@ def _audit_row(
         version,
         action,
         item.hash,
-        payload,
+        None,
         orjson.dumps(changed).decode() if changed is not None else None,
         lineage.run_id,
         lineage.flow,

@@ -52,7 +52,7 @@ def _bound(conn: Connection, lineage: Lineage, ids: list[str]) -> dict[str, Any]
     """The records bound to ``ids`` of the lineage's channel, by external id."""
     found: dict[str, Any] = {}
     cols = (bindings.c.external_id, records.c.id, records.c.key, records.c.version,
-            records.c.content_hash, records.c.payload)  # fmt: skip
+            records.c.content_hash)  # fmt: skip
     for chunk in key_chunks(conn, ids):
         query = (
             select(*cols)
@@ -98,7 +98,7 @@ def tombstone(conn: Connection, lineage: Lineage, gone: Iterable[Gone]) -> Tombs
         [{"b_id": row.id, "b_version": row.version + 1} for _, row in alive.values()],
     )
     history = [
-        (row.id, lineage.entity, row.key, row.version + 1, "deleted", TOMBSTONE_HASH, row.payload,
+        (row.id, lineage.entity, row.key, row.version + 1, "deleted", TOMBSTONE_HASH, None,
          "[]", lineage.run_id, lineage.flow, lineage.channel, item.external_id,
          item.position[:512], at)
         for item, row in alive.values()

@@ -195,7 +195,7 @@ def apply_transition(conn: Connection, fire: Fire) -> tuple[int, int]:
             version=version,
             action="updated",
             content_hash=fire.content_hash,
-            payload=payload,
+            payload=None,  # the record's current one (``store.tables.AuditPayload``)
             changed_fields=orjson.dumps(fire.changed_fields).decode(),
             source_position=f"transition {move.transition} by {fire.actor_kind} {fire.actor}"[:512],
             at=stamp,

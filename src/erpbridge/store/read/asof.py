@@ -1,8 +1,10 @@
 """The hub as of a moment: records rebuilt from the audit trail, and what changed between two.
 
-Every version a record ever had is an ``audit`` row with its full payload and the time it was
+Every version a record ever had is an ``audit`` row with its payload and the time it was
 written, so a record as of T is its newest version written at or before T (none: it did not
-exist yet). Within the reader's scope, like every read (``store.read.scope``).
+exist yet). The current version's payload is the record's, read through the column's
+``COALESCE`` (``store.tables.AuditPayload``). Within the reader's scope, like every read
+(``store.read.scope``).
 """
 
 from __future__ import annotations
