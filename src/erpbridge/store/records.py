@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, update
+from sqlalchemy.exc import IntegrityError
 
 from erpbridge.store.bulk import allocate_ids, copy_rows, custom_plans, select_in, timestamp
 from erpbridge.store.conflicts import settle, settle_owned
@@ -207,15 +208,59 @@ def upsert_records(conn: Connection, lineage: Lineage, items: list[Incoming]) ->
     """Upsert ``items`` (one entity) and bind their external ids; return the counts."""
     counts = UpsertCounts()
     custom_plans(conn)
-    for round_items in _rounds(items):
-        _upsert_round(conn, lineage, round_items, counts)
+    for depth, round_items in enumerate(_rounds(items)):
+        if depth == 0 and _unknown(conn, lineage, round_items, counts):
+            continue
+        if _upsert_round(conn, lineage, round_items, counts, look=True):
+            _hopes(conn).add((lineage.entity, lineage.channel))
     return counts
 
 
-def _upsert_round(
+#: ``conn.info`` key: the (entity, channel) pairs whose last batch met no stored key or bound
+#: external id (a full pass into an empty entity), whose next batch is written without look-ups.
+_HOPES = "erpbridge_unknown_keys"
+#: Smaller rounds look up as usual: one clash costs a rolled-back round.
+_HOPEFUL_ROUND = 100
+
+
+def _hopes(conn: Connection) -> set[tuple[str, str]]:
+    hopes: set[tuple[str, str]] = conn.info.setdefault(_HOPES, set())
+    return hopes
+
+
+def _unknown(
     conn: Connection, lineage: Lineage, items: list[Incoming], counts: UpsertCounts
-) -> None:
-    existing = _existing(conn, lineage.entity, [i.key for i in items])
+) -> bool:
+    """Write ``items`` as new records without looking their keys and external ids up, when the
+    last batch of this entity and channel met none stored (an initial migration: each look-up
+    finds nothing). Inside a savepoint: a key or external id stored after all (the source
+    repeats one, another writer came first) fails an insert, the round is rolled back and
+    ``False`` returned, and the caller writes it with look-ups, as always."""
+    hopes = _hopes(conn)
+    pair = (lineage.entity, lineage.channel)
+    if pair not in hopes or len(items) < _HOPEFUL_ROUND:
+        return False
+    if _existing(conn, lineage.entity, [items[0].key, items[-1].key]):
+        hopes.discard(pair)  # a pass over stored records (an incremental run): no round wasted
+        return False
+    trial = UpsertCounts()
+    try:
+        with conn.begin_nested():
+            _upsert_round(conn, lineage, items, trial, look=False)
+    except IntegrityError:
+        hopes.discard(pair)
+        return False
+    counts.add(trial)
+    return True
+
+
+def _upsert_round(
+    conn: Connection, lineage: Lineage, items: list[Incoming], counts: UpsertCounts, *, look: bool
+) -> bool:
+    """Write one round (each key once); ``look``: look its keys and external ids up first
+    (else they are known to be new). Whether nothing of it was stored or bound before."""
+    keys = [i.key for i in items]
+    existing = _existing(conn, lineage.entity, keys) if look else {}
     new: list[Incoming] = []
     changed: list[tuple[Incoming, Any]] = []
     ids: dict[str, int] = {}
@@ -318,7 +363,8 @@ def _upsert_round(
         versions = _versions(lineage, history, new, changed, moves)
         enqueue(conn, lineage.subscribers, lineage.channel, versions, lineage.at, lineage.dispatch)
     bound = [i for i in items if i.external_id is not None and i.key not in refused]
-    _bind(conn, lineage, at, [(i.external_id, ids[i.key]) for i in bound if i.external_id])
+    pairs = [(i.external_id, ids[i.key]) for i in bound if i.external_id]
+    return not _bind(conn, lineage, at, pairs, look=look) and not existing
 
 
 def _versions(
@@ -485,15 +531,22 @@ def bind(conn: Connection, lineage: Lineage, pairs: list[tuple[str, int]]) -> No
     _bind(conn, lineage, timestamp(conn, lineage.at), pairs)
 
 
-def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, int]]) -> None:
-    """Create or move bindings (channel, entity, external id) → record id."""
+def _bind(
+    conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, int]], *, look: bool = True
+) -> bool:
+    """Create or move bindings (channel, entity, external id) → record id (``look``: look the
+    external ids up first; else they are known to be unbound). Whether any was bound before."""
     if not pairs:
-        return
+        return False
     wanted = dict(pairs)
     where = {"channel": lineage.channel, "entity": lineage.entity}
+    found = (
+        select_in(conn, bindings, _BOUND_COLUMNS, where, "external_id", list(wanted))
+        if look
+        else []
+    )
     current: dict[str, tuple[int, int]] = {
-        row.external_id: (row.id, row.record_id)
-        for row in select_in(conn, bindings, _BOUND_COLUMNS, where, "external_id", list(wanted))
+        row.external_id: (row.id, row.record_id) for row in found
     }
     fresh = [
         (lineage.channel, lineage.entity, ext, rid, at, at)
@@ -514,3 +567,4 @@ def _bind(conn: Connection, lineage: Lineage, at: Any, pairs: list[tuple[str, in
             .values(record_id=bindparam("b_record"), updated_at=lineage.at),
             moved,
         )
+    return bool(current)
