@@ -30,11 +30,12 @@ from hubprocess import ServedHub, serve_hub
 HOOK_SECRET = "whsec-events-0123456789"
 
 
-def _config(max_pending: int = 64) -> str:
+def _config(max_pending: int = 64, body_timeout: float = 10) -> str:
     return f"""
 hub:
   api:
     max_pending_events: {max_pending}
+    body_timeout_s: {body_timeout}
     rate_limits: {{per_client: "100000/second", per_route: {{}}, anonymous: "100000/second"}}
 channels:
   shop:
@@ -76,10 +77,10 @@ def hub_root(tmp_path: Path) -> tuple[Path, str]:
 
 
 @contextlib.contextmanager
-def _serve(root: Path, max_pending: int = 64) -> Iterator[ServedHub]:
+def _serve(root: Path, max_pending: int = 64, body_timeout: float = 10) -> Iterator[ServedHub]:
     env = {"SHOP_HOOK_SECRET": HOOK_SECRET}
     with serve_hub(
-        root, _config(max_pending), command="run", args=("--interval", "0.2"), env=env
+        root, _config(max_pending, body_timeout), command="run", args=("--interval", "0.2"), env=env
     ) as hub:
         yield hub
 
@@ -232,6 +233,35 @@ def test_beyond_max_pending_events_the_hub_answers_503_with_retry_after_and_stor
         assert again.status_code == 202, again.text
     stored = {str(k) for (k,) in _rows(root, "SELECT key FROM records WHERE entity = 'customer'")}
     assert stored == {"SLOW-1", "NOW-2"}  # the refused event stored nothing
+
+
+def test_a_sender_too_slow_with_its_body_gets_408_and_frees_its_slot(
+    hub_root: tuple[Path, str],
+) -> None:
+    root, key = hub_root
+    body = json.dumps({"id": "SLOW-1", "qty": 7}).encode()
+    with (
+        _serve(root, max_pending=1, body_timeout=1) as hub,
+        hub.client(headers={"X-API-Key": key}) as http,
+    ):
+        started = time.monotonic()
+        slow = _slow_request(hub, key, body)
+        slow.sendall(body[:5])  # then nothing more
+        answer = b""
+        while chunk := slow.recv(65536):  # to the end: the hub closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert b"hub.api.body_timeout_s" in answer and b"5 byte(s) came" in answer, answer
+        assert 0.9 < waited < 5, waited
+        # Its one slot is free again.
+        again = http.post("/api/v1/events/orders-in", json={"id": "NOW-1", "qty": 1})
+        assert again.status_code == 202, again.text
+        output = hub.output()
+    assert "Traceback" not in output, output[-3000:]
+    stored = {str(k) for (k,) in _rows(root, "SELECT key FROM records WHERE entity = 'customer'")}
+    assert stored == {"NOW-1"}
 
 
 def test_a_client_that_hangs_up_mid_body_is_one_log_line(hub_root: tuple[Path, str]) -> None:

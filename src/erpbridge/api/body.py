@@ -12,6 +12,7 @@ refused (send long numbers as strings).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -29,20 +30,39 @@ __all__ = ["MAX_JSON_DEPTH", "json_body", "parse_json", "read_body"]
 log = logging.getLogger(__name__)
 
 
-async def read_body(request: Request, max_body_mb: float) -> bytes:
+async def read_body(request: Request, max_body_mb: float, timeout_s: float | None = None) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``max_body_mb``. A client that
-    disconnects before its body arrived is logged in one line and answered 499 (to nobody)."""
+    disconnects before its body arrived is logged in one line and answered 499 (to nobody).
+
+    With ``timeout_s``, a body that has not all arrived that many seconds after the request
+    reached the app is refused with 408 (and the connection closed): a slow sender does not hold
+    one of the process's event slots (``hub.api.max_pending_events``) for longer."""
     limit = int(max_body_mb * 1024 * 1024)
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
-    chunks, size = [], 0
-    try:
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise ApiError(413, "too_large", f"the body exceeds {limit} bytes")
             chunks.append(chunk)
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            await read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the body did not arrive within {timeout_s:g} s (hub.api.body_timeout_s); "
+            f"{size} byte(s) came",
+            {"Connection": "close"},
+        ) from None
     except ClientDisconnect:
         # A sender that timed out and hung up: one line, not a traceback per request.
         address = request.client.host if request.client else "unknown"

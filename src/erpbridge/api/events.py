@@ -247,7 +247,8 @@ def _in_flow(hub: Hub, name: str) -> Any:
 
 
 async def _body(request: Request, hub: Hub) -> bytes:
-    return await read_body(request, hub.config.model.hub.api.max_body_mb)
+    settings = hub.config.model.hub.api
+    return await read_body(request, settings.max_body_mb, settings.body_timeout_s)
 
 
 def _records(data: Any, path: str | None, max_batch: int) -> list[dict[str, Any]]:

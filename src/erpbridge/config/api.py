@@ -149,6 +149,12 @@ class ApiSettings(Strict):
         description="Event and webhook requests one API process works on at once; one more "
         "is answered 503 with Retry-After.",
     )
+    body_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="Seconds an event or webhook request may take to send its body; a slower "
+        "one is answered 408 and its connection closed.",
+    )
     key_cache_s: float = Field(
         default=60,
         ge=0,
