@@ -16,7 +16,8 @@ Phases (each against a fresh hub folder, store and target):
   target at every level, ``sqlwrite`` target (a SQLite table), batches of 100 records per POST,
   and signed webhooks.
 - ``scaled``: PostgreSQL (``scripts/postgres.sh`` on a free port, or ``--pg-url``), 1, 2 and 4
-  ``erpbridge api`` processes (requests spread round robin) and one ``erpbridge worker``.
+  ``erpbridge api`` processes (requests spread round robin) and ``--workers`` (1)
+  ``erpbridge worker`` processes.
 
 Levels are events per second offered (for batches: records per second). For each, the table
 shows what was accepted (202) per second, what was refused for load (429/503), other answers and
@@ -52,6 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -513,6 +515,8 @@ class Level:
     hub_cpu_s: float = 0.0
     #: Of those, per accepted event (record), in milliseconds.
     cpu_ms_per_event: float | None = None
+    #: The "other" answers by status.
+    other_statuses: dict[int, int] = field(default_factory=dict)
 
     @property
     def sustained(self) -> bool:
@@ -568,6 +572,7 @@ async def run_level(
         load=round(os.getloadavg()[0], 2),
         hub_cpu_s=round(cpu, 2),
         cpu_ms_per_event=round(cpu * 1000 / (len(accepted) * batch), 2) if accepted else None,
+        other_statuses=dict(Counter(s.status for s in answered if s.status not in (202, 429, 503))),
     )
 
 
@@ -581,6 +586,7 @@ def show(level: Level) -> None:
         f"{f(level.post_p99_ms):>8} {f(level.e2e_p50_ms):>8} {f(level.e2e_p99_ms):>8} "
         f"{level.delivered:>6}/{level.expected:<6} {level.load:>5} {level.hub_cpu_s:>6g} "
         f"{f(level.cpu_ms_per_event):>6}"
+        + (f"  other: {level.other_statuses}" if level.other_statuses else "")
     )
 
 
@@ -646,13 +652,14 @@ def scaled(args: argparse.Namespace, results: list[Level], loop: asyncio.Abstrac
         if server is None:
             return
         for procs in args.procs:
-            phase = f"scaled/{procs}api/folder"
+            phase = f"scaled/{procs}api{args.workers}w/folder"
             try:
                 with fresh_database(server) as url, hub("folder", url) as made:
                     for _ in range(procs):
                         made.start("api", port=free_port())
-                    made.start("worker", "--interval", "1")
-                    for rate in [v for v in args.levels if v >= 500]:
+                    for _ in range(args.workers):
+                        made.start("worker", "--interval", "1")
+                    for rate in args.scaled_levels or [v for v in args.levels if v >= 500]:
                         level = loop.run_until_complete(
                             run_level(made, phase, rate, args.duration, args.concurrency, "event")
                         )
@@ -693,8 +700,8 @@ def summary(results: list[Level]) -> dict[str, Any]:
         out[f"{name}_p99_ms_at_1000"] = level.post_p99_ms if level else None
         out[f"{name}_e2e_p99_ms_at_1000"] = level.e2e_p99_ms if level else None
     for procs in (1, 2, 4):
-        out[f"scaled_{procs}api_max_events_per_s"] = best(f"scaled/{procs}api/")
-        level = at(f"scaled/{procs}api/", 1000)
+        out[f"scaled_{procs}api_max_events_per_s"] = best(f"scaled/{procs}api")
+        level = at(f"scaled/{procs}api", 1000)
         out[f"scaled_{procs}api_p99_ms_at_1000"] = level.post_p99_ms if level else None
     over = at("embedded/folder", 2000)
     if over is not None:
@@ -719,6 +726,14 @@ def main() -> None:
         "--phases",
         type=lambda t: t.split(","),
         help="Only these embedded phases (folder, sqlwrite, batch100, hook); default all.",
+    )
+    parser.add_argument(
+        "--scaled-levels",
+        type=lambda t: [float(v) for v in t.split(",")],
+        help="Levels of the scaled shape (default: those of --levels from 500 up).",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="erpbridge worker processes (scaled shape)."
     )
     parser.add_argument("--pg-url", help="A PostgreSQL server (else one is started).")
     parser.add_argument("--concurrency", type=int, default=256, help="Connections open at once.")
