@@ -97,6 +97,51 @@ def test_events_arriving_together_share_one_upsert(project: Project) -> None:
     assert sorted(stored) == sorted((f"C-{i}", 1) for i in range(12))
 
 
+def _answer(http: ApiClient, key: str, name: str) -> dict[str, Any]:
+    answer = http.post("/api/v1/events/customers-in", json={"id": key, "name": name})
+    assert answer.status_code == 202, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_each_event_of_a_merged_group_gets_its_own_counters(project: Project) -> None:
+    http = _sender(project)
+    for key in ("SAME", "CHANGED"):
+        _answer(http, key, "first")
+    blocker = sqlite3.connect(project.root / "hub.db", timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")
+    sends = [("SAME", "first"), ("CHANGED", "second"), ("NEW", "first")]
+    with ThreadPoolExecutor(4) as pool:
+        lone = pool.submit(_answer, http, "LONE", "first")
+        time.sleep(0.5)
+        group = [pool.submit(_answer, http, key, name) for key, name in sends]
+        time.sleep(0.5)
+        blocker.rollback()
+        answers = [done.result() for done in group]
+        lone.result()
+    blocker.close()
+    counters = [(a["created"], a["updated"], a["unchanged"], a["stale"]) for a in answers]
+    assert counters == [(0, 0, 1, 0), (0, 1, 0, 0), (1, 0, 0, 0)]
+    versions = [[(r["key"], r["version"]) for r in a["records"]] for a in answers]
+    assert versions == [[("SAME", 1)], [("CHANGED", 2)], [("NEW", 1)]]
+    # The same key twice in one group is not merged: each event is written on its own, in order.
+    blocker = sqlite3.connect(project.root / "hub.db", timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")
+    with ThreadPoolExecutor(3) as pool:
+        lone = pool.submit(_answer, http, "LONE", "second")
+        time.sleep(0.5)
+        twice = [pool.submit(_answer, http, "TWICE", name) for name in ("first", "second")]
+        time.sleep(0.5)
+        blocker.rollback()
+        answers = [done.result() for done in twice]
+        lone.result()
+    blocker.close()
+    assert sorted(a["records"][0]["version"] for a in answers) == [1, 2]
+    with project.engine.connect() as conn:
+        stored = dict(conn.execute(select(records.c.key, records.c.version)).all())
+    assert stored == {"SAME": 1, "CHANGED": 2, "NEW": 1, "LONE": 2, "TWICE": 2}
+
+
 def _hook(project: Project, key: str) -> None:
     body = json.dumps({"data": [{"id": key, "name": "Hook"}]}).encode()
     stamp = str(int(time.time()))
