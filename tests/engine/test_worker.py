@@ -402,3 +402,52 @@ def test_a_target_that_fails_for_a_while_recovers_on_its_own(hub: tuple[Path, En
         time.sleep(0.02)
     assert states(engine) == [("C1", 1, "delivered"), ("C2", 1, "delivered")]
     assert written(config_path, "customer-C2-v1.json")["NAME1"] == "Bob"
+
+
+def test_a_claim_takes_higher_priority_first_then_the_oldest_and_a_live_lane_only_live_ones(
+    hub: tuple[Path, Engine],
+) -> None:
+    """The claim's window is read per state and priority level (issue 21): the order across
+    levels and states is still priority, then next attempt, then id; a live lane
+    (``min_priority``) leaves backfilled deliveries to the other worker."""
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\n" + "".join(f"C{i},N{i},{i}\n" for i in range(6)))
+    at = now()
+    with engine.begin() as conn:
+        ids = list(conn.execute(select(deliveries.c.id).order_by(deliveries.c.id)).scalars())
+        plan = [  # (priority, state, seconds ago due)
+            (-1000, "pending", 9), (5, "pending", 1), (0, "failed", 8),
+            (5, "pending", 2), (-1000, "pending", 1), (0, "pending", 3),
+        ]  # fmt: skip
+        for delivery_id, (priority, state, ago) in zip(ids, plan, strict=True):
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(priority=priority, state=state,
+                        next_attempt_at=at - timedelta(seconds=ago))
+            )  # fmt: skip
+    lease = timedelta(seconds=30)
+    with engine.begin() as conn:  # one at a time: each claim takes the first still due
+        live = [claim(conn, "w", 1, lease, now(), min_priority=-999) for _ in range(5)]
+        rest = [claim(conn, "w", 1, lease, now()) for _ in range(3)]
+    assert [[c.id for c in got] for got in live] == [[ids[3]], [ids[1]], [ids[2]], [ids[5]], []]
+    assert [[c.id for c in got] for got in rest] == [[ids[0]], [ids[4]], []]
+
+
+def test_payloads_of_a_batch_of_versions_in_one_read(hub: tuple[Path, Engine]) -> None:
+    from erpbridge.store.payloads import version_payloads
+
+    config_path, engine = hub
+    sync(config_path, engine, "id,name,limit\nC1,Anna,1\nC2,Ben,2\n")
+    sync(config_path, engine, "id,name,limit\nC1,Anna B,1\n")
+    with engine.connect() as conn:
+        rows = conn.execute(select(deliveries.c.key, deliveries.c.record_id)).all()
+        record: dict[str, int] = dict(rows)
+        found = version_payloads(
+            conn, [(record["C1"], 1), (record["C1"], 2), (record["C2"], 1), (record["C2"], 9)]
+        )
+    assert {pair: (p.payload["name"], p.deleted) for pair, p in found.items()} == {
+        (record["C1"], 1): ("Anna", False),
+        (record["C1"], 2): ("Anna B", False),
+        (record["C2"], 1): ("Ben", False),
+    }

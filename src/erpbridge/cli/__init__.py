@@ -733,7 +733,7 @@ def run(
     engine = _store(config)
     observability(config, engine, log_format, log_level, metrics_listen)
     service = Service(config, engine, interval=interval, lease=timedelta(seconds=lease))
-    hub = _serving_hub(config, service.engine, wake=service.wake.set, health=service.health)
+    hub = _serving_hub(config, service.engine, wake=service.queued, health=service.health)
     tls = tls_options(config, tls_cert, tls_key, tls_client_ca)
     service.start()
 

@@ -39,11 +39,18 @@ COALESCE_S = 0.01
 
 
 class WakeListener:
-    """LISTENs for the outbox's NOTIFY on PostgreSQL and sets ``wake``; a no-op elsewhere."""
+    """LISTENs for the outbox's NOTIFY on PostgreSQL and sets ``wake`` (and ``also``); a no-op
+    elsewhere."""
 
-    def __init__(self, engine: Engine, wake: threading.Event, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        wake: threading.Event,
+        stop: threading.Event,
+        also: tuple[threading.Event, ...] = (),
+    ) -> None:
         self.engine = engine
-        self.wake = wake
+        self.wakes = (wake, *also)
         self.stop = stop
         self.thread: threading.Thread | None = None
         if engine.dialect.name == "postgresql":
@@ -64,7 +71,8 @@ class WakeListener:
                     failures.recovered()
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.wake.set()
+                            for wake in self.wakes:
+                                wake.set()
             except psycopg.Error as exc:  # the store went away: poll until it is back
                 failures.failed(_Outage(exc), masked_url(self.engine))
                 self.stop.wait(1.0)
@@ -131,9 +139,15 @@ class Service:
         self.engine = engine
         self.interval = interval
         self.wake = threading.Event()
+        #: Wakes the live lane: a worker of its own for live changes only (issue 21), so that a
+        #: live change never waits for a batch of backfilled deliveries being written.
+        self.live_wake = threading.Event()
         self.stop = threading.Event()
-        self.runner = FlowRunner(config, engine, on_queued=self.wake.set)
-        self.worker = Worker(config, engine, lease=lease)
+        self.runner = FlowRunner(config, engine, on_queued=self.queued)
+        self._gate = threading.Lock()
+        self.worker = Worker(config, engine, lease=lease, live_lane=True, gate=self._gate)
+        self.live = Worker(config, engine, name=f"{self.worker.name}:live", lease=lease,
+                           live_only=True, gate=self._gate)  # fmt: skip
         self.scheduler = Scheduler(config, engine, self.runner, self.worker.name)
         self.retention = RetentionJob(
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
@@ -147,15 +161,17 @@ class Service:
         #: ``backfill: on_create`` flows are filled by a thread of their own at start.
         self.filler = Filler(config, engine, on_queued=self.wake.set)
         self.beat: dict[str, float] = {}
+        self._live_beat: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
         self._listener: WakeListener | None = None
 
     def start(self) -> None:
         """Start the scheduler, the worker and (PostgreSQL) the wake listener."""
-        self._listener = WakeListener(self.engine, self.wake, self.stop)
+        self._listener = WakeListener(self.engine, self.wake, self.stop, (self.live_wake,))
         loops = [
             ("scheduler", self._schedule),
             ("worker", self._deliver),
+            ("worker-live", self._deliver_live),
             ("retention", self._prune),
             ("alerts", self._alert),
             ("reconcile", self._reconcile),
@@ -167,14 +183,27 @@ class Service:
             thread.start()
             self._threads.append(thread)
 
+    def queued(self) -> None:
+        """Deliveries were queued: wake the live lane, and the other worker too (idle, it
+        shares a burst; busy with backfilled ones, it claims live ones first at its next
+        claim)."""
+        self.live_wake.set()
+        self.wake.set()
+
     def _deliver(self) -> None:
         worker_loop(lambda: self.worker, self.wake, self.stop, self.interval, self.beat)
+
+    def _deliver_live(self) -> None:
+        worker_loop(lambda: self.live, self.live_wake, self.stop, self.interval, self._live_beat)
 
     def reload(self, config: LoadedConfig) -> None:
         """Go on with ``config``: a run or a delivery pass under way finishes with the old one;
         the next scheduler tick and worker pass use the new one."""
-        runner = FlowRunner(config, self.engine, on_queued=self.wake.set)
-        worker = Worker(config, self.engine, name=self.worker.name, lease=self.worker.lease)
+        runner = FlowRunner(config, self.engine, on_queued=self.queued)
+        worker = Worker(config, self.engine, name=self.worker.name, lease=self.worker.lease,
+                        live_lane=True, gate=self._gate)  # fmt: skip
+        live = Worker(config, self.engine, name=self.live.name, lease=self.live.lease,
+                      live_only=True, gate=self._gate)  # fmt: skip
         scheduler = Scheduler(config, self.engine, runner, worker.name)
         retention = RetentionJob(
             self.engine, config.model.hub.retention, worker.name, stop=self.stop
@@ -188,8 +217,9 @@ class Service:
             scheduler,
             retention,
         )
+        self.live = live
         self.reconciliations = reconciliations
-        self.wake.set()
+        self.queued()
 
     def _backfill_new_flows(self) -> None:
         try:
@@ -250,16 +280,20 @@ class Service:
         resumable), the transports close. Return ``False`` if a thread was still busy at the
         end (its unwritten claims are released anyway)."""
         self.worker.stopping.set()
+        self.live.stopping.set()
         self.runner.stopping.set()
         self.filler.stopping.set()
         self.stop.set()
-        self.wake.set()
+        self.queued()
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         busy = [thread.name for thread in self._threads if thread.is_alive()]
         if busy:
-            released, writing = self.worker.release_unwritten()
+            released, writing = (
+                sum(pair) for pair in zip(self.worker.release_unwritten(),
+                                          self.live.release_unwritten(), strict=True)
+            )  # fmt: skip
             log.error(
                 "%s: not stopped within %.0f s (%s still busy): %d unwritten claim(s) released, "
                 "%d write(s) abandoned in flight (due again when their lease ends)",
@@ -271,6 +305,7 @@ class Service:
             )
             return False
         self.worker.close()
+        self.live.close()
         return True
 
     def health(self) -> dict[str, Any]:

@@ -130,16 +130,27 @@ class Worker:
         name: str | None = None,
         lease: timedelta = timedelta(seconds=60),
         batch_size: int = 100,
+        live_only: bool = False,
+        live_lane: bool = False,
+        gate: threading.Lock | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
         self.name = name or worker_name()
         self.lease = lease
         self.batch_size = batch_size
+        #: This worker is a live lane: it claims live changes only (above the backfill's
+        #: priority) and leaves backfilled and replayed deliveries to the worker beside it.
+        self.min_priority = BACKFILL_PRIORITY + 1 if live_only else None
         #: While backfilled or replayed deliveries are due, claim this many at a time (live ones
         #: first, by priority): a live change arriving meanwhile waits for a small batch, not a
-        #: full one (issue 21).
-        self.background_batch = max(1, batch_size // 4)
+        #: full one (issue 21). With a live lane beside this worker (``live_lane``) a live change
+        #: waits for no batch of this one: full batches.
+        self.background_batch = max(1, batch_size // 2) if live_lane else max(1, batch_size // 4)
+        #: Shared by a live lane and the worker beside it: the live lane holds it while it
+        #: delivers, and the other worker claims only when it is free, so that live changes
+        #: do not share the store's write lock and the targets with a backfill's batches.
+        self.gate = gate
         self._background = False
         # Only flows this configuration knows: deliveries of a removed flow stay in the ledger,
         # visible, instead of being claimed by a worker that cannot map them.
@@ -181,18 +192,21 @@ class Worker:
         uncapped, capped = self._active(conn)
         size = self.background_batch if self._background else self.batch_size
         lease = self.lease
+        least = self.min_priority
         claims = (
-            claim(conn, self.name, size, lease, at, uncapped, take_over=take_over)
+            claim(conn, self.name, size, lease, at, uncapped, take_over=take_over,
+                  min_priority=least)
             if uncapped
             else []
-        )
+        )  # fmt: skip
         # sorted: PostgreSQL's advisory locks are always taken in one order (no deadlock)
         for channel in sorted(capped):
             limits = self.config.model.channels[channel].limits
             room = self.limiter.in_flight_allowance(conn, channel, limits, size)
             if room:
                 flows = capped[channel]
-                claims += claim(conn, self.name, room, lease, at, flows, take_over=take_over)
+                claims += claim(conn, self.name, room, lease, at, flows, take_over=take_over,
+                                min_priority=least)  # fmt: skip
         # any backfilled one: no live change was left, so the next claim stays small too
         self._background = any(c.priority <= BACKFILL_PRIORITY for c in claims)
         return claims
@@ -205,8 +219,17 @@ class Worker:
 
     def run_once(self) -> WorkerStats:
         """Deliver until nothing is due; return what happened."""
+        if self.gate is not None and self.min_priority is not None:
+            with self.gate:  # a live lane: the worker beside it waits while it delivers
+                return self._run_once()
+        return self._run_once()
+
+    def _run_once(self) -> WorkerStats:
         stats = WorkerStats()
         while self.flows and not self.stopping.is_set():
+            if self.gate is not None and self.min_priority is None:
+                with self.gate:  # live changes are being delivered: after them
+                    pass
             with self.engine.begin() as conn:
                 claims = self._claim(conn)
             if not claims:
