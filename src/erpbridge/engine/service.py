@@ -25,7 +25,7 @@ from erpbridge.engine.reconcile.scheduled import ReconcileSchedule
 from erpbridge.engine.retention import RetentionJob
 from erpbridge.engine.runner import FlowRunner
 from erpbridge.engine.scheduler import Scheduler
-from erpbridge.engine.worker import Worker
+from erpbridge.engine.worker import Worker, worker_name
 from erpbridge.store.deliveries import WAKE_CHANNEL
 from erpbridge.store.outage import masked_url
 from erpbridge.store.runs import now
@@ -145,9 +145,7 @@ class Service:
         self.stop = threading.Event()
         self.runner = FlowRunner(config, engine, on_queued=self.queued)
         self._gate = threading.Lock()
-        self.worker = Worker(config, engine, lease=lease, live_lane=True, gate=self._gate)
-        self.live = Worker(config, engine, name=f"{self.worker.name}:live", lease=lease,
-                           live_only=True, gate=self._gate)  # fmt: skip
+        self.worker, self.live = self._workers(config, worker_name(), lease)
         self.scheduler = Scheduler(config, engine, self.runner, self.worker.name)
         self.retention = RetentionJob(
             engine, config.model.hub.retention, self.worker.name, stop=self.stop
@@ -183,6 +181,16 @@ class Service:
             thread.start()
             self._threads.append(thread)
 
+    def _workers(self, config: LoadedConfig, name: str, lease: timedelta) -> tuple[Worker, Worker]:
+        """The worker named ``name`` and its live lane (``name:live``), sharing the gate."""
+        worker = Worker(
+            config, self.engine, name=name, lease=lease, live_lane=True, gate=self._gate
+        )
+        live = Worker(
+            config, self.engine, name=f"{name}:live", lease=lease, live_only=True, gate=self._gate
+        )
+        return worker, live
+
     def queued(self) -> None:
         """Deliveries were queued: wake the live lane, and the other worker too (idle, it
         shares a burst; busy with backfilled ones, it claims live ones first at its next
@@ -200,10 +208,7 @@ class Service:
         """Go on with ``config``: a run or a delivery pass under way finishes with the old one;
         the next scheduler tick and worker pass use the new one."""
         runner = FlowRunner(config, self.engine, on_queued=self.queued)
-        worker = Worker(config, self.engine, name=self.worker.name, lease=self.worker.lease,
-                        live_lane=True, gate=self._gate)  # fmt: skip
-        live = Worker(config, self.engine, name=self.live.name, lease=self.live.lease,
-                      live_only=True, gate=self._gate)  # fmt: skip
+        worker, live = self._workers(config, self.worker.name, self.worker.lease)
         scheduler = Scheduler(config, self.engine, runner, worker.name)
         retention = RetentionJob(
             self.engine, config.model.hub.retention, worker.name, stop=self.stop

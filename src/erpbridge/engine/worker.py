@@ -145,7 +145,7 @@ class Worker:
         #: While backfilled or replayed deliveries are due, claim this many at a time (live ones
         #: first, by priority): a live change arriving meanwhile waits for a small batch, not a
         #: full one (issue 21). With a live lane beside this worker (``live_lane``) a live change
-        #: waits for no batch of this one: full batches.
+        #: waits for no batch of this one, so the batches are larger: half a batch.
         self.background_batch = max(1, batch_size // 2) if live_lane else max(1, batch_size // 4)
         #: Shared by a live lane and the worker beside it: the live lane holds it while it
         #: delivers, and the other worker claims only when it is free, so that live changes
